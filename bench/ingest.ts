@@ -1,0 +1,197 @@
+// bench/ingest: signed Shopify orders/create webhooks at increasing concurrency against a running
+// hub (`interchange start`, its own process), on PGlite and on PostgreSQL, next to a bare Fastify
+// route that only parses the same JSON, measured in the same run. Prints webhooks/s, p50/p99 and
+// the ratio to the bare route. Run: npm run bench:ingest [-- --seconds 5 --levels 1,8,32,64
+// --only postgres --cpu-prof DIR --write]; --cpu-prof writes the hub's V8 CPU profile into DIR.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { shopifyOrder, signShopifyWebhook } from '../sim/shopify.ts';
+import { generateKey } from '../src/crypto/secret-box.ts';
+import { freePort, type LoadResult, load, startChild, table, waitFor } from './lib.ts';
+
+const args = process.argv.slice(2);
+const option = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
+const seconds = Number(option('--seconds')) || 5;
+const levels = (option('--levels') ?? '1,8,32,64').split(',').map(Number);
+const modes = (['pglite', 'postgres'] as const).filter((m) => (option('--only') ?? m) === m);
+const SHOP = 'bench-shop.myshopify.com';
+const SECRET = 'shpss_bench_secret';
+const ORDER = JSON.stringify(shopifyOrder({ id: 5550001n }), (_k, v) =>
+  typeof v === 'bigint' ? Number(v) : v,
+);
+
+async function json(url: string, init: RequestInit & { token?: string } = {}) {
+  const res = await fetch(url, {
+    ...init,
+    headers: {
+      'content-type': 'application/json',
+      ...(init.token ? { authorization: `Bearer ${init.token}` } : {}),
+      ...init.headers,
+    },
+  });
+  // biome-ignore lint/suspicious/noExplicitAny: loosely typed JSON of our own API, for a benchmark script.
+  const body = (await res.json()) as Record<string, any>;
+  if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${url}: ${res.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+/** A hub with one organization and a Shopify installation; returns its base URL and installation id. */
+async function startHub(mode: 'pglite' | 'postgres') {
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'interchange-bench-'));
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PORT: String(port),
+    INTERCHANGE_DATA_DIR: dataDir,
+    LOG_LEVEL: 'warn',
+  };
+  delete env.REDIS_URL;
+  let dropDb = async () => {};
+  if (mode === 'postgres') {
+    const server = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+    const name = `ic_bench_${randomBytes(4).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: server });
+    await admin.connect();
+    await admin.query(`create database ${name}`);
+    await admin.end();
+    const url = new URL(server);
+    url.pathname = `/${name}`;
+    env.DATABASE_URL = url.toString();
+    env.INTERCHANGE_SECRET_KEY = generateKey();
+    dropDb = async () => {
+      const c = new pg.Client({ connectionString: server });
+      await c.connect();
+      await c.query(`drop database if exists ${name} with (force)`);
+      await c.end();
+    };
+  } else {
+    delete env.DATABASE_URL;
+    delete env.INTERCHANGE_SECRET_KEY;
+  }
+  const profile = option('--cpu-prof');
+  const hub = startChild(
+    [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []), 'bin/interchange.js', 'start'],
+    env,
+  );
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor(`${base}/healthz`, hub);
+  const id = hub.output().match(/client_id:\s+(\S+)/)?.[1];
+  const secret = hub.output().match(/client_secret:\s+(\S+)/)?.[1];
+  if (!id || !secret) throw new Error(`no admin credentials printed:\n${hub.output()}`);
+  const token = async (client_id: string, client_secret: string) =>
+    (
+      await json(`${base}/oauth/token`, {
+        method: 'POST',
+        body: JSON.stringify({ grant_type: 'client_credentials', client_id, client_secret }),
+      })
+    ).access_token as string;
+  const adminToken = await token(id, secret);
+  const org = await json(`${base}/v1/organizations`, {
+    method: 'POST',
+    token: adminToken,
+    body: JSON.stringify({ name: 'Bench' }),
+  });
+  const client = await json(`${base}/v1/api-clients`, {
+    method: 'POST',
+    token: adminToken,
+    body: JSON.stringify({ name: 'bench', organization_id: org.id, tier: 'enterprise' }),
+  });
+  const orgToken = await token(client.id, client.client_secret);
+  const installation = await json(`${base}/v1/installations`, {
+    method: 'POST',
+    token: orgToken,
+    body: JSON.stringify({
+      connector: 'shopify',
+      config: { shopDomain: SHOP },
+      secrets: { clientSecret: SECRET },
+    }),
+  });
+  return {
+    base,
+    installationId: installation.id as string,
+    async stop() {
+      await hub.stop();
+      await dropDb();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Every request is a distinct, correctly signed delivery (new event id), as Shopify would send. */
+const webhook = (installationId: string) => () => {
+  const signed = signShopifyWebhook({
+    topic: 'orders/create',
+    shopDomain: SHOP,
+    body: ORDER,
+    secret: SECRET,
+    eventId: randomUUID(),
+  });
+  return { path: `/hooks/${installationId}`, headers: signed.headers, body: signed.body };
+};
+
+async function measure(label: string, base: string, installationId: string): Promise<LoadResult[]> {
+  const results: LoadResult[] = [];
+  await load(base, 8, 1, webhook(installationId)); // warm-up
+  for (const c of levels) {
+    const r = await load(base, c, seconds, webhook(installationId));
+    if (r.non2xx > 0 || r.errors > 0)
+      console.warn(`${label} c=${c}: ${r.non2xx} non-2xx, ${r.errors} errors`);
+    results.push(r);
+    process.stderr.write(`${label} c=${c}: ${r.rps.toFixed(0)}/s p50 ${r.p50} ms p99 ${r.p99} ms\n`);
+  }
+  return results;
+}
+
+const bareChild = startChild(['--import', 'tsx', 'bench/bare-server.ts'], {
+  ...process.env,
+  PORT: String(await freePort()),
+});
+await new Promise((r) => setTimeout(r, 300));
+const barePort = Number(
+  await (async () => {
+    for (let i = 0; i < 100 && !/listening \d+/.test(bareChild.output()); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    return bareChild.output().match(/listening (\d+)/)?.[1];
+  })(),
+);
+const bare = await measure('bare fastify', `http://127.0.0.1:${barePort}`, 'ins_bare');
+await bareChild.stop();
+
+const rows: (string | number)[][] = [];
+for (const [i, c] of levels.entries()) {
+  const b = bare[i] as LoadResult;
+  rows.push([`bare Fastify JSON route`, c, b.rps.toFixed(0), b.p50, b.p99, '1.00']);
+}
+for (const mode of modes) {
+  const hub = await startHub(mode);
+  try {
+    const results = await measure(mode, hub.base, hub.installationId);
+    for (const [i, c] of levels.entries()) {
+      const r = results[i] as LoadResult;
+      rows.push([
+        `Interchange on ${mode === 'pglite' ? 'PGlite' : 'PostgreSQL'}`,
+        c,
+        r.rps.toFixed(0),
+        r.p50,
+        r.p99,
+        (r.rps / (bare[i] as LoadResult).rps).toFixed(2),
+      ]);
+    }
+  } finally {
+    await hub.stop();
+  }
+}
+
+const header = `Ingest: signed Shopify orders/create, ${seconds} s per level, ${cpus().length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
+const out = `${header}\n\n${table(['target', 'connections', 'webhooks/s', 'p50 ms', 'p99 ms', 'vs bare'], rows)}\n`;
+console.log(`\n${out}`);
+if (args.includes('--write')) {
+  const path = 'BENCHMARKS.md';
+  const doc = readFileSync(path, 'utf8');
+  const marked = /<!-- bench:ingest:start -->[\s\S]*<!-- bench:ingest:end -->/;
+  writeFileSync(path, doc.replace(marked, `<!-- bench:ingest:start -->\n${out}<!-- bench:ingest:end -->`));
+  console.log(`updated ${path}`);
+}

@@ -1,0 +1,103 @@
+// Composition root: builds the store, secret box, services and HTTP server from a Config.
+import { readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import type { Config } from './config.ts';
+import { loadSecretBox } from './crypto/keyring.ts';
+import type { SecretBox } from './crypto/secret-box.ts';
+import { buildServer } from './http/server.ts';
+import { type LogDestination, loggerOptions } from './observability/logger.ts';
+import { createMetrics } from './observability/metrics.ts';
+import { createServices, type Services } from './services.ts';
+import { openStore, type Store, type StoreOptions } from './store/db.ts';
+import { migrate } from './store/migrate.ts';
+import { type AdminCredentials, bootstrap } from './tenancy/bootstrap.ts';
+
+export const VERSION: string = JSON.parse(
+  readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+).version;
+
+export function storeOptions(config: Config): StoreOptions {
+  return config.databaseUrl
+    ? { kind: 'postgres', url: config.databaseUrl, poolSize: config.dbPoolSize }
+    : { kind: 'pglite', dataDir: config.dataDir };
+}
+
+/** Opens the store and brings its schema up to date. */
+export async function openMigratedStore(config: Config, options = storeOptions(config)): Promise<Store> {
+  const store = await openStore(options);
+  try {
+    await migrate(store);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  return store;
+}
+
+export interface AppOptions {
+  /** Overrides where the data lives (tests use an in-memory PGlite or a fresh database). */
+  store?: StoreOptions;
+  logDestination?: LogDestination;
+}
+
+export interface App {
+  config: Config;
+  store: Store;
+  box: SecretBox;
+  services: Services;
+  server: Awaited<ReturnType<typeof buildServer>>;
+  /** Set on the start that created the first admin client: shown once, never again. */
+  adminCredentials: AdminCredentials | undefined;
+  close(): Promise<void>;
+}
+
+export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
+  const box = loadSecretBox(config);
+  const logger = pino(loggerOptions(config.logLevel), options.logDestination ?? pino.destination(1));
+  const store = await openMigratedStore(config, options.store);
+  let redis: Redis | undefined;
+  try {
+    const adminCredentials = await bootstrap(store, box);
+    const services = createServices(config, store, box, logger);
+    await services.tokens.load();
+    if (config.redisUrl) {
+      redis = new Redis(config.redisUrl, {
+        lazyConnect: true,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+        connectTimeout: 5000,
+      });
+      redis.on('error', () => {});
+      await redis.connect();
+    }
+    const server = await buildServer({
+      config,
+      store,
+      services,
+      metrics: createMetrics(),
+      redis,
+      logger,
+      version: VERSION,
+    });
+    return {
+      config,
+      store,
+      box,
+      services,
+      server,
+      adminCredentials,
+      async close() {
+        await server.close();
+        await services.committer.drain();
+        await services.log.close();
+        redis?.disconnect();
+        await store.close();
+      },
+    };
+  } catch (err) {
+    redis?.disconnect();
+    await store.close();
+    throw err;
+  }
+}

@@ -1,0 +1,100 @@
+// Environment → validated, frozen Config. A bad value stops start-up with one line naming the
+// variable (ConfigError); empty strings count as unset, as .env files and shells often leave them.
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const urlWithProtocols = (protocols: string[]) =>
+  z.string().refine(
+    (value) => {
+      try {
+        return protocols.includes(new URL(value).protocol);
+      } catch {
+        return false;
+      }
+    },
+    `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`,
+  );
+
+const envSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PUBLIC_URL: urlWithProtocols(['http:', 'https:']).optional(),
+  DATABASE_URL: urlWithProtocols(['postgres:', 'postgresql:']).optional(),
+  REDIS_URL: urlWithProtocols(['redis:', 'rediss:']).optional(),
+  KAFKA_BROKERS: z
+    .string()
+    .regex(/^[^\s,]+:\d+(,[^\s,]+:\d+)*$/, 'must be a comma-separated list of host:port')
+    .optional(),
+  INTERCHANGE_DATA_DIR: z.string().min(1).default('.interchange'),
+  INTERCHANGE_SECRET_KEY: z.string().optional(),
+  INTERCHANGE_TOKEN_TTL: z.coerce.number().int().min(60).max(86_400).default(3600),
+  INTERCHANGE_DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+});
+
+export type Config = Readonly<{
+  port: number;
+  host: string;
+  publicUrl: string;
+  /** The `iss` of access tokens: PUBLIC_URL when set, else a constant, so a restart on another port keeps tokens valid. */
+  tokenIssuer: string;
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  kafkaBrokers: readonly string[];
+  dataDir: string;
+  /** Raw INTERCHANGE_SECRET_KEY: one key, or several comma-separated (the first encrypts). */
+  secretKey: string | undefined;
+  tokenTtlSeconds: number;
+  dbPoolSize: number;
+  logLevel: (typeof LOG_LEVELS)[number];
+  /** Embedded mode: PGlite in the data dir, generated secret key, credentials written to disk. */
+  embedded: boolean;
+}>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const present = Object.fromEntries(
+    Object.keys(envSchema.shape).flatMap((key) => {
+      const value = env[key]?.trim();
+      return value ? [[key, value]] : [];
+    }),
+  );
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const key = String(issue?.path[0] ?? 'environment');
+    const got = key in present ? ` (got ${JSON.stringify(present[key])})` : '';
+    const shown = key === 'INTERCHANGE_SECRET_KEY' || /_URL$/.test(key) ? '' : got;
+    throw new ConfigError(`invalid configuration: ${key} ${issue?.message ?? 'is invalid'}${shown}`);
+  }
+  const e = parsed.data;
+  if (e.DATABASE_URL && !e.INTERCHANGE_SECRET_KEY) {
+    throw new ConfigError(
+      'invalid configuration: INTERCHANGE_SECRET_KEY is required when DATABASE_URL is set ' +
+        '(every process sharing the database must share the key; generate one with `interchange secrets generate-key`)',
+    );
+  }
+  return Object.freeze({
+    port: e.PORT,
+    host: e.HOST,
+    publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
+    tokenIssuer: e.PUBLIC_URL ? e.PUBLIC_URL.replace(/\/+$/, '') : 'interchange',
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    kafkaBrokers: Object.freeze(e.KAFKA_BROKERS ? e.KAFKA_BROKERS.split(',') : []),
+    dataDir: resolve(e.INTERCHANGE_DATA_DIR),
+    secretKey: e.INTERCHANGE_SECRET_KEY,
+    tokenTtlSeconds: e.INTERCHANGE_TOKEN_TTL,
+    dbPoolSize: e.INTERCHANGE_DB_POOL_SIZE,
+    logLevel: e.LOG_LEVEL,
+    embedded: !e.DATABASE_URL,
+  });
+}
+
+/** The variables loadConfig reads, for `--help` and docs. */
+export const CONFIG_KEYS = Object.keys(envSchema.shape);

@@ -1,0 +1,201 @@
+// The connector contract. A connector is a plain object made by `defineConnector`, which only
+// checks and types what it is given (ARCHITECTURE.md §4). Connectors know nothing of HTTP
+// frameworks, the database or each other: they get bytes and settings, and return events.
+import { z } from 'zod';
+import type { EVENT_DATA } from '../events/types.ts';
+
+export const CATEGORIES = [
+  'ecommerce',
+  'payments',
+  'crm',
+  'analytics',
+  'messaging',
+  'webhooks',
+  'custom',
+] as const;
+export type Category = (typeof CATEGORIES)[number];
+
+/** The stable error kind every connector throws. `code` is one of the codes below. */
+export class ConnectorError extends Error {
+  override name = 'ConnectorError';
+  constructor(
+    readonly code: ConnectorErrorCode,
+    message: string,
+    readonly retryable = false,
+  ) {
+    super(message);
+  }
+}
+
+export type ConnectorErrorCode =
+  /** The request's signature is missing or wrong. */
+  | 'signature_invalid'
+  /** The signed timestamp is too old (replay protection). */
+  | 'timestamp_stale'
+  /** The installation lacks the secret needed to verify: a configuration error, never a pass. */
+  | 'secret_missing'
+  /** The body is not the JSON (or form) the provider sends. */
+  | 'payload_malformed'
+  /** The payload lacks fields the canonical event needs. */
+  | 'payload_invalid'
+  /** The provider's topic or event type is not one this connector handles. */
+  | 'topic_unknown'
+  /** A provider API call failed (connection checks, sync, delivery). */
+  | 'provider_error';
+
+/** An inbound HTTP request as a connector sees it. Header names are lower case. */
+export interface InboundRequest {
+  method: string;
+  /** The full URI the provider called, as it called it: HubSpot signs it. */
+  url: string;
+  headers: Readonly<Record<string, string>>;
+  /** The body exactly as received: signatures are computed over these bytes. */
+  rawBody: Buffer;
+  receivedAt: Date;
+}
+
+export interface InstallationContext<C, S> {
+  installationId: string;
+  config: C;
+  /** Decrypted secrets; a key may be absent when the user has not set it. */
+  secrets: Partial<S>;
+  now: Date;
+}
+
+type KnownType = keyof typeof EVENT_DATA;
+
+/** What `normalize` returns for one canonical event; the hub adds id, source, organization, time. */
+export interface EventDraft {
+  type: KnownType | `custom.${string}`;
+  /** What the event is about, e.g. `orders/820982911946154508`. */
+  subject?: string | undefined;
+  /** When it happened at the provider (ISO 8601); defaults to when it was received. */
+  time?: string | undefined;
+  data: unknown;
+  /** The provider's id of the customer concerned, to attach the organization's user id. */
+  customerExternalId?: string | null | undefined;
+}
+
+export interface InboundSpec<C, S, P = unknown> {
+  /**
+   * Requests the provider sends that must be answered 200 without verification and without
+   * events (WooCommerce's unsigned creation ping). Must look only at the shape, trust nothing.
+   */
+  isHandshake?(req: InboundRequest): boolean;
+  /** Throws ConnectorError (signature_invalid, timestamp_stale, secret_missing) unless authentic. */
+  verify(req: InboundRequest, ctx: InstallationContext<C, S>): void | Promise<void>;
+  /** Parses the verified body; default JSON. Throws ConnectorError('payload_malformed'). */
+  parse?(req: InboundRequest): P;
+  /** A key that is the same for every retry of one provider event, unique otherwise. */
+  dedupeKey(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): string;
+  /** The ordering key of the events (the source account: the shop domain for Shopify). */
+  partitionKey(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): string;
+  /** Canonical events for this request; throws topic_unknown or payload_invalid. */
+  normalize(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): EventDraft[];
+  /** For providers calling one URL for every account (POST /hooks/<connector>): the account this request is for. */
+  routeKey?(req: InboundRequest): string | undefined;
+}
+
+export interface CheckResult {
+  ok: boolean;
+  message: string;
+}
+
+export interface ConnectorDefinition<C extends z.ZodType = z.ZodType, S extends z.ZodType = z.ZodType> {
+  /** kebab-case; the same string in the folder, the catalog, the database and the API. */
+  id: string;
+  name: string;
+  category: Category;
+  description?: string;
+  /** Public settings; its JSON Schema draws the dashboard form. */
+  config: C;
+  /** Encrypted at rest, never returned by the API. */
+  secrets: S;
+  // biome-ignore lint/suspicious/noExplicitAny: the parsed payload type is private to each connector; the hub only passes it back.
+  inbound?: InboundSpec<z.infer<C>, z.infer<S>, any>;
+  /** The installation's routing key for `routeKey` (e.g. its shop domain). */
+  routeKeyOf?(config: z.infer<C>): string | undefined;
+  /** Connection check for `POST /v1/installations/:id/test`. */
+  check?(ctx: InstallationContext<z.infer<C>, z.infer<S>>): Promise<CheckResult>;
+}
+
+export type AnyConnector = ConnectorDefinition<z.ZodType, z.ZodType>;
+
+const ID = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
+
+/**
+ * Declares a connector. Types the definition so a wrong one does not compile; `validateCatalog`
+ * checks the rest at boot.
+ *
+ * @example
+ * export default defineConnector({
+ *   id: 'acme', name: 'Acme', category: 'ecommerce',
+ *   config: z.object({ account: z.string() }),
+ *   secrets: z.object({ signingSecret: z.string() }),
+ *   inbound: { verify, dedupeKey, partitionKey, normalize },
+ * });
+ */
+export function defineConnector<C extends z.ZodObject, S extends z.ZodObject, P>(
+  definition: ConnectorDefinition<C, S> & { inbound?: InboundSpec<z.infer<C>, z.infer<S>, P> },
+): ConnectorDefinition<C, S> {
+  return definition;
+}
+
+export class ConnectorDefinitionError extends Error {
+  override name = 'ConnectorDefinitionError';
+}
+
+/** Boot-time checks of what types cannot say: ids, uniqueness, schemas that are objects. */
+export function validateCatalog(connectors: readonly AnyConnector[]): void {
+  const seen = new Set<string>();
+  for (const c of connectors) {
+    const where = `connector ${JSON.stringify(c.id)}`;
+    if (typeof c.id !== 'string' || !ID.test(c.id))
+      throw new ConnectorDefinitionError(`${where}: id must be kebab-case`);
+    if (seen.has(c.id)) throw new ConnectorDefinitionError(`${where}: id is used twice`);
+    seen.add(c.id);
+    if (!c.name) throw new ConnectorDefinitionError(`${where}: name is required`);
+    if (!(c.config instanceof z.ZodObject))
+      throw new ConnectorDefinitionError(`${where}: config must be a z.object`);
+    if (!(c.secrets instanceof z.ZodObject))
+      throw new ConnectorDefinitionError(`${where}: secrets must be a z.object`);
+    const inbound = c.inbound;
+    if (inbound) {
+      for (const fn of ['verify', 'dedupeKey', 'partitionKey', 'normalize'] as const) {
+        if (typeof inbound[fn] !== 'function')
+          throw new ConnectorDefinitionError(`${where}: inbound.${fn} must be a function`);
+      }
+    }
+  }
+}
+
+/** Lower-cased header lookup helper for connectors; accepts several names (e.g. with and without X-). */
+export function header(req: InboundRequest, ...names: string[]): string | undefined {
+  for (const name of names) {
+    const value = req.headers[name.toLowerCase()];
+    if (value !== undefined && value !== '') return value;
+  }
+  return undefined;
+}
+
+/** Default body parser: JSON, or ConnectorError('payload_malformed'). */
+export function parseJson(req: InboundRequest): unknown {
+  try {
+    return JSON.parse(req.rawBody.toString('utf8'));
+  } catch {
+    throw new ConnectorError('payload_malformed', 'body is not valid JSON');
+  }
+}
+
+/** Parses a provider payload with zod, or ConnectorError('payload_invalid') naming the first bad field. */
+export function parsePayload<T extends z.ZodType>(schema: T, payload: unknown, what: string): z.infer<T> {
+  const result = schema.safeParse(payload);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    throw new ConnectorError(
+      'payload_invalid',
+      `${what}: ${issue?.path.join('.') || 'payload'}: ${issue?.message ?? 'invalid'}`,
+    );
+  }
+  return result.data;
+}

@@ -1,0 +1,291 @@
+import { describe, expect, it } from 'vitest';
+import { inboundRequest } from '../../../sim/capture-server.ts';
+import {
+  SHOPIFY_WEBHOOK_TOPICS,
+  type ShopifyWebhookOptions,
+  SIM_SHOP_DOMAIN,
+  shopifyCustomer,
+  shopifyJson,
+  shopifyOrder,
+  shopifyPayload,
+  shopifyRefund,
+  signShopifyWebhook,
+} from '../../../sim/shopify.ts';
+import { parseEventData } from '../../events/types.ts';
+import { ConnectorError, type EventDraft, type InboundRequest, parseJson } from '../sdk.ts';
+import shopify from './index.ts';
+
+const SECRET = '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';
+const INSTALLATION = 'ins_shopify_test';
+const inbound = shopify.inbound;
+if (!inbound) throw new Error('the shopify connector must receive webhooks');
+
+interface Setup {
+  /** The installation's client secret; null: not set. */
+  secret?: string | null;
+  shopDomain?: string;
+}
+
+function context({ secret = SECRET, shopDomain = SIM_SHOP_DOMAIN }: Setup = {}) {
+  return {
+    installationId: INSTALLATION,
+    config: { shopDomain },
+    secrets: secret === null ? {} : { clientSecret: secret },
+    now: new Date(),
+  };
+}
+
+function request(options: Partial<ShopifyWebhookOptions> & { topic: string }): InboundRequest {
+  const { headers, body } = signShopifyWebhook({
+    shopDomain: SIM_SHOP_DOMAIN,
+    secret: SECRET,
+    body: shopifyPayload('orders/create'),
+    ...options,
+  });
+  return inboundRequest({ url: 'https://hub.example.com/hooks/shopify', headers, body });
+}
+
+/** The hub's inbound path for one request: verify, parse, keys, normalize. */
+async function receive(req: InboundRequest, setup: Setup = {}) {
+  const ctx = context(setup);
+  await inbound?.verify(req, ctx);
+  const payload = inbound?.parse ? inbound.parse(req) : parseJson(req);
+  return {
+    routeKey: inbound?.routeKey?.(req),
+    dedupeKey: inbound?.dedupeKey(req, payload, ctx),
+    partitionKey: inbound?.partitionKey(req, payload, ctx),
+    drafts: inbound?.normalize(req, payload, ctx) ?? [],
+  };
+}
+
+async function errorCode(run: () => unknown): Promise<string> {
+  try {
+    await run();
+  } catch (err) {
+    if (err instanceof ConnectorError) return err.code;
+    throw err;
+  }
+  return 'no error';
+}
+
+async function only(options: Partial<ShopifyWebhookOptions> & { topic: string }): Promise<EventDraft> {
+  const { drafts } = await receive(request(options));
+  expect(drafts).toHaveLength(1);
+  const [draft] = drafts;
+  if (!draft) throw new Error('no draft');
+  return draft;
+}
+
+const EXPECTED_TYPES: Record<(typeof SHOPIFY_WEBHOOK_TOPICS)[number], string> = {
+  'orders/create': 'order.created',
+  'orders/updated': 'order.updated',
+  'orders/paid': 'order.paid',
+  'orders/fulfilled': 'order.fulfilled',
+  'orders/cancelled': 'order.cancelled',
+  'refunds/create': 'refund.created',
+  'customers/create': 'customer.created',
+  'customers/update': 'customer.updated',
+  'customers/delete': 'customer.deleted',
+  'products/create': 'product.created',
+  'products/update': 'product.updated',
+  'products/delete': 'product.deleted',
+  'app/uninstalled': 'app.uninstalled',
+  'customers/data_request': 'privacy.data_request',
+  'customers/redact': 'privacy.customer_redact',
+  'shop/redact': 'privacy.shop_redact',
+};
+
+describe('shopify: verification', () => {
+  it('accepts a request signed with the client secret, with either header spelling', async () => {
+    for (const legacyPrefix of [true, false]) {
+      const req = request({ topic: 'orders/create', legacyPrefix });
+      const names = Object.keys(req.headers);
+      expect(names.some((n) => n.startsWith('x-shopify-'))).toBe(legacyPrefix);
+      await expect(receive(req)).resolves.toMatchObject({ routeKey: SIM_SHOP_DOMAIN });
+    }
+  });
+
+  it('rejects a wrong secret, a tampered body and a missing signature', async () => {
+    const wrong = request({ topic: 'orders/create', secret: 'shpss_someone_else' });
+    expect(await errorCode(() => receive(wrong))).toBe('signature_invalid');
+
+    const good = request({ topic: 'orders/create' });
+    const tampered = { ...good, rawBody: Buffer.from(good.rawBody.toString().replace('199.00', '1.00')) };
+    expect(tampered.rawBody.equals(good.rawBody)).toBe(false);
+    expect(await errorCode(() => receive(tampered))).toBe('signature_invalid');
+
+    const { 'x-shopify-hmac-sha256': _, ...unsigned } = good.headers;
+    expect(await errorCode(() => receive({ ...good, headers: unsigned }))).toBe('signature_invalid');
+
+    const truncated = { ...good, headers: { ...good.headers, 'x-shopify-hmac-sha256': 'AAAA' } };
+    expect(await errorCode(() => receive(truncated))).toBe('signature_invalid');
+  });
+
+  it('fails closed when the installation has no secret', async () => {
+    const req = request({ topic: 'orders/create' });
+    expect(await errorCode(() => receive(req, { secret: null }))).toBe('secret_missing');
+    expect(await errorCode(() => receive(req, { secret: '' }))).toBe('secret_missing');
+  });
+
+  it("rejects a valid signature for another shop: the app's secret signs every shop's webhooks", async () => {
+    const req = request({ topic: 'orders/create', shopDomain: 'other-shop.myshopify.com' });
+    expect(await errorCode(() => receive(req))).toBe('signature_invalid');
+    // The shop header is compared case-insensitively, as Shopify domains are.
+    const upper = request({ topic: 'orders/create', shopDomain: SIM_SHOP_DOMAIN.toUpperCase() });
+    await expect(receive(upper)).resolves.toMatchObject({ partitionKey: SIM_SHOP_DOMAIN });
+  });
+
+  it('normalizes the shop domain in the installation config', () => {
+    const parsed = shopify.config.parse({ shopDomain: '  Interchange-Demo.MyShopify.com ' });
+    expect(parsed).toEqual({ shopDomain: SIM_SHOP_DOMAIN });
+    expect(shopify.config.safeParse({ shopDomain: 'https://evil.example.com' }).success).toBe(false);
+  });
+});
+
+describe('shopify: normalization', () => {
+  it.each(SHOPIFY_WEBHOOK_TOPICS)('%s becomes a valid canonical event', async (topic) => {
+    const draft = await only({ topic, body: shopifyPayload(topic) });
+    expect(draft.type).toBe(EXPECTED_TYPES[topic]);
+    expect(draft.subject).toMatch(/^(orders|refunds|customers|products|shop)\//);
+    // The data passes the canonical schema of its type: what every consumer relies on.
+    expect(() => parseEventData(draft.type, draft.data)).not.toThrow();
+  });
+
+  it('keeps ids beyond 2^53 digit for digit and money as exact decimal strings', async () => {
+    const draft = await only({
+      topic: 'orders/paid',
+      body: shopifyOrder({
+        id: 9007199254740993123n,
+        lineItems: [
+          { title: 'A', price: '0.10', quantity: 3 },
+          { title: 'B', price: '0.20', quantity: 1 },
+        ],
+        shipping: '4.99',
+        tax: '0.07',
+      }),
+    });
+    const data = draft.data as Record<string, unknown>;
+    expect(data.order_id).toBe('9007199254740993123');
+    expect(draft.subject).toBe('orders/9007199254740993123');
+    // 0.30 + 0.20 = 0.50 subtotal; + 4.99 + 0.07 = 5.56 total; revenue = total − shipping − tax.
+    expect(data).toMatchObject({
+      subtotal: '0.50',
+      total: '5.56',
+      shipping: '4.99',
+      tax: '0.07',
+      revenue: '0.50',
+      currency: 'USD',
+    });
+    expect(draft.customerExternalId).toBe('115310627314723954');
+  });
+
+  it('writes zero-decimal currencies without decimals (JPY)', async () => {
+    const draft = await only({
+      topic: 'orders/create',
+      body: shopifyOrder({
+        currency: 'JPY',
+        lineItems: [{ title: 'Tea', price: '1500', quantity: 2 }],
+        shipping: '500',
+      }),
+    });
+    expect(draft.data).toMatchObject({ currency: 'JPY', total: '3500', shipping: '500', revenue: '3000' });
+  });
+
+  it('gives a guest checkout no customer', async () => {
+    const draft = await only({ topic: 'orders/create', body: shopifyOrder({ customer: null }) });
+    expect((draft.data as Record<string, unknown>).customer).toBeNull();
+    expect(draft.customerExternalId ?? null).toBeNull();
+  });
+
+  it('sums only the refund transactions that did not fail', async () => {
+    const body = shopifyRefund({ amount: '12.34' });
+    const transactions = (body.transactions as Array<Record<string, unknown>>) ?? [];
+    expect(transactions.length).toBeGreaterThan(0);
+    const failed = { ...transactions[0], id: 1n, status: 'failure', amount: '99.00' };
+    const draft = await only({
+      topic: 'refunds/create',
+      body: { ...body, transactions: [...transactions, failed] },
+    });
+    expect(draft.data).toMatchObject({ total: '12.34', currency: 'USD' });
+  });
+
+  it('maps customers/create to a customer with its external id', async () => {
+    const draft = await only({
+      topic: 'customers/create',
+      body: shopifyCustomer({ id: 207119551n, email: 'ada@example.com' }),
+    });
+    expect(draft.data).toMatchObject({
+      customer_id: '207119551',
+      email: 'ada@example.com',
+      external_ids: { [INSTALLATION]: '207119551' },
+    });
+    expect(draft.customerExternalId).toBe('207119551');
+  });
+
+  it('answers payload_invalid for a body that is not the topic’s shape', async () => {
+    const cases: unknown[] = [
+      '{"id": 1, "line_items": "not-a-list"}',
+      { ...shopifyOrder(), total_price: 12.5 },
+      { ...shopifyOrder(), total_price: '12.345' }, // more precise than USD
+      { ...shopifyOrder(), currency: 'dollars' },
+      '[]',
+    ];
+    for (const body of cases) {
+      const req = request({ topic: 'orders/create', body });
+      expect(await errorCode(() => receive(req)), shopifyJson(body)).toBe('payload_invalid');
+    }
+    const garbage = request({ topic: 'orders/create', body: 'not json at all' });
+    expect(await errorCode(() => receive(garbage))).toBe('payload_malformed');
+  });
+
+  it('answers topic_unknown for a topic it does not handle, or none', async () => {
+    expect(await errorCode(() => receive(request({ topic: 'carts/create', body: {} })))).toBe(
+      'topic_unknown',
+    );
+    const req = request({ topic: 'orders/create' });
+    const { 'x-shopify-topic': _, ...headers } = req.headers;
+    expect(await errorCode(() => receive({ ...req, headers }))).toBe('topic_unknown');
+  });
+
+  it('takes a time from the payload, else from X-Shopify-Triggered-At when it is valid', async () => {
+    const withTime = await only({ topic: 'orders/updated', body: shopifyPayload('orders/updated') });
+    expect(withTime.time).toBe('2024-05-03T15:00:00-04:00');
+    const triggeredAt = '2024-06-01T10:00:00.000Z';
+    const deleted = await only({ topic: 'products/delete', body: { id: 1n }, triggeredAt });
+    expect(deleted.time).toBe(triggeredAt);
+    const garbage = await only({ topic: 'products/delete', body: { id: 1n }, triggeredAt: 'yesterday' });
+    expect(garbage.time).toBeUndefined();
+  });
+});
+
+describe('shopify: keys', () => {
+  it('de-duplicates on the event id and topic, then the webhook id, then the body hash', async () => {
+    const body = shopifyJson(shopifyOrder());
+    const first = await receive(request({ topic: 'orders/paid', body, eventId: 'ev-1' }));
+    const retry = await receive(request({ topic: 'orders/paid', body, eventId: 'ev-1' }));
+    const otherTopic = await receive(request({ topic: 'orders/updated', body, eventId: 'ev-1' }));
+    expect(retry.dedupeKey).toBe(first.dedupeKey);
+    expect(otherTopic.dedupeKey).not.toBe(first.dedupeKey);
+
+    const byWebhook = await receive(
+      request({ topic: 'orders/paid', body, eventId: null, webhookId: 'wh-1' }),
+    );
+    expect(byWebhook.dedupeKey).toContain(':webhook:wh-1');
+
+    const noIds = { topic: 'orders/paid', body, eventId: null, webhookId: null } as const;
+    const hashed = await receive(request(noIds));
+    expect(hashed.dedupeKey).toMatch(/:sha256:[0-9a-f]{64}$/);
+    expect((await receive(request(noIds))).dedupeKey).toBe(hashed.dedupeKey);
+    const changed = await receive(request({ ...noIds, body: shopifyJson(shopifyOrder({ id: 2n })) }));
+    expect(changed.dedupeKey).not.toBe(hashed.dedupeKey);
+  });
+
+  it('partitions by shop, so one shop’s events keep their order', async () => {
+    const order = await receive(request({ topic: 'orders/create' }));
+    const product = await receive(
+      request({ topic: 'products/create', body: shopifyPayload('products/create') }),
+    );
+    expect(order.partitionKey).toBe(SIM_SHOP_DOMAIN);
+    expect(product.partitionKey).toBe(SIM_SHOP_DOMAIN);
+  });
+});

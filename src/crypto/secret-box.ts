@@ -1,0 +1,94 @@
+// Secret box: AES-256-GCM with the key id stored beside each ciphertext, so several keys can be
+// live at once and rotation is a re-encryption, not a flag day. The AAD binds a ciphertext to the
+// row and column it belongs to, so a value copied into another row does not decrypt.
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+
+const VERSION = 'v1';
+const IV_BYTES = 12;
+const KEY_BYTES = 32;
+
+export class SecretKeyError extends Error {
+  override name = 'SecretKeyError';
+}
+
+/** Parses one master key: 32 bytes as base64, base64url or hex. */
+export function parseKey(text: string): Buffer {
+  const trimmed = text.trim();
+  const bytes = /^[0-9a-fA-F]{64}$/.test(trimmed)
+    ? Buffer.from(trimmed, 'hex')
+    : /^[A-Za-z0-9+/_-]{43}=?$/.test(trimmed)
+      ? Buffer.from(trimmed.replaceAll('-', '+').replaceAll('_', '/'), 'base64')
+      : undefined;
+  if (bytes?.length !== KEY_BYTES) {
+    throw new SecretKeyError(
+      'a secret key must be 32 bytes written as base64 (44 characters) or hex (64 characters)',
+    );
+  }
+  return bytes;
+}
+
+export function generateKey(): string {
+  return randomBytes(KEY_BYTES).toString('base64');
+}
+
+/** A stable, non-secret name for a key: derived from it, so it never has to be stored with it. */
+export function keyId(key: Buffer): string {
+  return createHash('sha256').update('interchange-secret-key-id\0').update(key).digest('hex').slice(0, 16);
+}
+
+/** The AAD of a sealed column value: binds it to its table, column and row. */
+export function aadFor(table: string, column: string, rowId: string): string {
+  return `${table}.${column}:${rowId}`;
+}
+
+export class SecretBox {
+  readonly activeKeyId: string;
+  private readonly keys: Map<string, Buffer>;
+
+  /** `keys[0]` encrypts; all of them decrypt. */
+  constructor(keys: readonly Buffer[]) {
+    const [active] = keys;
+    if (!active) throw new SecretKeyError('the secret box needs at least one key');
+    this.keys = new Map(keys.map((k) => [keyId(k), k]));
+    this.activeKeyId = keyId(active);
+  }
+
+  get keyIds(): string[] {
+    return [...this.keys.keys()];
+  }
+
+  encrypt(plaintext: string, aad: string): string {
+    const key = this.keys.get(this.activeKeyId) as Buffer;
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', key, iv);
+    cipher.setAAD(Buffer.from(aad));
+    const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+    const tag = cipher.getAuthTag();
+    return [
+      VERSION,
+      this.activeKeyId,
+      iv.toString('base64url'),
+      body.toString('base64url'),
+      tag.toString('base64url'),
+    ].join('.');
+  }
+
+  decrypt(sealed: string, aad: string): string {
+    const [version, kid, iv, body, tag] = sealed.split('.');
+    if (version !== VERSION || !kid || iv === undefined || body === undefined || tag === undefined) {
+      throw new SecretKeyError('not a sealed secret');
+    }
+    const key = this.keys.get(kid);
+    if (!key) throw new SecretKeyError(`no key with id ${kid} is configured`);
+    const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
+    decipher.setAAD(Buffer.from(aad));
+    decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+    return Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString(
+      'utf8',
+    );
+  }
+
+  static keyIdOf(sealed: string): string | undefined {
+    return sealed.split('.')[1];
+  }
+}

@@ -1,0 +1,80 @@
+// The one table of stable error codes and their HTTP status. Services throw AppError with a code
+// from here; src/http/errors.ts maps every error to the JSON shape of ARCHITECTURE.md §7.
+
+export const ERROR_STATUS = {
+  validation_failed: 400,
+  invalid_json: 400,
+  invalid_cursor: 400,
+  bad_request: 400,
+  unauthorized: 401,
+  invalid_token: 401,
+  insufficient_scope: 403,
+  organization_required: 403,
+  scope_escalation: 403,
+  route_not_found: 404,
+  organization_not_found: 404,
+  api_client_not_found: 404,
+  user_not_found: 404,
+  installation_not_found: 404,
+  connector_not_found: 404,
+  event_not_found: 404,
+  installation_uninstalled: 410,
+  signature_invalid: 401,
+  timestamp_stale: 401,
+  secret_missing: 401,
+  payload_malformed: 400,
+  payload_invalid: 400,
+  topic_unknown: 400,
+  check_unsupported: 400,
+  method_not_allowed: 405,
+  external_id_conflict: 409,
+  conflict: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  internal_error: 500,
+  database_unavailable: 503,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: unknown;
+  readonly headers: Record<string, string>;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { details?: unknown; headers?: Record<string, string> } = {},
+  ) {
+    super(message);
+    this.name = 'AppError';
+    this.code = code;
+    this.status = ERROR_STATUS[code];
+    this.details = options.details;
+    this.headers = options.headers ?? {};
+  }
+}
+
+/** Errors of the OAuth2 token endpoint keep RFC 6749 §5.2's own shape, which OAuth client libraries parse. */
+export type OAuthErrorCode =
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'invalid_grant'
+  | 'unauthorized_client'
+  | 'unsupported_grant_type'
+  | 'invalid_scope';
+
+export class OAuthError extends Error {
+  readonly code: OAuthErrorCode;
+  readonly status: number;
+
+  constructor(code: OAuthErrorCode, description: string) {
+    super(description);
+    this.name = 'OAuthError';
+    this.code = code;
+    this.status = code === 'invalid_client' ? 401 : 400;
+  }
+}

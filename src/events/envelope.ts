@@ -1,0 +1,41 @@
+// The CloudEvents 1.0 envelope of a canonical event, as the API, the log and destinations see it.
+import { z } from 'zod';
+import type { events } from '../store/schema.ts';
+
+export const envelopeSchema = z
+  .object({
+    specversion: z.literal('1.0'),
+    id: z.string().describe('time-ordered (UUIDv7)'),
+    source: z.string().describe('/installations/<id>, or /api-clients/<id> for events sent to the API'),
+    type: z.string().describe('e.g. order.created, customer.updated, custom.cart.abandoned'),
+    subject: z.string().nullable(),
+    time: z.string().describe('when it happened at the source'),
+    datacontenttype: z.literal('application/json'),
+    organization: z.string(),
+    partitionkey: z.string().describe('the ordering key: the source account, e.g. the shop domain'),
+    userid: z
+      .string()
+      .nullable()
+      .describe("the organization's user id when the event's customer is a known user"),
+    data: z.unknown(),
+  })
+  .meta({ id: 'Event' });
+
+export type Envelope = z.infer<typeof envelopeSchema>;
+export type EventRow = typeof events.$inferSelect;
+
+export function toEnvelope(row: EventRow): Envelope {
+  return {
+    specversion: '1.0',
+    id: row.id,
+    source: row.source,
+    type: row.type,
+    subject: row.subject,
+    time: row.time.toISOString(),
+    datacontenttype: 'application/json',
+    organization: row.organizationId,
+    partitionkey: row.partitionKey,
+    userid: row.userId,
+    data: row.data,
+  };
+}

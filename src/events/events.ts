@@ -1,0 +1,165 @@
+// The events API's service: list and read an organization's events, replay one into the log,
+// and take custom events sent by the organization's own systems (idempotent by their `id`).
+import { and, asc, eq, gt, gte, like, lt, type SQL } from 'drizzle-orm';
+import { v7 as uuidv7 } from 'uuid';
+import { AppError } from '../errors.ts';
+import type { Committer } from '../ingest/committer.ts';
+import type { EventLog } from '../log/port.ts';
+import type { Db } from '../store/db.ts';
+import { encodeCursor } from '../store/pagination.ts';
+import { events, inboundRequests } from '../store/schema.ts';
+import { type EventRow, toEnvelope } from './envelope.ts';
+import { parseEventData, topicOf } from './types.ts';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export interface EventQuery {
+  limit: number;
+  cursor?: string | undefined;
+  /** Exact type, or a prefix ending in `.*` (`order.*`). */
+  type?: string | undefined;
+  installationId?: string | undefined;
+  since?: Date | undefined;
+  until?: Date | undefined;
+}
+
+export interface CustomEventInput {
+  type: string;
+  subject?: string | undefined;
+  data: Record<string, unknown>;
+  id?: string | undefined;
+  partitionKey?: string | undefined;
+  time?: string | undefined;
+  userId?: string | undefined;
+}
+
+function decodeEventCursor(cursor: string | undefined): string | undefined {
+  if (cursor === undefined) return undefined;
+  const id = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!UUID.test(id)) throw new AppError('invalid_cursor', 'cursor is not one this API returned');
+  return id;
+}
+
+export function createEventService(db: Db, log: EventLog, committer: Committer) {
+  async function find(organizationId: string, id: string): Promise<EventRow> {
+    const [row] = UUID.test(id)
+      ? await db
+          .select()
+          .from(events)
+          .where(and(eq(events.organizationId, organizationId), eq(events.id, id)))
+      : [];
+    if (!row) throw new AppError('event_not_found', `event ${id} not found`);
+    return row;
+  }
+
+  return {
+    async list(organizationId: string, q: EventQuery) {
+      const after = decodeEventCursor(q.cursor);
+      const typeFilter: SQL | undefined = q.type
+        ? q.type.endsWith('.*')
+          ? like(events.type, `${q.type.slice(0, -2).replaceAll('%', '\\%').replaceAll('_', '\\_')}.%`)
+          : eq(events.type, q.type)
+        : undefined;
+      const rows = await db
+        .select()
+        .from(events)
+        .where(
+          and(
+            eq(events.organizationId, organizationId),
+            typeFilter,
+            q.installationId ? eq(events.installationId, q.installationId) : undefined,
+            q.since ? gte(events.time, q.since) : undefined,
+            q.until ? lt(events.time, q.until) : undefined,
+            after ? gt(events.id, after) : undefined,
+          ),
+        )
+        .orderBy(asc(events.id))
+        .limit(q.limit + 1);
+      const data = rows.slice(0, q.limit);
+      const hasMore = rows.length > q.limit;
+      const last = data.at(-1);
+      return {
+        data: data.map(toEnvelope),
+        hasMore,
+        nextCursor: hasMore && last ? encodeCursor(last.id) : null,
+      };
+    },
+
+    async get(organizationId: string, id: string) {
+      const row = await find(organizationId, id);
+      const [request] = row.rawRequestId
+        ? await db
+            .select({
+              id: inboundRequests.id,
+              receivedAt: inboundRequests.receivedAt,
+              method: inboundRequests.method,
+              path: inboundRequests.path,
+              headers: inboundRequests.headers,
+              bodySize: inboundRequests.bodySize,
+              status: inboundRequests.status,
+            })
+            .from(inboundRequests)
+            .where(
+              and(
+                eq(inboundRequests.organizationId, organizationId),
+                eq(inboundRequests.id, row.rawRequestId),
+              ),
+            )
+        : [];
+      return { event: toEnvelope(row), request: request ?? null };
+    },
+
+    /** Appends the event to its topic again; consumers see it as a replay. */
+    async replay(organizationId: string, id: string) {
+      const row = await find(organizationId, id);
+      const [appended] = await db.transaction((tx) =>
+        log.append(tx as unknown as Db, [
+          { eventId: row.id, topic: topicOf(row.type), partitionKey: row.partitionKey, replay: true },
+        ]),
+      );
+      return appended;
+    },
+
+    async createCustom(organizationId: string, clientId: string, input: CustomEventInput) {
+      const checked = parseEventData(input.type, input.data);
+      if (!checked.success) {
+        throw new AppError('validation_failed', `data does not fit a ${input.type} event`, {
+          details: checked.error.issues.map((i) => ({
+            path: ['body', 'data', ...i.path.map(String)].join('.'),
+            message: i.message,
+          })),
+        });
+      }
+      const time = input.time ? new Date(input.time) : new Date();
+      const event = {
+        id: uuidv7(),
+        source: `/api-clients/${clientId}`,
+        type: input.type,
+        subject: input.subject ?? null,
+        time,
+        partitionKey: input.partitionKey ?? input.subject ?? organizationId,
+        topic: topicOf(input.type),
+        userId: input.userId ?? null,
+        data: checked.data,
+      };
+      const outcome = await committer.submit({
+        organizationId,
+        installationId: null,
+        scope: 'api',
+        dedupeKey: input.id ?? null,
+        requestId: '',
+        request: null,
+        status: 'accepted',
+        events: [event],
+      });
+      const eventId = outcome.status === 'rejected' ? undefined : outcome.eventIds[0];
+      if (!eventId) throw new AppError('conflict', 'an event with this id was accepted before but is gone');
+      return {
+        created: outcome.status === 'accepted',
+        event: toEnvelope((await find(organizationId, eventId)) as EventRow),
+      };
+    },
+  };
+}
+
+export type EventService = ReturnType<typeof createEventService>;

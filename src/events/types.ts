@@ -1,0 +1,92 @@
+// Canonical event types, the topic each belongs to, and the schema of its `data`. A connector's
+// `normalize` output is checked against these before anything is stored: no half-made events.
+import { z } from 'zod';
+import {
+  appSchema,
+  customerSchema,
+  invoiceSchema,
+  orderSchema,
+  paymentSchema,
+  privacySchema,
+  productSchema,
+  refundSchema,
+} from './records.ts';
+
+export const TOPICS = [
+  'order-events',
+  'customer-events',
+  'product-events',
+  'invoice-events',
+  'payment-events',
+  'app-events',
+  'custom-events',
+] as const;
+export type Topic = (typeof TOPICS)[number];
+
+const customerDeleted = z.object({ customer_id: z.string(), external_ids: z.record(z.string(), z.string()) });
+const productDeleted = z.object({ product_id: z.string(), external_ids: z.record(z.string(), z.string()) });
+
+export const EVENT_DATA = {
+  'order.created': orderSchema,
+  'order.updated': orderSchema,
+  'order.paid': orderSchema,
+  'order.fulfilled': orderSchema,
+  'order.cancelled': orderSchema,
+  'order.refunded': orderSchema,
+  'refund.created': refundSchema,
+  'customer.created': customerSchema,
+  'customer.updated': customerSchema,
+  'customer.deleted': customerDeleted,
+  'product.created': productSchema,
+  'product.updated': productSchema,
+  'product.deleted': productDeleted,
+  'invoice.created': invoiceSchema,
+  'invoice.updated': invoiceSchema,
+  'invoice.paid': invoiceSchema,
+  'invoice.payment_failed': invoiceSchema,
+  'payment.succeeded': paymentSchema,
+  'payment.failed': paymentSchema,
+  'app.uninstalled': appSchema,
+  'privacy.data_request': privacySchema,
+  'privacy.customer_redact': privacySchema,
+  'privacy.shop_redact': privacySchema,
+} as const;
+
+export type KnownEventType = keyof typeof EVENT_DATA;
+export type EventData<T extends KnownEventType> = z.infer<(typeof EVENT_DATA)[T]>;
+export const KNOWN_EVENT_TYPES = Object.keys(EVENT_DATA) as KnownEventType[];
+
+/** `custom.<name>` with dotted lowercase segments, e.g. custom.cart.abandoned. */
+export const CUSTOM_TYPE = /^custom(\.[a-z0-9_]+){1,5}$/;
+
+export function isEventType(type: string): boolean {
+  return type in EVENT_DATA || CUSTOM_TYPE.test(type);
+}
+
+export function topicOf(type: string): Topic {
+  const family = type.split('.')[0];
+  switch (family) {
+    case 'order':
+      return 'order-events';
+    case 'refund':
+    case 'payment':
+      return 'payment-events';
+    case 'customer':
+      return 'customer-events';
+    case 'product':
+      return 'product-events';
+    case 'invoice':
+      return 'invoice-events';
+    case 'app':
+    case 'privacy':
+      return 'app-events';
+    default:
+      return 'custom-events';
+  }
+}
+
+/** Validates `data` for a known type (custom types take any JSON object). */
+export function parseEventData(type: string, data: unknown): z.ZodSafeParseResult<unknown> {
+  const schema = (EVENT_DATA as Record<string, z.ZodType>)[type] ?? z.record(z.string(), z.unknown());
+  return schema.safeParse(data);
+}

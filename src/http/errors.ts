@@ -1,0 +1,90 @@
+// The one place errors become responses: `{ error: { code, message, details? } }` with the status
+// from src/errors.ts (or RFC 6749's shape on the token endpoint). Anything unexpected is a 500
+// `internal_error`, logged with its stack and answered without internals.
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { AppError, ERROR_STATUS, type ErrorCode, OAuthError } from '../errors.ts';
+
+interface ErrorBody {
+  error: { code: ErrorCode; message: string; details?: unknown };
+}
+
+/** Fastify's own client errors, by Fastify error code, to our stable codes. */
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'bad_request',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_json',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
+};
+
+function isDatabaseDown(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return (
+    code === 'ECONNREFUSED' || code === '57P01' || code === '57P03' || code === '08006' || code === '08001'
+  );
+}
+
+export function toErrorBody(code: ErrorCode, message: string, details?: unknown): ErrorBody {
+  return { error: details === undefined ? { code, message } : { code, message, details } };
+}
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setNotFoundHandler((req: FastifyRequest, reply: FastifyReply) => {
+    reply
+      .code(404)
+      .send(toErrorBody('route_not_found', `no route for ${req.method} ${req.url.split('?')[0]}`));
+  });
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (err instanceof OAuthError) {
+      reply.header('cache-control', 'no-store');
+      if (err.code === 'invalid_client') reply.header('www-authenticate', 'Basic realm="interchange"');
+      return reply.code(err.status).send({ error: err.code, error_description: err.message });
+    }
+    if (err instanceof AppError) {
+      reply.headers(err.headers);
+      if (err.status === 401) reply.header('www-authenticate', `Bearer error="invalid_token"`);
+      return reply.code(err.status).send(toErrorBody(err.code, err.message, err.details));
+    }
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      const details = err.validation.map((v) => ({
+        path: [err.validationContext, ...String(v.instancePath).split('/').filter(Boolean)].join('.'),
+        message: v.message,
+      }));
+      const first = details[0];
+      return reply
+        .code(400)
+        .send(
+          toErrorBody(
+            'validation_failed',
+            first ? `${first.path}: ${first.message}` : 'invalid request',
+            details,
+          ),
+        );
+    }
+    const mapped = err.code ? FASTIFY_CODES[err.code] : undefined;
+    if (mapped) return reply.code(ERROR_STATUS[mapped]).send(toErrorBody(mapped, err.message));
+    if (err instanceof SyntaxError || (err.statusCode === 400 && /JSON/i.test(err.message))) {
+      return reply.code(400).send(toErrorBody('invalid_json', 'request body is not valid JSON'));
+    }
+    if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+      const code: ErrorCode =
+        err.statusCode === 413
+          ? 'payload_too_large'
+          : err.statusCode === 415
+            ? 'unsupported_media_type'
+            : 'bad_request';
+      return reply.code(ERROR_STATUS[code]).send(toErrorBody(code, err.message));
+    }
+    if (isDatabaseDown(err)) {
+      req.log.error({ err }, 'database unavailable');
+      reply.header('retry-after', '5');
+      return reply
+        .code(503)
+        .send(toErrorBody('database_unavailable', 'the database is unavailable; try again shortly'));
+    }
+    req.log.error({ err }, 'unhandled error');
+    return reply.code(500).send(toErrorBody('internal_error', 'internal error'));
+  });
+}

@@ -1,0 +1,74 @@
+// GET /v1/connectors: the catalog, each connector with its capabilities and config JSON Schema.
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { CONNECTORS } from '../../connectors/catalog.ts';
+import type { AnyConnector } from '../../connectors/sdk.ts';
+import { AppError } from '../../errors.ts';
+import { bearer, errorResponses } from '../schemas.ts';
+
+const connectorSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    category: z.string(),
+    description: z.string().nullable(),
+    capabilities: z.object({
+      source: z.boolean(),
+      destination: z.boolean(),
+      sync: z.boolean(),
+      check: z.boolean(),
+    }),
+    config_schema: z.record(z.string(), z.unknown()).describe('JSON Schema of `config`'),
+    secret_keys: z.array(z.string()).describe('the secrets an installation can hold'),
+  })
+  .meta({ id: 'Connector' });
+
+function present(c: AnyConnector) {
+  return {
+    id: c.id,
+    name: c.name,
+    category: c.category,
+    description: c.description ?? null,
+    capabilities: { source: Boolean(c.inbound), destination: false, sync: false, check: Boolean(c.check) },
+    config_schema: z.toJSONSchema(c.config, { io: 'input', unrepresentable: 'any' }) as Record<
+      string,
+      unknown
+    >,
+    secret_keys: Object.keys((c.secrets as unknown as z.ZodObject).shape),
+  };
+}
+
+export const connectorRoutes: FastifyPluginAsyncZod = async (app) => {
+  const catalog = CONNECTORS.map(present);
+  app.get(
+    '/v1/connectors',
+    {
+      config: { scope: 'installations:read' },
+      schema: {
+        tags: ['Connectors'],
+        summary: 'List the connectors this hub ships',
+        security: bearer,
+        response: { 200: z.object({ data: z.array(connectorSchema) }), ...errorResponses },
+      },
+    },
+    async () => ({ data: catalog }),
+  );
+  app.get(
+    '/v1/connectors/:id',
+    {
+      config: { scope: 'installations:read' },
+      schema: {
+        tags: ['Connectors'],
+        summary: 'Get one connector',
+        security: bearer,
+        params: z.object({ id: z.string().max(100) }),
+        response: { 200: connectorSchema, ...errorResponses },
+      },
+    },
+    async (req) => {
+      const found = catalog.find((c) => c.id === req.params.id);
+      if (!found) throw new AppError('connector_not_found', `no connector ${req.params.id}`);
+      return found;
+    },
+  );
+};

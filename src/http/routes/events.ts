@@ -1,0 +1,178 @@
+// /v1/events: the organization's canonical events. List and read them, replay one into the log,
+// or send custom events from your own systems (the "API integration").
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { envelopeSchema } from '../../events/envelope.ts';
+import { CUSTOM_TYPE, isEventType, KNOWN_EVENT_TYPES } from '../../events/types.ts';
+import { organizationOf, principalOf } from '../auth.ts';
+import { bearer, errorResponses, iso, listOf, listQuery } from '../schemas.ts';
+
+const tags = ['Events'];
+const typeFilter = z
+  .string()
+  .max(200)
+  .regex(/^[a-z0-9_.]+(\.\*)?$/, 'an event type (order.created) or a prefix (order.*)');
+
+const requestMeta = z
+  .object({
+    id: z.string(),
+    received_at: z.string(),
+    method: z.string(),
+    path: z.string(),
+    headers: z.record(z.string(), z.string()),
+    body_size: z.number().int(),
+    status: z.string(),
+  })
+  .nullable()
+  .meta({ id: 'InboundRequestMeta' });
+
+const customBody = z.strictObject({
+  type: z
+    .string()
+    .max(200)
+    .refine(
+      isEventType,
+      `custom.<name> (e.g. custom.cart.abandoned), or a canonical type: ${KNOWN_EVENT_TYPES.join(', ')}`,
+    ),
+  subject: z.string().max(500).optional(),
+  data: z.record(z.string(), z.unknown()),
+  id: z
+    .string()
+    .min(1)
+    .max(200)
+    .optional()
+    .describe('your idempotency key: sending the same id again returns the first event'),
+  partition_key: z
+    .string()
+    .min(1)
+    .max(500)
+    .optional()
+    .describe('ordering key; default: subject, else the organization'),
+  time: z.iso.datetime({ offset: true }).optional(),
+  user_id: z.string().max(100).optional(),
+});
+
+export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
+  const service = app.services.events;
+
+  app.get(
+    '/v1/events',
+    {
+      config: { scope: 'events:read' },
+      schema: {
+        tags,
+        summary: 'List events, oldest first',
+        security: bearer,
+        querystring: listQuery.extend({
+          type: typeFilter.optional(),
+          installation_id: z.string().max(100).optional(),
+          since: z.iso.datetime({ offset: true }).optional(),
+          until: z.iso.datetime({ offset: true }).optional(),
+        }),
+        response: { 200: listOf(envelopeSchema), ...errorResponses },
+      },
+    },
+    async (req) => {
+      const q = req.query;
+      const page = await service.list(organizationOf(req), {
+        limit: q.limit,
+        cursor: q.cursor,
+        type: q.type,
+        installationId: q.installation_id,
+        since: q.since ? new Date(q.since) : undefined,
+        until: q.until ? new Date(q.until) : undefined,
+      });
+      return { data: page.data, has_more: page.hasMore, next_cursor: page.nextCursor };
+    },
+  );
+
+  app.get(
+    '/v1/events/:id',
+    {
+      config: { scope: 'events:read' },
+      schema: {
+        tags,
+        summary: 'Get an event and the metadata of the request it came in',
+        security: bearer,
+        params: z.object({ id: z.string().max(100) }),
+        response: { 200: envelopeSchema.extend({ request: requestMeta }), ...errorResponses },
+      },
+    },
+    async (req) => {
+      const { event, request } = await service.get(organizationOf(req), req.params.id);
+      return {
+        ...event,
+        request: request && {
+          id: request.id,
+          received_at: iso(request.receivedAt),
+          method: request.method,
+          path: request.path,
+          headers: request.headers,
+          body_size: request.bodySize,
+          status: request.status,
+        },
+      };
+    },
+  );
+
+  app.post(
+    '/v1/events/:id/replay',
+    {
+      config: { scope: 'events:write' },
+      schema: {
+        tags,
+        summary: 'Append the event to its topic again, for every consumer to process anew',
+        security: bearer,
+        params: z.object({ id: z.string().max(100) }),
+        response: {
+          202: z.object({
+            event_id: z.string(),
+            topic: z.string(),
+            partition: z.number(),
+            offset: z.number(),
+          }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (req, reply) => {
+      const appended = await service.replay(organizationOf(req), req.params.id);
+      return reply.code(202).send({
+        event_id: req.params.id,
+        topic: appended?.topic ?? '',
+        partition: appended?.partition ?? 0,
+        offset: appended?.offset ?? 0,
+      });
+    },
+  );
+
+  app.post(
+    '/v1/events',
+    {
+      config: { scope: 'events:write' },
+      schema: {
+        tags,
+        summary: 'Send an event from your own systems',
+        description: `Types: \`custom.*\` (${CUSTOM_TYPE.source}) with any object as data, or a canonical type whose data must fit its schema.`,
+        security: bearer,
+        body: customBody,
+        response: { 201: envelopeSchema, 200: envelopeSchema, ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const organizationId = organizationOf(req);
+      const b = req.body;
+      if (b.user_id) await app.services.users.get(organizationId, b.user_id);
+      const { created, event } = await service.createCustom(organizationId, principalOf(req).clientId, {
+        type: b.type,
+        subject: b.subject,
+        data: b.data,
+        id: b.id,
+        partitionKey: b.partition_key,
+        time: b.time,
+        userId: b.user_id,
+      });
+      return reply.code(created ? 201 : 200).send(event);
+    },
+  );
+};

@@ -1,0 +1,180 @@
+// /v1/installations: connectors configured for the organization. Secrets go in, never come out:
+// responses list which secret keys are set.
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { AppError } from '../../errors.ts';
+import type { Installation } from '../../installations/installations.ts';
+import { organizationOf } from '../auth.ts';
+import {
+  bearer,
+  errorResponses,
+  idParams,
+  iso,
+  listOf,
+  listQuery,
+  presentPage,
+  timestamp,
+} from '../schemas.ts';
+
+const installationSchema = z
+  .object({
+    id: z.string(),
+    connector: z.string(),
+    name: z.string(),
+    status: z.enum(['active', 'uninstalled']),
+    config: z.record(z.string(), z.unknown()),
+    secrets_set: z
+      .array(z.string())
+      .describe('names of the secrets that are set; their values are never returned'),
+    inbound_url: z
+      .string()
+      .nullable()
+      .describe('where the provider sends webhooks; null when the connector takes none'),
+    created_at: timestamp,
+    updated_at: timestamp,
+    uninstalled_at: timestamp.nullable(),
+  })
+  .meta({ id: 'Installation' });
+
+const secretsInput = z.record(z.string(), z.unknown());
+
+const createBody = z.strictObject({
+  connector: z.string().max(100).describe('a connector id from GET /v1/connectors'),
+  name: z.string().trim().min(1).max(200).optional(),
+  config: z.record(z.string(), z.unknown()).optional(),
+  secrets: secretsInput.optional(),
+});
+
+const updateBody = z.strictObject({
+  name: z.string().trim().min(1).max(200).optional(),
+  config: z.record(z.string(), z.unknown()).optional().describe('replaces the whole config'),
+  secrets: secretsInput.optional().describe('merged; a null value removes that secret'),
+});
+
+const tags = ['Installations'];
+const read = { scope: 'installations:read' as const };
+const write = { scope: 'installations:write' as const };
+
+export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
+  const service = app.services.installations;
+  const present = (i: Installation) => ({
+    id: i.id,
+    connector: i.connectorId,
+    name: i.name,
+    status: i.status,
+    config: i.config,
+    secrets_set: i.secretKeys,
+    inbound_url: service.connectorOf(i.connectorId).inbound ? `${app.publicUrl}/hooks/${i.id}` : null,
+    created_at: iso(i.createdAt),
+    updated_at: iso(i.updatedAt),
+    uninstalled_at: i.uninstalledAt ? iso(i.uninstalledAt) : null,
+  });
+
+  app.post(
+    '/v1/installations',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: 'Install a connector',
+        security: bearer,
+        body: createBody,
+        response: { 201: installationSchema, ...errorResponses },
+      },
+    },
+    async (req, reply) => reply.code(201).send(present(await service.create(organizationOf(req), req.body))),
+  );
+
+  app.get(
+    '/v1/installations',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'List installations',
+        security: bearer,
+        querystring: listQuery.extend({ connector: z.string().max(100).optional() }),
+        response: { 200: listOf(installationSchema), ...errorResponses },
+      },
+    },
+    async (req) => presentPage(await service.list(organizationOf(req), req.query), present),
+  );
+
+  app.get(
+    '/v1/installations/:id',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'Get an installation',
+        security: bearer,
+        params: idParams,
+        response: { 200: installationSchema, ...errorResponses },
+      },
+    },
+    async (req) => present(await service.get(organizationOf(req), req.params.id)),
+  );
+
+  app.patch(
+    '/v1/installations/:id',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: "Change an installation's name, config or secrets",
+        security: bearer,
+        params: idParams,
+        body: updateBody,
+        response: { 200: installationSchema, ...errorResponses },
+      },
+    },
+    async (req) => present(await service.update(organizationOf(req), req.params.id, req.body)),
+  );
+
+  app.delete(
+    '/v1/installations/:id',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: 'Delete an installation',
+        security: bearer,
+        params: idParams,
+        response: { 204: z.null(), ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      await service.remove(organizationOf(req), req.params.id);
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.post(
+    '/v1/installations/:id/test',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: "Run the connector's connection check",
+        security: bearer,
+        params: idParams,
+        response: { 200: z.object({ ok: z.boolean(), message: z.string() }), ...errorResponses },
+      },
+    },
+    async (req) => {
+      const organizationId = organizationOf(req);
+      const installation = await service.get(organizationId, req.params.id);
+      const connector = service.connectorOf(installation.connectorId);
+      if (!connector.check)
+        throw new AppError('check_unsupported', `${connector.name} has no connection check`);
+      const row = await service.load(installation.id);
+      if (!row) throw new AppError('installation_not_found', `installation ${req.params.id} not found`);
+      return connector.check({
+        installationId: row.id,
+        config: row.config,
+        secrets: service.secretsOf(row),
+        now: new Date(),
+      });
+    },
+  );
+};

@@ -1,0 +1,96 @@
+// POST /oauth/token: the OAuth2 client-credentials grant (RFC 6749 §4.4). Credentials come by
+// HTTP Basic (§2.3.1) or in the body, form-encoded or JSON; errors keep §5.2's shape.
+import formbody from '@fastify/formbody';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { OAuthError } from '../../errors.ts';
+import { ALL_SCOPES, hasScope, type Scope } from '../../tenancy/scopes.ts';
+
+const tokenRequest = z
+  .object({
+    grant_type: z.string().describe('must be client_credentials'),
+    client_id: z.string().optional(),
+    client_secret: z.string().optional(),
+    scope: z
+      .string()
+      .optional()
+      .describe("space-separated subset of the client's scopes; default: all of them"),
+  })
+  .meta({ id: 'TokenRequest' });
+
+const tokenResponse = z
+  .object({
+    access_token: z.string(),
+    token_type: z.literal('Bearer'),
+    expires_in: z.number().int(),
+    scope: z.string(),
+  })
+  .meta({ id: 'TokenResponse' });
+
+const oauthError = z.object({ error: z.string(), error_description: z.string() }).meta({ id: 'OAuthError' });
+
+function basicCredentials(header: string | undefined): { id: string; secret: string } | undefined {
+  const match = header?.match(/^Basic\s+([A-Za-z0-9+/=]+)\s*$/i);
+  if (!match?.[1]) return undefined;
+  const decoded = Buffer.from(match[1], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) throw new OAuthError('invalid_client', 'malformed HTTP Basic credentials');
+  try {
+    // RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+    const decode = (s: string) => decodeURIComponent(s.replaceAll('+', ' '));
+    return { id: decode(decoded.slice(0, colon)), secret: decode(decoded.slice(colon + 1)) };
+  } catch {
+    throw new OAuthError('invalid_client', 'malformed HTTP Basic credentials');
+  }
+}
+
+export const oauthRoutes: FastifyPluginAsyncZod = async (app) => {
+  await app.register(formbody, { bodyLimit: 16 * 1024 });
+
+  app.post(
+    '/oauth/token',
+    {
+      attachValidation: true,
+      bodyLimit: 16 * 1024,
+      schema: {
+        tags: ['OAuth'],
+        summary: 'Exchange client credentials for an access token',
+        description:
+          'OAuth2 client-credentials grant. Send `client_id` and `client_secret` by HTTP Basic or in the body ' +
+          '(`application/x-www-form-urlencoded` or JSON). Errors follow RFC 6749 §5.2.',
+        body: tokenRequest,
+        response: { 200: tokenResponse, 400: oauthError, 401: oauthError },
+      },
+    },
+    async (req, reply) => {
+      if (req.validationError) throw new OAuthError('invalid_request', 'grant_type is required');
+      const body = req.body;
+      if (body.grant_type !== 'client_credentials') {
+        throw new OAuthError('unsupported_grant_type', 'only the client_credentials grant is supported');
+      }
+      const basic = basicCredentials(req.headers.authorization);
+      if (basic && (body.client_id !== undefined || body.client_secret !== undefined)) {
+        throw new OAuthError('invalid_request', 'send client credentials by one method only');
+      }
+      const id = basic?.id ?? body.client_id;
+      const secret = basic?.secret ?? body.client_secret;
+      if (!id || !secret) throw new OAuthError('invalid_client', 'client authentication is required');
+      const client = await app.services.apiClients.authenticate(id, secret);
+      if (!client) throw new OAuthError('invalid_client', 'client authentication failed');
+
+      let scopes: Scope[] = client.scopes;
+      if (body.scope !== undefined) {
+        const requested = body.scope.split(' ').filter(Boolean);
+        const unknown = requested.filter(
+          (s) => !(ALL_SCOPES as readonly string[]).includes(s) || !hasScope(client.scopes, s as Scope),
+        );
+        if (unknown.length > 0 || requested.length === 0) {
+          throw new OAuthError('invalid_scope', 'the requested scope exceeds what this client holds');
+        }
+        scopes = requested as Scope[];
+      }
+      reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+      return app.services.tokens.issue(client, scopes);
+    },
+  );
+};

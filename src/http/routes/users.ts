@@ -1,0 +1,180 @@
+// /v1/users: the organization's end users and their ids in external platforms.
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { User } from '../../users/users.ts';
+import { organizationOf } from '../auth.ts';
+import {
+  bearer,
+  errorResponses,
+  idParams,
+  iso,
+  listOf,
+  listQuery,
+  presentPage,
+  timestamp,
+} from '../schemas.ts';
+
+const platform = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, 'a platform name: lowercase letters, digits, - and _ (e.g. shopify)');
+const externalId = z.string().min(1).max(255);
+
+const userSchema = z
+  .object({
+    id: z.string(),
+    email: z.string().nullable(),
+    name: z.string().nullable(),
+    traits: z.record(z.string(), z.unknown()),
+    external_ids: z
+      .record(z.string(), z.string())
+      .describe('the user\'s id in each external platform, e.g. {"shopify": "7302"}'),
+    created_at: timestamp,
+    updated_at: timestamp,
+  })
+  .meta({ id: 'User' });
+
+const traits = z
+  .record(z.string().max(200), z.unknown())
+  .refine((t) => Object.keys(t).length <= 200, 'at most 200 traits');
+
+const createBody = z.strictObject({
+  email: z.email().max(320).nullable().optional(),
+  name: z.string().trim().min(1).max(200).nullable().optional(),
+  traits: traits.optional().describe('free-form attributes'),
+  external_ids: z.record(platform, externalId).optional(),
+});
+
+const updateBody = z.strictObject({
+  email: z.email().max(320).nullable().optional(),
+  name: z.string().trim().min(1).max(200).nullable().optional(),
+  traits: traits.optional().describe('merged into the current traits; a null value removes a trait'),
+  external_ids: z
+    .record(platform, externalId.nullable())
+    .optional()
+    .describe('merged; a null value removes that platform'),
+});
+
+const present = (u: User) => ({
+  id: u.id,
+  email: u.email,
+  name: u.name,
+  traits: u.traits,
+  external_ids: u.externalIds,
+  created_at: iso(u.createdAt),
+  updated_at: iso(u.updatedAt),
+});
+
+const tags = ['Users'];
+const read = { scope: 'users:read' as const };
+const write = { scope: 'users:write' as const };
+
+export const userRoutes: FastifyPluginAsyncZod = async (app) => {
+  const users = app.services.users;
+
+  app.post(
+    '/v1/users',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: 'Create a user',
+        security: bearer,
+        body: createBody,
+        response: { 201: userSchema, ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const { external_ids, ...rest } = req.body;
+      return reply
+        .code(201)
+        .send(present(await users.create(organizationOf(req), { ...rest, externalIds: external_ids })));
+    },
+  );
+
+  app.get(
+    '/v1/users',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'List users, oldest first',
+        security: bearer,
+        querystring: listQuery.extend({
+          email: z.string().max(320).optional().describe('only users with this email'),
+        }),
+        response: { 200: listOf(userSchema), ...errorResponses },
+      },
+    },
+    async (req) => presentPage(await users.list(organizationOf(req), req.query), present),
+  );
+
+  app.get(
+    '/v1/users/by-external-id/:platform/:external_id',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'Find the user with this id in an external platform',
+        security: bearer,
+        params: z.strictObject({ platform, external_id: externalId }),
+        response: { 200: userSchema, ...errorResponses },
+      },
+    },
+    async (req) =>
+      present(await users.findByExternalId(organizationOf(req), req.params.platform, req.params.external_id)),
+  );
+
+  app.get(
+    '/v1/users/:id',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'Get a user',
+        security: bearer,
+        params: idParams,
+        response: { 200: userSchema, ...errorResponses },
+      },
+    },
+    async (req) => present(await users.get(organizationOf(req), req.params.id)),
+  );
+
+  app.patch(
+    '/v1/users/:id',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: 'Update a user',
+        security: bearer,
+        params: idParams,
+        body: updateBody,
+        response: { 200: userSchema, ...errorResponses },
+      },
+    },
+    async (req) => {
+      const { external_ids, ...rest } = req.body;
+      return present(
+        await users.update(organizationOf(req), req.params.id, { ...rest, externalIds: external_ids }),
+      );
+    },
+  );
+
+  app.delete(
+    '/v1/users/:id',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: 'Delete a user',
+        security: bearer,
+        params: idParams,
+        response: { 204: z.null(), ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      await users.remove(organizationOf(req), req.params.id);
+      return reply.code(204).send(null);
+    },
+  );
+};

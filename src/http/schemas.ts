@@ -1,0 +1,51 @@
+// Schemas shared by the routes: errors, pagination, timestamps. Each named schema carries an
+// OpenAPI component id through zod's registry.
+import { z } from 'zod';
+
+export const errorSchema = z
+  .object({
+    error: z.object({
+      code: z.string().describe('stable, machine-readable error code'),
+      message: z.string(),
+      details: z.unknown().optional(),
+    }),
+  })
+  .meta({ id: 'Error' });
+
+/** Error responses a /v1 route can give, for its OpenAPI entry. */
+export const errorResponses = {
+  400: errorSchema,
+  401: errorSchema,
+  403: errorSchema,
+  404: errorSchema,
+  409: errorSchema,
+  413: errorSchema,
+  429: errorSchema,
+} as const;
+
+export const listQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(100).default(20).describe('page size, 1 to 100'),
+  cursor: z.string().max(200).optional().describe('`next_cursor` of the previous page'),
+});
+
+export function listOf<T extends z.ZodType>(item: T) {
+  return z.object({
+    data: z.array(item),
+    has_more: z.boolean(),
+    next_cursor: z.string().nullable().describe('pass as `cursor` for the next page; null on the last page'),
+  });
+}
+
+export function presentPage<T, U>(
+  page: { data: T[]; hasMore: boolean; nextCursor: string | null },
+  fn: (t: T) => U,
+) {
+  return { data: page.data.map(fn), has_more: page.hasMore, next_cursor: page.nextCursor };
+}
+
+export const timestamp = z.iso.datetime();
+export const iso = (d: Date) => d.toISOString();
+
+export const idParams = z.strictObject({ id: z.string().max(100) });
+
+export const bearer = [{ bearerAuth: [] }];

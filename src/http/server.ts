@@ -1,0 +1,152 @@
+// The Fastify server of the api role: request ids, logging, OpenAPI from the zod schemas, error
+// mapping, metrics, and the routes. Resources register as plugins in their own scope.
+import { randomUUID } from 'node:crypto';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import {
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from '../config.ts';
+import { AppError } from '../errors.ts';
+import { type Metrics, trackConsumerLag } from '../observability/metrics.ts';
+import type { Services } from '../services.ts';
+import type { Store } from '../store/db.ts';
+import { TIER_LIMITS } from '../tenancy/scopes.ts';
+import { installAuth } from './auth.ts';
+import { installErrorHandling } from './errors.ts';
+import { apiClientRoutes } from './routes/api-clients.ts';
+import { connectorRoutes } from './routes/connectors.ts';
+import { eventRoutes } from './routes/events.ts';
+import { healthRoutes } from './routes/health.ts';
+import { hookRoutes } from './routes/hooks.ts';
+import { installationRoutes } from './routes/installations.ts';
+import { oauthRoutes } from './routes/oauth.ts';
+import { organizationRoutes } from './routes/organizations.ts';
+import { userRoutes } from './routes/users.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    services: Services;
+    store: Store;
+    metrics: Metrics;
+    /** PUBLIC_URL without a trailing slash. */
+    publicUrl: string;
+  }
+}
+
+export const BODY_LIMIT = 1024 * 1024;
+const RATE_WINDOW_MS = 60 * 60 * 1000;
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export interface ServerOptions {
+  config: Config;
+  store: Store;
+  services: Services;
+  metrics: Metrics;
+  redis?: Redis | undefined;
+  logger: Logger;
+  version: string;
+}
+
+export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
+  const { config, metrics } = options;
+  trackConsumerLag(metrics, options.services.log);
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT,
+    logController: new LogController({ requestIdLogLabel: 'request_id' }),
+    // Accept a caller's X-Request-Id when it is a sane token, so ids follow a request across services.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.decorate('services', options.services);
+  app.decorate('store', options.store);
+  app.decorate('metrics', metrics);
+  app.decorate('publicUrl', config.publicUrl);
+  installErrorHandling(app);
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    metrics.httpDuration.observe(
+      {
+        method: req.method,
+        route: req.routeOptions.url ?? 'unmatched',
+        status_code: String(reply.statusCode),
+      },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Interchange API',
+        version: options.version,
+        description:
+          'Multi-tenant integration hub. Get a token from `POST /oauth/token` (client credentials), then call `/v1` ' +
+          'with `Authorization: Bearer <token>`. Errors are `{ "error": { "code", "message", "details"? } }`.',
+        license: { name: 'MIT', identifier: 'MIT' },
+      },
+      servers: [{ url: config.publicUrl }],
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+          oauth2: { type: 'oauth2', flows: { clientCredentials: { tokenUrl: '/oauth/token', scopes: {} } } },
+        },
+      },
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true, logLevel: 'warn' });
+  app.get('/openapi.json', { schema: { hide: true }, logLevel: 'warn' }, async () => app.swagger());
+
+  await app.register(healthRoutes);
+  await app.register(oauthRoutes);
+  await app.register(hookRoutes);
+  await app.register(async (v1) => {
+    installAuth(v1);
+    await v1.register(rateLimit, {
+      hook: 'onRequest',
+      timeWindow: RATE_WINDOW_MS,
+      max: (req) => (req.principal ? TIER_LIMITS[req.principal.tier] : TIER_LIMITS.free),
+      keyGenerator: (req) => req.principal?.clientId ?? req.ip,
+      enableDraftSpec: true,
+      nameSpace: 'interchange:ratelimit:',
+      redis: options.redis,
+      // A Redis outage must not take the API down with it: requests pass and the error is logged.
+      skipOnError: true,
+      errorResponseBuilder: (_req, ctx) =>
+        new AppError(
+          'rate_limited',
+          `rate limit of ${ctx.max} requests per hour exceeded; retry in ${ctx.after}`,
+        ),
+    });
+    await v1.register(organizationRoutes);
+    await v1.register(apiClientRoutes);
+    await v1.register(userRoutes);
+    await v1.register(connectorRoutes);
+    await v1.register(installationRoutes);
+    await v1.register(eventRoutes);
+  });
+
+  return app;
+}

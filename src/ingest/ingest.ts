@@ -1,0 +1,189 @@
+// The inbound path: find the installation, verify on the raw bytes (fail closed), de-duplicate,
+// normalize into canonical events, and persist the raw request and its events in one
+// transaction (group commit). The caller answers 2xx only once `receive` resolves.
+import { and, eq, inArray } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import { v7 as uuidv7 } from 'uuid';
+import { ConnectorError, type EventDraft, type InboundRequest, parseJson } from '../connectors/sdk.ts';
+import { AppError, type ErrorCode } from '../errors.ts';
+import { isEventType, parseEventData, topicOf } from '../events/types.ts';
+import { newId } from '../ids.ts';
+import type { InstallationRow, InstallationService } from '../installations/installations.ts';
+import type { Db } from '../store/db.ts';
+import { userExternalIds } from '../store/schema.ts';
+import type { Committer, IngestItem, PreparedEvent } from './committer.ts';
+
+const HIDDEN_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization', 'x-api-key']);
+
+export interface ReceiveResult {
+  status: 'accepted' | 'duplicate' | 'ignored';
+  requestId: string | null;
+  eventIds: string[];
+}
+
+export interface IngestOptions {
+  db: Db;
+  installations: InstallationService;
+  committer: Committer;
+  logger: Logger;
+}
+
+/** Maps a connector's error to the API's: authentication failures 401, payload problems 400. */
+function toAppError(err: ConnectorError): AppError {
+  const code: ErrorCode =
+    err.code === 'provider_error'
+      ? 'payload_invalid'
+      : (err.code satisfies Exclude<ConnectorError['code'], 'provider_error'>);
+  return new AppError(code, err.message);
+}
+
+function validDate(text: string | undefined): Date | undefined {
+  const date = text ? new Date(text) : undefined;
+  return date && !Number.isNaN(date.getTime()) ? date : undefined;
+}
+
+export function createIngestService({ db, installations, committer, logger }: IngestOptions) {
+  async function resolve(target: string, req: InboundRequest): Promise<InstallationRow> {
+    let row: InstallationRow | undefined;
+    if (target.startsWith('ins_')) {
+      row = await installations.load(target);
+    } else {
+      const connector = (() => {
+        try {
+          return installations.connectorOf(target);
+        } catch {
+          return undefined;
+        }
+      })();
+      const key = connector?.inbound?.routeKey?.(req);
+      row = connector && key ? await installations.findByRoute(connector.id, key) : undefined;
+    }
+    if (!row) throw new AppError('installation_not_found', `no installation for ${target}`);
+    if (row.status === 'uninstalled')
+      throw new AppError('installation_uninstalled', 'this installation was uninstalled');
+    return row;
+  }
+
+  /** The organization's user ids for the provider customer ids in these drafts. */
+  async function userIds(
+    organizationId: string,
+    platform: string,
+    drafts: EventDraft[],
+  ): Promise<Map<string, string>> {
+    const ids = [...new Set(drafts.flatMap((d) => (d.customerExternalId ? [d.customerExternalId] : [])))];
+    if (ids.length === 0) return new Map();
+    const rows = await db
+      .select({ externalId: userExternalIds.externalId, userId: userExternalIds.userId })
+      .from(userExternalIds)
+      .where(
+        and(
+          eq(userExternalIds.organizationId, organizationId),
+          eq(userExternalIds.platform, platform),
+          inArray(userExternalIds.externalId, ids),
+        ),
+      );
+    return new Map(rows.map((r) => [r.externalId, r.userId]));
+  }
+
+  return {
+    async receive(target: string, req: InboundRequest): Promise<ReceiveResult> {
+      const row = await resolve(target, req);
+      const connector = installations.connectorOf(row.connectorId);
+      const inbound = connector.inbound;
+      if (!inbound)
+        throw new AppError('installation_not_found', `${connector.name} installations receive no webhooks`);
+      if (inbound.isHandshake?.(req)) return { status: 'ignored', requestId: null, eventIds: [] };
+
+      const ctx = {
+        installationId: row.id,
+        config: row.config,
+        secrets: installations.secretsOf(row),
+        now: req.receivedAt,
+      };
+      try {
+        await inbound.verify(req, ctx);
+      } catch (err) {
+        if (!(err instanceof ConnectorError)) throw err;
+        if (err.code === 'secret_missing') {
+          logger.error(
+            { installation_id: row.id, connector: connector.id },
+            'configuration error: installation has no signing secret; webhook refused',
+          );
+        }
+        throw toAppError(err);
+      }
+
+      const requestId = newId('inboundRequest');
+      const base = {
+        organizationId: row.organizationId,
+        installationId: row.id,
+        scope: row.id,
+        requestId,
+        request: {
+          method: req.method,
+          path: new URL(req.url).pathname,
+          headers: Object.fromEntries(Object.entries(req.headers).filter(([k]) => !HIDDEN_HEADERS.has(k))),
+          body: req.rawBody,
+          receivedAt: req.receivedAt,
+        },
+      };
+      // Past verification the request is the provider's: a bad one is kept for debugging, then refused.
+      const reject = async (err: AppError): Promise<never> => {
+        await committer.submit({
+          ...base,
+          dedupeKey: null,
+          status: 'rejected',
+          errorCode: err.code,
+          events: [],
+        });
+        throw err;
+      };
+
+      let dedupeKey: string;
+      let partitionKey: string;
+      let drafts: EventDraft[];
+      try {
+        const payload = inbound.parse ? inbound.parse(req) : parseJson(req);
+        dedupeKey = inbound.dedupeKey(req, payload, ctx);
+        partitionKey = inbound.partitionKey(req, payload, ctx);
+        drafts = inbound.normalize(req, payload, ctx);
+      } catch (err) {
+        if (err instanceof ConnectorError) return reject(toAppError(err));
+        throw err;
+      }
+      for (const draft of drafts) {
+        const checked = isEventType(draft.type) ? parseEventData(draft.type, draft.data) : undefined;
+        if (!checked?.success) {
+          const issue = checked?.error.issues[0];
+          logger.error(
+            { installation_id: row.id, type: draft.type, issue },
+            'connector produced an event outside the canonical model',
+          );
+          return reject(
+            new AppError('payload_invalid', `the payload lacks what a ${draft.type} event needs`),
+          );
+        }
+        draft.data = checked.data;
+      }
+
+      const users = await userIds(row.organizationId, connector.id, drafts);
+      const prepared: PreparedEvent[] = drafts.map((d) => ({
+        id: uuidv7(),
+        time: validDate(d.time) ?? req.receivedAt,
+        source: `/installations/${row.id}`,
+        type: d.type,
+        subject: d.subject ?? null,
+        partitionKey,
+        topic: topicOf(d.type),
+        userId: (d.customerExternalId && users.get(d.customerExternalId)) || null,
+        data: d.data,
+      }));
+      const item: IngestItem = { ...base, dedupeKey, status: 'accepted', events: prepared };
+      const outcome = await committer.submit(item);
+      if (outcome.status === 'rejected') throw new AppError('payload_invalid', 'rejected');
+      return { status: outcome.status, requestId: outcome.requestId, eventIds: outcome.eventIds };
+    },
+  };
+}
+
+export type IngestService = ReturnType<typeof createIngestService>;

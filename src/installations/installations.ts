@@ -1,0 +1,233 @@
+// Installations: a connector configured for one organization. Config is validated by the
+// connector's schema; secrets are sealed by the secret box as one JSON object and never returned.
+import { and, asc, eq, gt } from 'drizzle-orm';
+import type { z } from 'zod';
+import type { AnyConnector } from '../connectors/sdk.ts';
+import { aadFor, type SecretBox } from '../crypto/secret-box.ts';
+import { AppError } from '../errors.ts';
+import { isId, newId } from '../ids.ts';
+import type { Db } from '../store/db.ts';
+import { decodeCursor, type Page, toPage } from '../store/pagination.ts';
+import { installations } from '../store/schema.ts';
+
+export type InstallationRow = typeof installations.$inferSelect;
+export type Installation = Omit<InstallationRow, 'secrets'>;
+
+export interface InstallationInput {
+  connector: string;
+  name?: string | undefined;
+  config?: Record<string, unknown> | undefined;
+  secrets?: Record<string, unknown> | undefined;
+}
+
+export interface InstallationPatch {
+  name?: string | undefined;
+  /** Replaces the config (validated whole). */
+  config?: Record<string, unknown> | undefined;
+  /** Merged into the secrets; a null value removes that secret. */
+  secrets?: Record<string, unknown> | undefined;
+}
+
+const notFound = (id: string) => new AppError('installation_not_found', `installation ${id} not found`);
+
+function fieldErrors(prefix: string, error: z.ZodError) {
+  return error.issues.map((i) => ({ path: [prefix, ...i.path.map(String)].join('.'), message: i.message }));
+}
+
+function present(row: InstallationRow): Installation {
+  const { secrets: _sealed, ...rest } = row;
+  return rest;
+}
+
+export function createInstallationService(
+  db: Db,
+  box: SecretBox,
+  catalog: (id: string) => AnyConnector | undefined,
+) {
+  const seal = (id: string, secrets: Record<string, unknown>) =>
+    Object.keys(secrets).length === 0
+      ? null
+      : box.encrypt(JSON.stringify(secrets), aadFor('installations', 'secrets', id));
+
+  function connectorOf(id: string): AnyConnector {
+    const connector = catalog(id);
+    if (!connector) {
+      throw new AppError('validation_failed', `unknown connector ${JSON.stringify(id)}`, {
+        details: [
+          { path: 'body.connector', message: 'not a connector of this hub (see GET /v1/connectors)' },
+        ],
+      });
+    }
+    return connector;
+  }
+
+  function validate(connector: AnyConnector, config: unknown, secrets: unknown) {
+    const c = connector.config.safeParse(config);
+    if (!c.success)
+      throw new AppError('validation_failed', 'config is invalid', {
+        details: fieldErrors('body.config', c.error),
+      });
+    // Secrets may be set one at a time: validate the ones given, the full set is checked where used.
+    const partial = (connector.secrets as unknown as z.ZodObject).partial().strict().safeParse(secrets);
+    if (!partial.success) {
+      throw new AppError('validation_failed', 'secrets are invalid', {
+        details: fieldErrors('body.secrets', partial.error),
+      });
+    }
+    return { config: c.data as Record<string, unknown>, secrets: partial.data as Record<string, unknown> };
+  }
+
+  async function find(organizationId: string, id: string): Promise<InstallationRow> {
+    const [row] = isId('installation', id)
+      ? await db
+          .select()
+          .from(installations)
+          .where(and(eq(installations.organizationId, organizationId), eq(installations.id, id)))
+      : [];
+    if (!row) throw notFound(id);
+    return row;
+  }
+
+  function routeConflict(err: unknown): boolean {
+    for (let e: unknown = err; e && typeof e === 'object'; e = (e as { cause?: unknown }).cause) {
+      const { code, message } = e as { code?: string; message?: string };
+      if (
+        code === '23505' &&
+        (message?.includes('installations_route_idx') ||
+          (e as { constraint?: string }).constraint === 'installations_route_idx')
+      ) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  async function guarded<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (routeConflict(err)) {
+        throw new AppError(
+          'conflict',
+          'another active installation of this connector already serves that account',
+        );
+      }
+      throw err;
+    }
+  }
+
+  return {
+    connectorOf,
+
+    async create(organizationId: string, input: InstallationInput): Promise<Installation> {
+      const connector = connectorOf(input.connector);
+      const { config, secrets } = validate(connector, input.config ?? {}, input.secrets ?? {});
+      const id = newId('installation');
+      const [row] = await guarded(() =>
+        db
+          .insert(installations)
+          .values({
+            id,
+            organizationId,
+            connectorId: connector.id,
+            name: input.name ?? connector.name,
+            config,
+            secrets: seal(id, secrets),
+            secretKeys: Object.keys(secrets).sort(),
+            routeKey: connector.routeKeyOf?.(config) ?? null,
+          })
+          .returning(),
+      );
+      return present(row as InstallationRow);
+    },
+
+    async get(organizationId: string, id: string): Promise<Installation> {
+      return present(await find(organizationId, id));
+    },
+
+    /** The row with its sealed secrets, for the ingest path (no tenant: the URL names the installation). */
+    async load(id: string): Promise<InstallationRow | undefined> {
+      if (!isId('installation', id)) return undefined;
+      const [row] = await db.select().from(installations).where(eq(installations.id, id));
+      return row;
+    },
+
+    async findByRoute(connectorId: string, routeKey: string): Promise<InstallationRow | undefined> {
+      const [row] = await db
+        .select()
+        .from(installations)
+        .where(
+          and(
+            eq(installations.connectorId, connectorId),
+            eq(installations.routeKey, routeKey),
+            eq(installations.status, 'active'),
+          ),
+        );
+      return row;
+    },
+
+    secretsOf(row: InstallationRow): Record<string, unknown> {
+      return row.secrets
+        ? JSON.parse(box.decrypt(row.secrets, aadFor('installations', 'secrets', row.id)))
+        : {};
+    },
+
+    async list(
+      organizationId: string,
+      query: { limit: number; cursor?: string | undefined; connector?: string | undefined },
+    ): Promise<Page<Installation>> {
+      const after = decodeCursor('installation', query.cursor);
+      const rows = await db
+        .select()
+        .from(installations)
+        .where(
+          and(
+            eq(installations.organizationId, organizationId),
+            query.connector ? eq(installations.connectorId, query.connector) : undefined,
+            after ? gt(installations.id, after) : undefined,
+          ),
+        )
+        .orderBy(asc(installations.id))
+        .limit(query.limit + 1);
+      const page = toPage(rows, query.limit);
+      return { ...page, data: page.data.map(present) };
+    },
+
+    async update(organizationId: string, id: string, patch: InstallationPatch): Promise<Installation> {
+      const row = await find(organizationId, id);
+      const connector = connectorOf(row.connectorId);
+      const current = this.secretsOf(row);
+      const removed = Object.entries(patch.secrets ?? {})
+        .filter(([, v]) => v === null)
+        .map(([k]) => k);
+      const given = Object.fromEntries(Object.entries(patch.secrets ?? {}).filter(([, v]) => v !== null));
+      const { config, secrets } = validate(connector, patch.config ?? row.config, given);
+      const merged = Object.fromEntries(
+        Object.entries({ ...current, ...secrets }).filter(([k]) => !removed.includes(k)),
+      );
+      const [updated] = await guarded(() =>
+        db
+          .update(installations)
+          .set({
+            name: patch.name ?? row.name,
+            config,
+            secrets: seal(row.id, merged),
+            secretKeys: Object.keys(merged).sort(),
+            routeKey: connector.routeKeyOf?.(config) ?? null,
+            updatedAt: new Date(),
+          })
+          .where(eq(installations.id, row.id))
+          .returning(),
+      );
+      if (!updated) throw notFound(id);
+      return present(updated);
+    },
+
+    async remove(organizationId: string, id: string): Promise<void> {
+      const row = await find(organizationId, id);
+      await db.delete(installations).where(eq(installations.id, row.id));
+    },
+  };
+}
+
+export type InstallationService = ReturnType<typeof createInstallationService>;

@@ -1,0 +1,280 @@
+// The event log in PostgreSQL (and PGlite). Appends take the partition's row lock in
+// log_partitions until commit, so one partition's offsets become visible strictly in order and a
+// reader never passes a row that commits late. Consumer groups share partitions among live
+// members by lease; a member that stops heartbeating loses its partitions when the lease ends.
+
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { sql } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import { type EventRow, toEnvelope } from '../events/envelope.ts';
+import { TOPICS, type Topic } from '../events/types.ts';
+import { type Db, queryRows } from '../store/db.ts';
+import { consumerOffsets, logEntries } from '../store/schema.ts';
+import { DEFAULT_PARTITIONS, partitionOf } from './partitioner.ts';
+import type {
+  AppendEntry,
+  Appended,
+  Consumer,
+  ConsumerOptions,
+  EventLog,
+  LagRow,
+  LogRecord,
+} from './port.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface PostgresLogOptions {
+  db: Db;
+  logger: Logger;
+  partitions?: number;
+}
+
+export function createPostgresLog({
+  db,
+  logger,
+  partitions = DEFAULT_PARTITIONS,
+}: PostgresLogOptions): EventLog {
+  const consumers = new Set<Consumer>();
+
+  async function append(tx: Db, entries: AppendEntry[]): Promise<Appended[]> {
+    if (entries.length === 0) return [];
+    const groups = new Map<string, { topic: Topic; partition: number; items: AppendEntry[] }>();
+    for (const entry of entries) {
+      const partition = partitionOf(entry.partitionKey, partitions);
+      const key = `${entry.topic}/${String(partition).padStart(4, '0')}`;
+      const group = groups.get(key) ?? { topic: entry.topic, partition, items: [] };
+      group.items.push(entry);
+      groups.set(key, group);
+    }
+    const appended: Appended[] = [];
+    // Sorted, so concurrent appenders lock partitions in one order and never deadlock.
+    for (const key of [...groups.keys()].sort()) {
+      const { topic, partition, items } = groups.get(key) as {
+        topic: Topic;
+        partition: number;
+        items: AppendEntry[];
+      };
+      const [row] = await queryRows<{ next_offset: string | number }>(
+        tx,
+        sql`insert into log_partitions (topic, partition, next_offset) values (${topic}, ${partition}, ${items.length})
+            on conflict (topic, partition) do update set next_offset = log_partitions.next_offset + excluded.next_offset
+            returning next_offset`,
+      );
+      const first = Number(row?.next_offset) - items.length;
+      const rows = items.map((item, i) => ({
+        topic,
+        partition,
+        offset: first + i,
+        eventId: item.eventId,
+        replay: item.replay ?? false,
+      }));
+      await tx.insert(logEntries).values(rows);
+      appended.push(...items.map((item, i) => ({ ...item, partition, offset: first + i })));
+    }
+    return appended;
+  }
+
+  function consume(options: ConsumerOptions): Consumer {
+    const consumer = startConsumer(db, logger, partitions, options);
+    consumers.add(consumer);
+    const stop = consumer.stop;
+    return Object.assign(consumer, {
+      stop: async () => {
+        consumers.delete(consumer);
+        await stop();
+      },
+    });
+  }
+
+  async function lag(): Promise<LagRow[]> {
+    const rows = await queryRows<{ group_id: string; topic: string; lag: string | number }>(
+      db,
+      sql`select c.group_id, c.topic, sum(coalesce(p.next_offset, 0) - c.committed) as lag
+          from consumer_offsets c left join log_partitions p on p.topic = c.topic and p.partition = c.partition
+          group by c.group_id, c.topic order by c.group_id, c.topic`,
+    );
+    return rows.map((r) => ({ group: r.group_id, topic: r.topic, lag: Number(r.lag) }));
+  }
+
+  return {
+    kind: 'postgres',
+    append,
+    consume,
+    lag,
+    async close() {
+      await Promise.all([...consumers].map((c) => c.stop()));
+    },
+  };
+}
+
+function startConsumer(db: Db, logger: Logger, partitions: number, options: ConsumerOptions): Consumer {
+  const memberId = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  const { group, handler } = options;
+  const topics = options.topics.filter((t) => TOPICS.includes(t));
+  const batchSize = options.batchSize ?? 100;
+  const leaseMs = options.leaseMs ?? 5000;
+  const pollMs = options.pollMs ?? 100;
+  const rebalanceMs = Math.max(100, Math.floor(leaseMs / 5));
+  const all = topics.flatMap((topic) => Array.from({ length: partitions }, (_, p) => `${topic}/${p}`));
+  const log = logger.child({ consumer_group: group, member: memberId });
+  let owned: string[] = [];
+  let running = true;
+  let lastRebalance = 0;
+
+  const leaseInterval = sql`(${leaseMs} || ' milliseconds')::interval`;
+
+  async function join(): Promise<void> {
+    const rows = topics.flatMap((topic) =>
+      Array.from({ length: partitions }, (_, partition) => ({ groupId: group, topic, partition })),
+    );
+    if (rows.length > 0) await db.insert(consumerOffsets).values(rows).onConflictDoNothing();
+  }
+
+  /** Heartbeat, then take this member's share of the partitions and let go of the rest. */
+  async function rebalance(): Promise<void> {
+    await db.execute(sql`insert into consumer_members (group_id, member_id, heartbeat_at) values (${group}, ${memberId}, now())
+      on conflict (group_id, member_id) do update set heartbeat_at = now()`);
+    const members = (
+      await queryRows<{ member_id: string }>(
+        db,
+        sql`select member_id from consumer_members where group_id = ${group} and heartbeat_at > now() - ${leaseInterval} order by member_id`,
+      )
+    ).map((r) => r.member_id);
+    const index = Math.max(0, members.indexOf(memberId));
+    const count = Math.max(1, members.length);
+    const share = all.filter((_, i) => i % count === index);
+    if (share.length > 0) {
+      await db.execute(sql`update consumer_offsets set owner = ${memberId}, lease_until = now() + ${leaseInterval}
+        where group_id = ${group} and topic || '/' || partition in ${share}
+          and (owner is null or owner = ${memberId} or lease_until < now())`);
+    }
+    await db.execute(sql`update consumer_offsets set owner = null, lease_until = null
+      where group_id = ${group} and owner = ${memberId} ${share.length > 0 ? sql`and topic || '/' || partition not in ${share}` : sql``}`);
+    owned = (
+      await queryRows<{ key: string }>(
+        db,
+        sql`select topic || '/' || partition as key from consumer_offsets where group_id = ${group} and owner = ${memberId} order by 1`,
+      )
+    ).map((r) => r.key);
+    await db.execute(
+      sql`delete from consumer_members where group_id = ${group} and heartbeat_at < now() - ${leaseInterval} * 10`,
+    );
+    lastRebalance = Date.now();
+  }
+
+  /** One read across every owned partition; each partition's records go to the handler in order. */
+  async function poll(): Promise<boolean> {
+    const rows = await queryRows<EventRowWithLog>(
+      db,
+      sql`select l.topic as log_topic, l.partition as log_partition, l.offset as log_offset, l.replay as log_replay, e.*
+          from consumer_offsets c
+          cross join lateral (
+            select * from log_entries l where l.topic = c.topic and l.partition = c.partition and l.offset >= c.committed
+            order by l.offset limit ${batchSize}
+          ) l
+          join events e on e.id = l.event_id
+          where c.group_id = ${group} and c.owner = ${memberId} and c.lease_until > now()
+          order by l.topic, l.partition, l.offset`,
+    );
+    if (rows.length === 0) return false;
+    const byPartition = new Map<string, LogRecord[]>();
+    for (const row of rows) {
+      const key = `${row.log_topic}/${row.log_partition}`;
+      const list = byPartition.get(key) ?? [];
+      list.push({
+        topic: row.log_topic as Topic,
+        partition: Number(row.log_partition),
+        offset: Number(row.log_offset),
+        replay: Boolean(row.log_replay),
+        event: toEnvelope(rowToEvent(row)),
+      });
+      byPartition.set(key, list);
+    }
+    for (const records of byPartition.values()) {
+      if (!running) break;
+      await handler(records);
+      const last = records.at(-1) as LogRecord;
+      // Only while this member still holds the partition: otherwise its new owner re-reads (at least once).
+      await db.execute(sql`update consumer_offsets set committed = ${last.offset + 1}, lease_until = now() + ${leaseInterval}
+        where group_id = ${group} and topic = ${last.topic} and partition = ${last.partition} and owner = ${memberId}
+          and committed <= ${last.offset}`);
+    }
+    return true;
+  }
+
+  const loop = (async () => {
+    try {
+      await join();
+    } catch (err) {
+      log.error({ err }, 'consumer could not join its group');
+    }
+    while (running) {
+      try {
+        if (Date.now() - lastRebalance >= rebalanceMs) await rebalance();
+        const worked = await poll();
+        if (!worked) await sleep(pollMs);
+      } catch (err) {
+        log.error({ err }, 'consumer iteration failed; retrying');
+        await sleep(Math.min(5000, pollMs * 10));
+      }
+    }
+  })();
+
+  return {
+    memberId,
+    assignment: () => [...owned],
+    async stop() {
+      running = false;
+      await loop;
+      try {
+        await db.execute(
+          sql`update consumer_offsets set owner = null, lease_until = null where group_id = ${group} and owner = ${memberId}`,
+        );
+        await db.execute(
+          sql`delete from consumer_members where group_id = ${group} and member_id = ${memberId}`,
+        );
+      } catch (err) {
+        log.warn({ err }, 'consumer could not release its partitions; they return when the lease ends');
+      }
+    },
+  };
+}
+
+type EventRowWithLog = {
+  log_topic: string;
+  log_partition: number;
+  log_offset: string | number;
+  log_replay: boolean;
+  id: string;
+  organization_id: string;
+  installation_id: string | null;
+  source: string;
+  type: string;
+  subject: string | null;
+  time: string | Date;
+  partition_key: string;
+  topic: string;
+  user_id: string | null;
+  data: unknown;
+  raw_request_id: string | null;
+  created_at: string | Date;
+};
+
+function rowToEvent(r: EventRowWithLog): EventRow {
+  return {
+    id: r.id,
+    organizationId: r.organization_id,
+    installationId: r.installation_id,
+    source: r.source,
+    type: r.type,
+    subject: r.subject,
+    time: new Date(r.time),
+    partitionKey: r.partition_key,
+    topic: r.topic,
+    userId: r.user_id,
+    data: typeof r.data === 'string' ? JSON.parse(r.data) : r.data,
+    rawRequestId: r.raw_request_id,
+    createdAt: new Date(r.created_at),
+  };
+}

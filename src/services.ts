@@ -1,0 +1,35 @@
+// The services the HTTP routes, the workers and the CLI use, built from a store and the secret box.
+import type { Logger } from 'pino';
+import type { Config } from './config.ts';
+import { connectorById } from './connectors/catalog.ts';
+import type { SecretBox } from './crypto/secret-box.ts';
+import { createEventService } from './events/events.ts';
+import { createCommitter } from './ingest/committer.ts';
+import { createIngestService } from './ingest/ingest.ts';
+import { createInstallationService } from './installations/installations.ts';
+import { createPostgresLog } from './log/postgres.ts';
+import type { Store } from './store/db.ts';
+import { createApiClientService } from './tenancy/api-clients.ts';
+import { createOrganizationService } from './tenancy/organizations.ts';
+import { createTokenService } from './tenancy/tokens.ts';
+import { createUserService } from './users/users.ts';
+
+export function createServices(config: Config, store: Store, box: SecretBox, logger: Logger) {
+  const db = store.db;
+  const log = createPostgresLog({ db, logger });
+  const committer = createCommitter({ store, log, logger });
+  const installations = createInstallationService(db, box, connectorById);
+  return {
+    organizations: createOrganizationService(db),
+    apiClients: createApiClientService(db),
+    users: createUserService(db),
+    tokens: createTokenService({ db, box, issuer: config.tokenIssuer, ttlSeconds: config.tokenTtlSeconds }),
+    installations,
+    log,
+    committer,
+    ingest: createIngestService({ db, installations, committer, logger }),
+    events: createEventService(db, log, committer),
+  };
+}
+
+export type Services = ReturnType<typeof createServices>;

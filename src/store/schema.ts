@@ -1,0 +1,266 @@
+// The database schema, one for PGlite and PostgreSQL. Migrations in ./migrations are generated
+// from this file by `npm run db:generate` (drizzle-kit) and committed; never edit them by hand.
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  boolean,
+  customType,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+} from 'drizzle-orm/pg-core';
+
+const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow();
+const updatedAt = () => timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow();
+
+export const organizations = pgTable('organizations', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+});
+
+export const apiClients = pgTable(
+  'api_clients',
+  {
+    id: text('id').primaryKey(),
+    /** Null for admin clients, which belong to the installation of Interchange, not to a tenant. */
+    organizationId: text('organization_id').references(() => organizations.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    /** SHA-256 of the generated secret (32 random bytes: no slow hash needed against guessing). */
+    secretHash: text('secret_hash').notNull(),
+    scopes: text('scopes').array().notNull(),
+    tier: text('tier').notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [index('api_clients_organization_idx').on(t.organizationId, t.id)],
+);
+
+/** JWT signing keys; `secret` is sealed by the secret box. */
+export const signingKeys = pgTable('signing_keys', {
+  id: text('id').primaryKey(),
+  secret: text('secret').notNull(),
+  createdAt: createdAt(),
+});
+
+export const users = pgTable(
+  'users',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id, { onDelete: 'cascade' }),
+    email: text('email'),
+    name: text('name'),
+    traits: jsonb('traits').$type<Record<string, unknown>>().notNull().default(sql`'{}'::jsonb`),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    index('users_organization_idx').on(t.organizationId, t.id),
+    index('users_email_idx').on(t.organizationId, t.email),
+  ],
+);
+
+/** A user's id in one external platform; unique per organization and platform. */
+export const userExternalIds = pgTable(
+  'user_external_ids',
+  {
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id, { onDelete: 'cascade' }),
+    platform: text('platform').notNull(),
+    externalId: text('external_id').notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.userId, t.platform] }),
+    uniqueIndex('user_external_ids_lookup_idx').on(t.organizationId, t.platform, t.externalId),
+  ],
+);
+
+/** A connector configured for one organization: a Shopify shop, a Stripe account, a webhook endpoint. */
+export const installations = pgTable(
+  'installations',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id, { onDelete: 'cascade' }),
+    connectorId: text('connector_id').notNull(),
+    name: text('name').notNull(),
+    config: jsonb('config').$type<Record<string, unknown>>().notNull(),
+    /** The connector's secrets as one JSON object sealed by the secret box; null when none is set. */
+    secrets: text('secrets'),
+    /** Names of the secrets that are set, so the API can show them without decrypting. */
+    secretKeys: text('secret_keys').array().notNull().default(sql`'{}'::text[]`),
+    /** For one-URL-for-all-accounts providers (POST /hooks/shopify): the account, e.g. the shop domain. */
+    routeKey: text('route_key'),
+    status: text('status').$type<'active' | 'uninstalled'>().notNull().default('active'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+    uninstalledAt: timestamp('uninstalled_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [
+    index('installations_organization_idx').on(t.organizationId, t.id),
+    uniqueIndex('installations_route_idx')
+      .on(t.connectorId, t.routeKey)
+      .where(sql`status = 'active' and route_key is not null`),
+  ],
+);
+
+const bytea = customType<{ data: Buffer; driverData: Buffer | Uint8Array }>({
+  dataType: () => 'bytea',
+  fromDriver: (value) => Buffer.from(value),
+});
+
+/** Every verified inbound request as received (headers minus credentials, the raw body), and what became of it. */
+export const inboundRequests = pgTable(
+  'inbound_requests',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id, { onDelete: 'cascade' }),
+    installationId: text('installation_id'),
+    receivedAt: timestamp('received_at', { withTimezone: true, mode: 'date' }).notNull(),
+    method: text('method').notNull(),
+    path: text('path').notNull(),
+    headers: jsonb('headers').$type<Record<string, string>>().notNull(),
+    /** Null once redacted, or for duplicates (the first delivery's body is kept). */
+    body: bytea('body'),
+    bodySize: integer('body_size').notNull(),
+    status: text('status').$type<'accepted' | 'duplicate' | 'rejected'>().notNull(),
+    errorCode: text('error_code'),
+    dedupeKey: text('dedupe_key'),
+    eventCount: integer('event_count').notNull().default(0),
+  },
+  (t) => [index('inbound_requests_installation_idx').on(t.organizationId, t.installationId, t.id)],
+);
+
+/** De-duplication keys of accepted requests: (scope = installation id, or `api` for custom events). */
+export const dedupeKeys = pgTable(
+  'dedupe_keys',
+  {
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id, { onDelete: 'cascade' }),
+    scope: text('scope').notNull(),
+    key: text('key').notNull(),
+    requestId: text('request_id'),
+    eventId: text('event_id'),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.organizationId, t.scope, t.key] })],
+);
+
+/** Canonical events (CloudEvents envelope fields as columns). The log below orders them. */
+export const events = pgTable(
+  'events',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id, { onDelete: 'cascade' }),
+    installationId: text('installation_id'),
+    source: text('source').notNull(),
+    type: text('type').notNull(),
+    subject: text('subject'),
+    time: timestamp('time', { withTimezone: true, mode: 'date' }).notNull(),
+    partitionKey: text('partition_key').notNull(),
+    topic: text('topic').notNull(),
+    userId: text('user_id'),
+    data: jsonb('data').$type<unknown>().notNull(),
+    rawRequestId: text('raw_request_id'),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    index('events_organization_idx').on(t.organizationId, t.id),
+    index('events_type_idx').on(t.organizationId, t.type, t.id),
+    index('events_installation_idx').on(t.organizationId, t.installationId, t.id),
+  ],
+);
+
+/** The event log: topics split into partitions, each an ordered sequence of offsets. */
+export const logEntries = pgTable(
+  'log_entries',
+  {
+    topic: text('topic').notNull(),
+    partition: integer('partition').notNull(),
+    offset: bigint('offset', { mode: 'number' }).notNull(),
+    eventId: text('event_id').notNull(),
+    replay: boolean('replay').notNull().default(false),
+    appendedAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.topic, t.partition, t.offset] })],
+);
+
+/**
+ * The next offset of each partition. Appending takes this row's lock until commit, so offsets of
+ * one partition become visible in order: a reader can never pass a row that commits late.
+ */
+export const logPartitions = pgTable(
+  'log_partitions',
+  {
+    topic: text('topic').notNull(),
+    partition: integer('partition').notNull(),
+    nextOffset: bigint('next_offset', { mode: 'number' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.topic, t.partition] })],
+);
+
+/** Consumer groups: the committed offset of each partition, and which member holds it until when. */
+export const consumerOffsets = pgTable(
+  'consumer_offsets',
+  {
+    groupId: text('group_id').notNull(),
+    topic: text('topic').notNull(),
+    partition: integer('partition').notNull(),
+    /** The next offset to read. */
+    committed: bigint('committed', { mode: 'number' }).notNull().default(0),
+    owner: text('owner'),
+    leaseUntil: timestamp('lease_until', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [primaryKey({ columns: [t.groupId, t.topic, t.partition] })],
+);
+
+export const consumerMembers = pgTable(
+  'consumer_members',
+  {
+    groupId: text('group_id').notNull(),
+    memberId: text('member_id').notNull(),
+    heartbeatAt: timestamp('heartbeat_at', { withTimezone: true, mode: 'date' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.groupId, t.memberId] })],
+);
+
+/** Every column sealed by the secret box, with the AAD each value is bound to; `secrets rotate` walks this list. */
+export const ENCRYPTED_COLUMNS = [
+  { table: 'signing_keys', column: 'secret', idColumn: 'id' },
+  { table: 'installations', column: 'secrets', idColumn: 'id' },
+] as const;
+
+export const schema = {
+  organizations,
+  apiClients,
+  signingKeys,
+  users,
+  userExternalIds,
+  installations,
+  inboundRequests,
+  dedupeKeys,
+  events,
+  logEntries,
+  logPartitions,
+  consumerOffsets,
+  consumerMembers,
+};

@@ -1,0 +1,121 @@
+// Access tokens: short-lived JWTs (RFC 9068 profile, HS256) issued by the client-credentials
+// grant. Signing keys live in the database sealed by the secret box, so every api process
+// sharing the database verifies every other's tokens, and `secrets rotate` re-seals them.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { desc } from 'drizzle-orm';
+import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import { aadFor, type SecretBox } from '../crypto/secret-box.ts';
+import { AppError } from '../errors.ts';
+import { newId } from '../ids.ts';
+import type { Db } from '../store/db.ts';
+import { signingKeys } from '../store/schema.ts';
+import type { ApiClient } from './api-clients.ts';
+import type { Scope } from './scopes.ts';
+
+export const TOKEN_AUDIENCE = 'interchange-api';
+const RELOAD_INTERVAL_MS = 5_000;
+
+export interface AccessTokenClaims {
+  clientId: string;
+  organizationId: string | null;
+  scopes: Scope[];
+}
+
+export interface TokenServiceOptions {
+  db: Db;
+  box: SecretBox;
+  issuer: string;
+  ttlSeconds: number;
+}
+
+const aad = (id: string) => aadFor('signing_keys', 'secret', id);
+
+/** Creates the first signing key if there is none. Call under the bootstrap lock. */
+export async function ensureSigningKey(db: Db, box: SecretBox): Promise<void> {
+  const [existing] = await db.select({ id: signingKeys.id }).from(signingKeys).limit(1);
+  if (existing) return;
+  const id = newId('signingKey');
+  await db
+    .insert(signingKeys)
+    .values({ id, secret: box.encrypt(randomBytes(32).toString('base64url'), aad(id)) });
+}
+
+export function createTokenService({ db, box, issuer, ttlSeconds }: TokenServiceOptions) {
+  let keys = new Map<string, Uint8Array>();
+  let newest: string | undefined;
+  let loadedAt = 0;
+
+  async function load(): Promise<void> {
+    const rows = await db.select().from(signingKeys).orderBy(desc(signingKeys.createdAt));
+    keys = new Map(rows.map((r) => [r.id, Buffer.from(box.decrypt(r.secret, aad(r.id)), 'base64url')]));
+    newest = rows[0]?.id;
+    loadedAt = Date.now();
+  }
+
+  async function keyFor(kid: string | undefined): Promise<Uint8Array> {
+    if (kid && !keys.has(kid) && Date.now() - loadedAt > RELOAD_INTERVAL_MS) await load();
+    const key = kid ? keys.get(kid) : undefined;
+    if (!key) throw new AppError('invalid_token', 'token was not issued by this service');
+    return key;
+  }
+
+  return {
+    load,
+
+    async issue(client: ApiClient, scopes: Scope[]) {
+      if (!newest) await load();
+      const kid = newest as string;
+      const key = await keyFor(kid);
+      const token = await new SignJWT({
+        scope: scopes.join(' '),
+        client_id: client.id,
+        org: client.organizationId,
+      })
+        .setProtectedHeader({ alg: 'HS256', typ: 'at+jwt', kid })
+        .setIssuer(issuer)
+        .setAudience(TOKEN_AUDIENCE)
+        .setSubject(client.id)
+        .setJti(randomUUID())
+        .setIssuedAt()
+        .setExpirationTime(`${ttlSeconds}s`)
+        .sign(key);
+      return {
+        access_token: token,
+        token_type: 'Bearer' as const,
+        expires_in: ttlSeconds,
+        scope: scopes.join(' '),
+      };
+    },
+
+    async verify(token: string): Promise<AccessTokenClaims> {
+      try {
+        const { payload } = await jwtVerify(token, (header) => keyFor(header.kid), {
+          issuer,
+          audience: TOKEN_AUDIENCE,
+          algorithms: ['HS256'],
+          typ: 'at+jwt',
+          requiredClaims: ['sub', 'exp', 'iat'],
+        });
+        const org = payload.org;
+        if (
+          typeof payload.sub !== 'string' ||
+          typeof payload.scope !== 'string' ||
+          (org !== null && typeof org !== 'string')
+        ) {
+          throw new AppError('invalid_token', 'token claims are malformed');
+        }
+        return {
+          clientId: payload.sub,
+          organizationId: org,
+          scopes: payload.scope.split(' ').filter(Boolean) as Scope[],
+        };
+      } catch (err) {
+        if (err instanceof AppError) throw err;
+        if (err instanceof joseErrors.JWTExpired) throw new AppError('invalid_token', 'token has expired');
+        throw new AppError('invalid_token', 'token is invalid');
+      }
+    },
+  };
+}
+
+export type TokenService = ReturnType<typeof createTokenService>;

@@ -1,0 +1,190 @@
+// The organization's end users, with their id in each external platform (`external_ids`), so
+// events from Shopify or Stripe can carry the organization's own user id.
+import { and, asc, eq, gt, inArray, type SQL, sql } from 'drizzle-orm';
+import { AppError } from '../errors.ts';
+import { isId, newId } from '../ids.ts';
+import type { Db } from '../store/db.ts';
+import { decodeCursor, type Page, toPage } from '../store/pagination.ts';
+import { userExternalIds, users } from '../store/schema.ts';
+
+type UserRow = typeof users.$inferSelect;
+export type User = UserRow & { externalIds: Record<string, string> };
+
+export interface UserInput {
+  email?: string | null | undefined;
+  name?: string | null | undefined;
+  traits?: Record<string, unknown> | undefined;
+  /** On update, a null value removes that platform's id. */
+  externalIds?: Record<string, string | null> | undefined;
+}
+
+const notFound = (id: string) => new AppError('user_not_found', `user ${id} not found`);
+
+/** Postgres unique violation on the external id index, through either driver's error shape. */
+function isExternalIdClash(err: unknown): boolean {
+  for (let e: unknown = err; e && typeof e === 'object'; e = (e as { cause?: unknown }).cause) {
+    const { code, constraint, message } = e as { code?: string; constraint?: string; message?: string };
+    if (
+      code === '23505' &&
+      (constraint === 'user_external_ids_lookup_idx' || message?.includes('user_external_ids_lookup_idx'))
+    ) {
+      return true;
+    }
+  }
+  return false;
+}
+
+export function createUserService(db: Db) {
+  async function withExternalIds(rows: UserRow[]): Promise<User[]> {
+    if (rows.length === 0) return [];
+    const links = await db
+      .select()
+      .from(userExternalIds)
+      .where(
+        inArray(
+          userExternalIds.userId,
+          rows.map((r) => r.id),
+        ),
+      );
+    return rows.map((row) => ({
+      ...row,
+      externalIds: Object.fromEntries(
+        links
+          .filter((l) => l.userId === row.id)
+          .sort((a, b) => a.platform.localeCompare(b.platform))
+          .map((l) => [l.platform, l.externalId]),
+      ),
+    }));
+  }
+
+  async function get(organizationId: string, id: string): Promise<User> {
+    const [row] = isId('user', id)
+      ? await db
+          .select()
+          .from(users)
+          .where(and(eq(users.organizationId, organizationId), eq(users.id, id)))
+      : [];
+    if (!row) throw notFound(id);
+    const [user] = await withExternalIds([row]);
+    return user as User;
+  }
+
+  /** Applies external id changes inside the caller's transaction; a clash with another user is a 409. */
+  async function setExternalIds(
+    tx: Db,
+    organizationId: string,
+    userId: string,
+    ids: Record<string, string | null>,
+  ) {
+    for (const [platform, externalId] of Object.entries(ids)) {
+      await tx
+        .delete(userExternalIds)
+        .where(and(eq(userExternalIds.userId, userId), eq(userExternalIds.platform, platform)));
+      if (externalId !== null) {
+        await tx.insert(userExternalIds).values({ userId, organizationId, platform, externalId });
+      }
+    }
+  }
+
+  async function mutate<T>(fn: (tx: Db) => Promise<T>): Promise<T> {
+    try {
+      return await db.transaction((tx) => fn(tx as unknown as Db));
+    } catch (err) {
+      if (isExternalIdClash(err)) {
+        throw new AppError(
+          'external_id_conflict',
+          'another user of this organization already has that external id',
+        );
+      }
+      throw err;
+    }
+  }
+
+  return {
+    get,
+
+    async create(organizationId: string, input: UserInput): Promise<User> {
+      const id = newId('user');
+      await mutate(async (tx) => {
+        await tx.insert(users).values({
+          id,
+          organizationId,
+          email: input.email ?? null,
+          name: input.name ?? null,
+          traits: input.traits ?? {},
+        });
+        await setExternalIds(tx, organizationId, id, input.externalIds ?? {});
+      });
+      return get(organizationId, id);
+    },
+
+    async list(
+      organizationId: string,
+      query: { limit: number; cursor?: string | undefined; email?: string | undefined },
+    ): Promise<Page<User>> {
+      const after = decodeCursor('user', query.cursor);
+      const rows = await db
+        .select()
+        .from(users)
+        .where(
+          and(
+            eq(users.organizationId, organizationId),
+            query.email ? eq(users.email, query.email) : undefined,
+            after ? gt(users.id, after) : undefined,
+          ),
+        )
+        .orderBy(asc(users.id))
+        .limit(query.limit + 1);
+      const page = toPage(rows, query.limit);
+      return { ...page, data: await withExternalIds(page.data) };
+    },
+
+    async findByExternalId(organizationId: string, platform: string, externalId: string): Promise<User> {
+      const [link] = await db
+        .select({ userId: userExternalIds.userId })
+        .from(userExternalIds)
+        .where(
+          and(
+            eq(userExternalIds.organizationId, organizationId),
+            eq(userExternalIds.platform, platform),
+            eq(userExternalIds.externalId, externalId),
+          ),
+        );
+      if (!link) throw new AppError('user_not_found', `no user has ${platform} id ${externalId}`);
+      return get(organizationId, link.userId);
+    },
+
+    async update(organizationId: string, id: string, patch: UserInput): Promise<User> {
+      await get(organizationId, id);
+      await mutate(async (tx) => {
+        const fields: Partial<Omit<UserRow, 'traits'>> & { traits?: SQL } = { updatedAt: new Date() };
+        if (patch.email !== undefined) fields.email = patch.email;
+        if (patch.name !== undefined) fields.name = patch.name;
+        if (patch.traits !== undefined) {
+          // Shallow merge, as analytics identify calls do: a null value removes that trait.
+          const removed = Object.keys(patch.traits).filter((k) => patch.traits?.[k] === null);
+          const set = Object.fromEntries(Object.entries(patch.traits).filter(([, v]) => v !== null));
+          fields.traits = sql`(${users.traits} || ${JSON.stringify(set)}::jsonb) - array(select jsonb_array_elements_text(${JSON.stringify(removed)}::jsonb))`;
+        }
+        await tx
+          .update(users)
+          .set(fields)
+          .where(and(eq(users.organizationId, organizationId), eq(users.id, id)));
+        await setExternalIds(tx, organizationId, id, patch.externalIds ?? {});
+      });
+      return get(organizationId, id);
+    },
+
+    async remove(organizationId: string, id: string): Promise<void> {
+      const deleted = isId('user', id)
+        ? await db
+            .delete(users)
+            .where(and(eq(users.organizationId, organizationId), eq(users.id, id)))
+            .returning({ id: users.id })
+        : [];
+      if (deleted.length === 0) throw notFound(id);
+    },
+  };
+}
+
+export type UserService = ReturnType<typeof createUserService>;

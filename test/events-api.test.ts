@@ -1,0 +1,158 @@
+// /v1/events: custom events from the organization's own systems (idempotent by id), listing
+// with filters and cursor, reading, replay, and tenant isolation.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApp, type TestApp } from './helpers/app.ts';
+
+let t: TestApp;
+let acme: Awaited<ReturnType<TestApp['organization']>>;
+let globex: Awaited<ReturnType<TestApp['organization']>>;
+
+beforeAll(async () => {
+  t = await startTestApp();
+  acme = await t.organization('Acme');
+  globex = await t.organization('Globex');
+});
+afterAll(() => t?.close());
+
+const send = (token: string, body: unknown) => t.call('POST', '/v1/events', { token, body });
+
+describe('custom events', () => {
+  it('stores a custom event once per id and appends it to custom-events', async () => {
+    const body = {
+      type: 'custom.cart.abandoned',
+      subject: 'carts/42',
+      id: 'cart-42-abandoned',
+      data: { cart_id: '42', value: '19.99' },
+    };
+    const first = await send(acme.token, body);
+    expect(first.statusCode, first.body).toBe(201);
+    const event = first.json();
+    expect(event).toMatchObject({
+      specversion: '1.0',
+      type: 'custom.cart.abandoned',
+      subject: 'carts/42',
+      organization: acme.id,
+      partitionkey: 'carts/42',
+      data: { cart_id: '42', value: '19.99' },
+    });
+    expect(event.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(event.source).toBe(`/api-clients/${acme.client.clientId}`);
+
+    const again = await send(acme.token, { ...body, data: { changed: true } });
+    expect(again.statusCode).toBe(200);
+    expect(again.json().id).toBe(event.id);
+    expect(again.json().data).toEqual({ cart_id: '42', value: '19.99' });
+
+    const list = await t.call('GET', '/v1/events?type=custom.*', { token: acme.token });
+    expect(list.json().data.filter((e: { id: string }) => e.id === event.id)).toHaveLength(1);
+
+    const entries = await t.app.store.db.query.logEntries.findMany({
+      where: (l, { eq }) => eq(l.eventId, event.id),
+    });
+    expect(entries.map((e) => e.topic)).toEqual(['custom-events']);
+
+    // The same id in another organization is another event.
+    const other = await send(globex.token, body);
+    expect(other.statusCode).toBe(201);
+    expect(other.json().id).not.toBe(event.id);
+  });
+
+  it('validates canonical types against their schema and attaches a known user', async () => {
+    const user = (
+      await t.call('POST', '/v1/users', { token: acme.token, body: { email: 'u@example.com' } })
+    ).json();
+    const bad = await send(acme.token, { type: 'order.created', data: { order_id: '1' } });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.code).toBe('validation_failed');
+    expect(bad.json().error.details.map((d: { path: string }) => d.path)).toContain('body.data.total');
+
+    const good = await send(acme.token, {
+      type: 'order.created',
+      user_id: user.id,
+      data: {
+        order_id: '1',
+        total: '10.00',
+        revenue: '10.00',
+        currency: 'EUR',
+        products: [],
+        external_ids: {},
+      },
+    });
+    expect(good.statusCode, good.body).toBe(201);
+    expect(good.json()).toMatchObject({ userid: user.id, partitionkey: acme.id });
+    const foreignUser = await send(globex.token, { type: 'custom.x', user_id: user.id, data: {} });
+    expect(foreignUser.statusCode).toBe(404);
+  });
+
+  it('rejects unknown types and malformed bodies, storing nothing', async () => {
+    const org = await t.organization('Strict');
+    for (const body of [
+      { type: 'order.exploded', data: {} },
+      { type: 'Custom.Bad', data: {} },
+      { type: 'custom.ok', data: 'not an object' },
+      { type: 'custom.ok', data: {}, extra: 1 },
+      { data: {} },
+    ]) {
+      const res = await send(org.token, body);
+      expect(res.statusCode, JSON.stringify(body)).toBe(400);
+      expect(res.json().error.code).toBe('validation_failed');
+    }
+    expect((await t.call('GET', '/v1/events', { token: org.token })).json().data).toEqual([]);
+  });
+});
+
+describe('listing, reading and replaying', () => {
+  it('filters by type prefix and time, pages with a cursor, and reads one event', async () => {
+    const org = await t.organization('Lister');
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++)
+      ids.push((await send(org.token, { type: `custom.kind${i % 2}`, data: { i } })).json().id);
+    const page1 = (await t.call('GET', '/v1/events?limit=2', { token: org.token })).json();
+    expect(page1.data.map((e: { id: string }) => e.id)).toEqual(ids.slice(0, 2));
+    const page2 = (
+      await t.call('GET', `/v1/events?limit=2&cursor=${page1.next_cursor}`, { token: org.token })
+    ).json();
+    expect(page2.data.map((e: { id: string }) => e.id)).toEqual(ids.slice(2, 4));
+
+    const kind0 = (await t.call('GET', '/v1/events?type=custom.kind0', { token: org.token })).json();
+    expect(kind0.data).toHaveLength(3);
+    const future = (
+      await t.call('GET', `/v1/events?since=${encodeURIComponent('2999-01-01T00:00:00Z')}`, {
+        token: org.token,
+      })
+    ).json();
+    expect(future.data).toEqual([]);
+    const bad = await t.call('GET', '/v1/events?type=DROP TABLE', { token: org.token });
+    expect(bad.statusCode).toBe(400);
+
+    const one = await t.call('GET', `/v1/events/${ids[0]}`, { token: org.token });
+    expect(one.statusCode).toBe(200);
+    expect(one.json()).toMatchObject({ id: ids[0], type: 'custom.kind0', request: null });
+  });
+
+  it('replays an event into its topic again', async () => {
+    const event = (await send(acme.token, { type: 'custom.replayed', data: {} })).json();
+    const res = await t.call('POST', `/v1/events/${event.id}/replay`, { token: acme.token });
+    expect(res.statusCode, res.body).toBe(202);
+    expect(res.json()).toMatchObject({ event_id: event.id, topic: 'custom-events' });
+    const entries = await t.app.store.db.query.logEntries.findMany({
+      where: (l, { eq }) => eq(l.eventId, event.id),
+    });
+    expect(entries.map((e) => e.replay).sort()).toEqual([false, true]);
+    expect(entries[0]?.partition).toBe(entries[1]?.partition);
+  });
+
+  it("answers 404 for another organization's event on every route", async () => {
+    const event = (await send(acme.token, { type: 'custom.secret', data: { secret: 'acme-only' } })).json();
+    for (const [method, url] of [
+      ['GET', `/v1/events/${event.id}`],
+      ['POST', `/v1/events/${event.id}/replay`],
+    ] as const) {
+      const res = await t.call(method, url, { token: globex.token });
+      expect(res.statusCode).toBe(404);
+      expect(res.json().error.code).toBe('event_not_found');
+    }
+    const list = await t.call('GET', '/v1/events?limit=100', { token: globex.token });
+    expect(list.body).not.toContain('acme-only');
+  });
+});
