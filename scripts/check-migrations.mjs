@@ -1,15 +1,17 @@
 // CI check: the committed migrations match src/store/schema.ts. drizzle-kit generates into a
 // scratch copy of the migrations folder; any new file there means `npm run db:generate` was forgotten.
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 
 const committed = 'src/store/migrations';
 const scratch = mkdtempSync(join(tmpdir(), 'interchange-migrations-'));
 try {
   cpSync(committed, scratch, { recursive: true });
-  execFileSync(
+  // drizzle-kit prefixes `--out` with `./`, so it must be relative; and it can print an error yet
+  // exit 0, so its output is checked too: this check must be able to fail.
+  const result = spawnSync(
     'npx',
     [
       'drizzle-kit',
@@ -19,10 +21,16 @@ try {
       '--schema',
       'src/store/schema.ts',
       '--out',
-      scratch,
+      relative(process.cwd(), scratch),
     ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+    { encoding: 'utf8' },
   );
+  const output = `${result.stdout}${result.stderr}`;
+  if (result.status !== 0 || /\bError\b/.test(output)) {
+    console.error(output);
+    console.error('drizzle-kit generate failed: the migrations could not be checked');
+    process.exit(1);
+  }
   const before = new Set(readdirSync(committed));
   const added = readdirSync(scratch).filter((f) => !before.has(f));
   if (added.length > 0) {

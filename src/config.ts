@@ -1,6 +1,7 @@
 // Environment → validated, frozen Config. A bad value stops start-up with one line naming the
 // variable (ConfigError); empty strings count as unset, as .env files and shells often leave them.
 import { resolve } from 'node:path';
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -31,8 +32,24 @@ const envSchema = z.object({
   INTERCHANGE_SECRET_KEY: z.string().optional(),
   INTERCHANGE_TOKEN_TTL: z.coerce.number().int().min(60).max(86_400).default(3600),
   INTERCHANGE_DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  INTERCHANGE_EGRESS_ALLOW: z
+    .string()
+    .refine(
+      (v) => v.split(',').every((cidr) => isCidr(cidr.trim())),
+      'must be a comma-separated list of CIDR ranges, e.g. 127.0.0.1/32,10.0.0.0/8',
+    )
+    .optional(),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
 });
+
+function isCidr(value: string): boolean {
+  try {
+    ipaddr.parseCIDR(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export type Config = Readonly<{
   port: number;
@@ -49,6 +66,8 @@ export type Config = Readonly<{
   tokenTtlSeconds: number;
   dbPoolSize: number;
   logLevel: (typeof LOG_LEVELS)[number];
+  /** CIDR ranges outbound HTTP may reach although the egress guard refuses them by default. */
+  egressAllow: readonly string[];
   /** Embedded mode: PGlite in the data dir, generated secret key, credentials written to disk. */
   embedded: boolean;
 }>;
@@ -92,6 +111,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     tokenTtlSeconds: e.INTERCHANGE_TOKEN_TTL,
     dbPoolSize: e.INTERCHANGE_DB_POOL_SIZE,
     logLevel: e.LOG_LEVEL,
+    egressAllow: Object.freeze(
+      e.INTERCHANGE_EGRESS_ALLOW ? e.INTERCHANGE_EGRESS_ALLOW.split(',').map((c) => c.trim()) : [],
+    ),
     embedded: !e.DATABASE_URL,
   });
 }

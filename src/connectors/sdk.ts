@@ -2,6 +2,7 @@
 // checks and types what it is given (ARCHITECTURE.md §4). Connectors know nothing of HTTP
 // frameworks, the database or each other: they get bytes and settings, and return events.
 import { z } from 'zod';
+import type { Envelope } from '../events/envelope.ts';
 import type { EVENT_DATA } from '../events/types.ts';
 
 export const CATEGORIES = [
@@ -96,6 +97,78 @@ export interface InboundSpec<C, S, P = unknown> {
   routeKey?(req: InboundRequest): string | undefined;
 }
 
+/** One event to send; `deliveryId` is stable across retries (the receiver's idempotency key). */
+export interface DeliveryItem {
+  deliveryId: string;
+  /** 1 for the first attempt. */
+  attempt: number;
+  event: Envelope;
+}
+
+/**
+ * What became of one item. `retry` goes back on the retry schedule (`retryAfterMs` asks for a
+ * later first retry, e.g. from Retry-After; `throttle` also pauses every delivery to this
+ * destination for that long: 429, 502, 504). `failed` is final: the delivery is dead, and with
+ * `disable` the destination is disabled too (410 Gone).
+ */
+export type DeliveryResult =
+  | { status: 'delivered'; statusCode?: number | undefined; response?: string | undefined }
+  | {
+      status: 'retry';
+      error: string;
+      statusCode?: number | undefined;
+      response?: string | undefined;
+      retryAfterMs?: number | undefined;
+      throttle?: boolean | undefined;
+    }
+  | {
+      status: 'failed';
+      error: string;
+      statusCode?: number | undefined;
+      response?: string | undefined;
+      disable?: boolean | undefined;
+    };
+
+export interface HttpRequest {
+  method: string;
+  headers: Record<string, string>;
+  body?: string | Buffer | undefined;
+  /** Whole request, headers and body included; default 15 s. */
+  timeoutMs?: number | undefined;
+  /** How much of the response body to keep; the rest is discarded unread. Default 4 KiB. */
+  maxResponseBytes?: number | undefined;
+}
+
+export interface HttpResponse {
+  status: number;
+  /** Lower-case names. */
+  headers: Record<string, string>;
+  /** The first `maxResponseBytes` of the body, decoded as UTF-8 (invalid bytes replaced). */
+  body: string;
+}
+
+/**
+ * Outbound HTTP for connectors, through the egress guard: the host is resolved and every address
+ * vetted before connecting; redirects are not followed. Throws `EgressBlockedError` for a refused
+ * address and an ordinary Error for network failures and time-outs.
+ */
+export type HttpClient = (url: string, request: HttpRequest) => Promise<HttpResponse>;
+
+export interface DeliverContext<C, S> extends InstallationContext<C, S> {
+  http: HttpClient;
+}
+
+export interface DestinationSpec<C, S> {
+  /** Most items per `deliver` call: 1 for webhooks, up to 2000 for Mixpanel. */
+  batchSize: number;
+  /** Whether this destination takes events of this type at all (default: every type). */
+  accepts?(type: string): boolean;
+  /** The URLs a config sends to, vetted by the egress guard when an installation is saved. */
+  urls?(config: C): string[];
+  /** Sends a batch; one result per item, in order. Throwing counts as `retry` for every item. */
+  deliver(batch: DeliveryItem[], ctx: DeliverContext<C, S>): Promise<DeliveryResult[]>;
+}
+
 export interface CheckResult {
   ok: boolean;
   message: string;
@@ -115,6 +188,13 @@ export interface ConnectorDefinition<C extends z.ZodType = z.ZodType, S extends 
   inbound?: InboundSpec<z.infer<C>, z.infer<S>, any>;
   /** The installation's routing key for `routeKey` (e.g. its shop domain). */
   routeKeyOf?(config: z.infer<C>): string | undefined;
+  /** Destination side: how events are sent to this connector's installations. */
+  destination?: DestinationSpec<z.infer<C>, z.infer<S>>;
+  /**
+   * Secrets the hub generates when an installation is created without them (a webhook endpoint's
+   * signing secret). They are returned once, in the response that creates the installation.
+   */
+  generateSecrets?(): Partial<z.infer<S>>;
   /** Connection check for `POST /v1/installations/:id/test`. */
   check?(ctx: InstallationContext<z.infer<C>, z.infer<S>>): Promise<CheckResult>;
 }
@@ -165,6 +245,19 @@ export function validateCatalog(connectors: readonly AnyConnector[]): void {
         if (typeof inbound[fn] !== 'function')
           throw new ConnectorDefinitionError(`${where}: inbound.${fn} must be a function`);
       }
+    }
+    const destination = c.destination;
+    if (destination) {
+      if (typeof destination.deliver !== 'function')
+        throw new ConnectorDefinitionError(`${where}: destination.deliver must be a function`);
+      if (
+        !Number.isInteger(destination.batchSize) ||
+        destination.batchSize < 1 ||
+        destination.batchSize > 10_000
+      )
+        throw new ConnectorDefinitionError(
+          `${where}: destination.batchSize must be an integer from 1 to 10000`,
+        );
     }
   }
 }
