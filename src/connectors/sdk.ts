@@ -103,6 +103,8 @@ export interface DeliveryItem {
   /** 1 for the first attempt. */
   attempt: number;
   event: Envelope;
+  /** The connector of the installation the event came from (`shopify`), or null for API events. */
+  sourceConnector: string | null;
 }
 
 /**
