@@ -12,6 +12,7 @@ import { createServices, type Services } from './services.ts';
 import { openStore, type Store, type StoreOptions } from './store/db.ts';
 import { migrate } from './store/migrate.ts';
 import { type AdminCredentials, bootstrap } from './tenancy/bootstrap.ts';
+import { startWorker, type Worker } from './worker.ts';
 
 export const VERSION: string = JSON.parse(
   readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
@@ -49,6 +50,8 @@ export interface App {
   server: Awaited<ReturnType<typeof buildServer>>;
   /** Set on the start that created the first admin client: shown once, never again. */
   adminCredentials: AdminCredentials | undefined;
+  /** Starts the worker role (event consumers, delivery) in this process; `close` stops it. */
+  startWorker(): Worker;
   close(): Promise<void>;
 }
 
@@ -57,6 +60,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const logger = pino(loggerOptions(config.logLevel), options.logDestination ?? pino.destination(1));
   const store = await openMigratedStore(config, options.store);
   let redis: Redis | undefined;
+  let worker: Worker | undefined;
   try {
     const adminCredentials = await bootstrap(store, box);
     const services = createServices(config, store, box, logger);
@@ -71,11 +75,12 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       redis.on('error', () => {});
       await redis.connect();
     }
+    const metrics = createMetrics();
     const server = await buildServer({
       config,
       store,
       services,
-      metrics: createMetrics(),
+      metrics,
       redis,
       logger,
       version: VERSION,
@@ -87,11 +92,17 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       services,
       server,
       adminCredentials,
+      startWorker() {
+        worker ??= startWorker({ config, store, services, metrics, logger });
+        return worker;
+      },
       async close() {
         await server.close();
+        await worker?.stop();
         await services.committer.drain();
         await services.log.close();
         redis?.disconnect();
+        await services.egress.close();
         await store.close();
       },
     };

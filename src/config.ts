@@ -3,6 +3,7 @@
 import { resolve } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
+import { DEFAULT_RETRY_SCHEDULE, parseDuration, parseSchedule } from './delivery/retry.ts';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -39,8 +40,25 @@ const envSchema = z.object({
       'must be a comma-separated list of CIDR ranges, e.g. 127.0.0.1/32,10.0.0.0/8',
     )
     .optional(),
+  INTERCHANGE_RETRY_SCHEDULE: z
+    .string()
+    .refine(
+      (v) => parseSchedule(v) !== undefined,
+      'must be a comma-separated list of durations, e.g. 5s,5m,30m,2h',
+    )
+    .default(DEFAULT_RETRY_SCHEDULE),
+  INTERCHANGE_DISABLE_AFTER: duration('5d'),
+  INTERCHANGE_DELIVERY_TIMEOUT: duration('15s'),
+  INTERCHANGE_DELIVERY_LEASE: duration('60s'),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
 });
+
+function duration(fallback: string) {
+  return z
+    .string()
+    .refine((v) => (parseDuration(v) ?? 0) > 0, 'must be a duration such as 250ms, 15s, 5m, 2h or 5d')
+    .default(fallback);
+}
 
 function isCidr(value: string): boolean {
   try {
@@ -66,6 +84,14 @@ export type Config = Readonly<{
   tokenTtlSeconds: number;
   dbPoolSize: number;
   logLevel: (typeof LOG_LEVELS)[number];
+  /** Delays between delivery attempts, ms (one entry per retry). */
+  retrySchedule: readonly number[];
+  /** A destination failing continuously this long (ms) is disabled. */
+  disableAfterMs: number;
+  /** Time limit of one delivery request, ms. */
+  deliveryTimeoutMs: number;
+  /** How long a worker holds a claimed delivery before another may take it over, ms. */
+  deliveryLeaseMs: number;
   /** CIDR ranges outbound HTTP may reach although the egress guard refuses them by default. */
   egressAllow: readonly string[];
   /** Embedded mode: PGlite in the data dir, generated secret key, credentials written to disk. */
@@ -92,6 +118,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`invalid configuration: ${key} ${issue?.message ?? 'is invalid'}${shown}`);
   }
   const e = parsed.data;
+  if (
+    (parseDuration(e.INTERCHANGE_DELIVERY_LEASE) as number) <=
+    (parseDuration(e.INTERCHANGE_DELIVERY_TIMEOUT) as number)
+  ) {
+    throw new ConfigError(
+      'invalid configuration: INTERCHANGE_DELIVERY_LEASE must be longer than INTERCHANGE_DELIVERY_TIMEOUT',
+    );
+  }
   if (e.DATABASE_URL && !e.INTERCHANGE_SECRET_KEY) {
     throw new ConfigError(
       'invalid configuration: INTERCHANGE_SECRET_KEY is required when DATABASE_URL is set ' +
@@ -111,6 +145,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     tokenTtlSeconds: e.INTERCHANGE_TOKEN_TTL,
     dbPoolSize: e.INTERCHANGE_DB_POOL_SIZE,
     logLevel: e.LOG_LEVEL,
+    retrySchedule: Object.freeze(parseSchedule(e.INTERCHANGE_RETRY_SCHEDULE) as number[]),
+    disableAfterMs: parseDuration(e.INTERCHANGE_DISABLE_AFTER) as number,
+    deliveryTimeoutMs: parseDuration(e.INTERCHANGE_DELIVERY_TIMEOUT) as number,
+    deliveryLeaseMs: parseDuration(e.INTERCHANGE_DELIVERY_LEASE) as number,
     egressAllow: Object.freeze(
       e.INTERCHANGE_EGRESS_ALLOW ? e.INTERCHANGE_EGRESS_ALLOW.split(',').map((c) => c.trim()) : [],
     ),

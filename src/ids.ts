@@ -9,6 +9,8 @@ export const ID_PREFIX = {
   signingKey: 'sk',
   installation: 'ins',
   inboundRequest: 'req',
+  delivery: 'dlv',
+  deliveryAttempt: 'att',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIX;

@@ -92,6 +92,7 @@ async function start(opts: { role: (typeof ROLES)[number]; port?: number }): Pro
   } else {
     await app.server.ready();
   }
+  if (opts.role === 'all' || opts.role === 'worker') app.startWorker();
   const port = (app.server.server.address() as { port?: number } | null)?.port ?? cfg.port;
   const url = process.env.PUBLIC_URL?.trim() ? cfg.publicUrl : `http://localhost:${port}`;
   log.info(
@@ -103,7 +104,7 @@ async function start(opts: { role: (typeof ROLES)[number]; port?: number }): Pro
       rate_limits: cfg.redisUrl ? 'redis' : 'memory',
     },
     opts.role === 'worker'
-      ? 'worker started (consumers arrive with the event log)'
+      ? 'worker started: routing events and sending deliveries'
       : `Interchange listening on ${url} (docs: ${url}/docs)`,
   );
 }

@@ -3,6 +3,9 @@ import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { connectorById } from './connectors/catalog.ts';
 import type { SecretBox } from './crypto/secret-box.ts';
+import { createDeliveryService } from './delivery/deliveries.ts';
+import { createEgressGuard } from './delivery/egress.ts';
+import { createHttpClient } from './delivery/http.ts';
 import { createEventService } from './events/events.ts';
 import { createCommitter } from './ingest/committer.ts';
 import { createIngestService } from './ingest/ingest.ts';
@@ -18,8 +21,12 @@ export function createServices(config: Config, store: Store, box: SecretBox, log
   const db = store.db;
   const log = createPostgresLog({ db, logger });
   const committer = createCommitter({ store, log, logger });
-  const installations = createInstallationService(db, box, connectorById);
+  // Every outbound request of a connector goes through the egress guard.
+  const egress = createEgressGuard({ allow: config.egressAllow });
+  const installations = createInstallationService(db, box, connectorById, egress);
   return {
+    egress,
+    http: createHttpClient(egress),
     organizations: createOrganizationService(db),
     apiClients: createApiClientService(db),
     users: createUserService(db),
@@ -29,6 +36,7 @@ export function createServices(config: Config, store: Store, box: SecretBox, log
     committer,
     ingest: createIngestService({ db, installations, committer, logger }),
     events: createEventService(db, log, committer),
+    deliveries: createDeliveryService(db),
   };
 }
 

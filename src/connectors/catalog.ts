@@ -1,11 +1,20 @@
 // Every connector Interchange ships. Adding one: a folder in src/connectors/, one line here.
 import hubspot from './hubspot/index.ts';
+import mixpanel from './mixpanel/index.ts';
 import { type AnyConnector, validateCatalog } from './sdk.ts';
 import shopify from './shopify/index.ts';
 import stripe from './stripe/index.ts';
+import webhook from './webhook/index.ts';
 import woocommerce from './woocommerce/index.ts';
 
-export const CONNECTORS: readonly AnyConnector[] = [shopify, stripe, woocommerce, hubspot] as AnyConnector[];
+export const CONNECTORS: readonly AnyConnector[] = [
+  shopify,
+  stripe,
+  woocommerce,
+  hubspot,
+  webhook,
+  mixpanel,
+] as AnyConnector[];
 
 validateCatalog(CONNECTORS);
 

@@ -197,6 +197,14 @@ export interface ConnectorDefinition<C extends z.ZodType = z.ZodType, S extends 
    * signing secret). They are returned once, in the response that creates the installation.
    */
   generateSecrets?(): Partial<z.infer<S>>;
+  /**
+   * `POST /v1/installations/:id/rotate-secret`: new secrets from the current ones (the old key may
+   * keep working for a while); `revealed` is returned once to the caller.
+   */
+  rotateSecrets?(
+    current: Partial<z.infer<S>>,
+    now: Date,
+  ): { secrets: Partial<z.infer<S>>; revealed: Record<string, string> };
   /** Connection check for `POST /v1/installations/:id/test`. */
   check?(ctx: InstallationContext<z.infer<C>, z.infer<S>>): Promise<CheckResult>;
 }
@@ -271,6 +279,15 @@ export function header(req: InboundRequest, ...names: string[]): string | undefi
     if (value !== undefined && value !== '') return value;
   }
   return undefined;
+}
+
+/** Retry-After as seconds or an HTTP date → milliseconds from `now`; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | undefined, now: Date = new Date()): number | undefined {
+  if (!value) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const date = Date.parse(trimmed);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now.getTime());
 }
 
 /** Default body parser: JSON, or ConnectorError('payload_malformed'). */

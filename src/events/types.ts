@@ -26,6 +26,23 @@ export type Topic = (typeof TOPICS)[number];
 const customerDeleted = z.object({ customer_id: z.string(), external_ids: z.record(z.string(), z.string()) });
 const productDeleted = z.object({ product_id: z.string(), external_ids: z.record(z.string(), z.string()) });
 
+const endpointDisabled = z.object({
+  destination_id: z.string(),
+  connector: z.string(),
+  reason: z.enum(['gone', 'failing']).describe('gone: it answered 410; failing: it failed for too long'),
+  failing_since: z.string().nullable(),
+  disabled_at: z.string(),
+});
+const deliveryExhausted = z.object({
+  delivery_id: z.string(),
+  destination_id: z.string(),
+  event_id: z.string(),
+  event_type: z.string(),
+  attempts: z.number().int(),
+  last_status_code: z.number().int().nullable(),
+  last_error: z.string().nullable(),
+});
+
 export const EVENT_DATA = {
   'order.created': orderSchema,
   'order.updated': orderSchema,
@@ -50,7 +67,12 @@ export const EVENT_DATA = {
   'privacy.data_request': privacySchema,
   'privacy.customer_redact': privacySchema,
   'privacy.shop_redact': privacySchema,
+  'endpoint.disabled': endpointDisabled,
+  'delivery.exhausted': deliveryExhausted,
 } as const;
+
+/** Operational events the hub itself emits about delivery; never routed back to the destination they name. */
+export const SYSTEM_EVENT_TYPES = ['endpoint.disabled', 'delivery.exhausted'] as const;
 
 export type KnownEventType = keyof typeof EVENT_DATA;
 export type EventData<T extends KnownEventType> = z.infer<(typeof EVENT_DATA)[T]>;
@@ -79,6 +101,8 @@ export function topicOf(type: string): Topic {
       return 'invoice-events';
     case 'app':
     case 'privacy':
+    case 'endpoint':
+    case 'delivery':
       return 'app-events';
     default:
       return 'custom-events';

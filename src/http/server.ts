@@ -16,7 +16,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import { AppError } from '../errors.ts';
-import { type Metrics, trackConsumerLag } from '../observability/metrics.ts';
+import { type Metrics, trackConsumerLag, trackDeliveryQueue } from '../observability/metrics.ts';
 import type { Services } from '../services.ts';
 import type { Store } from '../store/db.ts';
 import { TIER_LIMITS } from '../tenancy/scopes.ts';
@@ -24,6 +24,7 @@ import { installAuth } from './auth.ts';
 import { installErrorHandling } from './errors.ts';
 import { apiClientRoutes } from './routes/api-clients.ts';
 import { connectorRoutes } from './routes/connectors.ts';
+import { deliveryRoutes } from './routes/deliveries.ts';
 import { eventRoutes } from './routes/events.ts';
 import { healthRoutes } from './routes/health.ts';
 import { hookRoutes } from './routes/hooks.ts';
@@ -59,6 +60,7 @@ export interface ServerOptions {
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
   const { config, metrics } = options;
   trackConsumerLag(metrics, options.services.log);
+  trackDeliveryQueue(metrics, options.services.deliveries);
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT,
@@ -146,6 +148,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     await v1.register(connectorRoutes);
     await v1.register(installationRoutes);
     await v1.register(eventRoutes);
+    await v1.register(deliveryRoutes);
   });
 
   return app;

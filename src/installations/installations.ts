@@ -4,6 +4,8 @@ import { and, asc, eq, gt } from 'drizzle-orm';
 import type { z } from 'zod';
 import type { AnyConnector } from '../connectors/sdk.ts';
 import { aadFor, type SecretBox } from '../crypto/secret-box.ts';
+import { EgressBlockedError, type EgressGuard, EgressLookupError } from '../delivery/egress.ts';
+import { SubscriptionError, type SubscriptionInput, toSettings } from '../delivery/subscription.ts';
 import { AppError } from '../errors.ts';
 import { isId, newId } from '../ids.ts';
 import type { Db } from '../store/db.ts';
@@ -18,6 +20,8 @@ export interface InstallationInput {
   name?: string | undefined;
   config?: Record<string, unknown> | undefined;
   secrets?: Record<string, unknown> | undefined;
+  /** Destinations: which events they receive and how; default every event. */
+  subscription?: SubscriptionInput | undefined;
 }
 
 export interface InstallationPatch {
@@ -26,7 +30,11 @@ export interface InstallationPatch {
   config?: Record<string, unknown> | undefined;
   /** Merged into the secrets; a null value removes that secret. */
   secrets?: Record<string, unknown> | undefined;
+  subscription?: SubscriptionInput | undefined;
 }
+
+/** A new installation, with the secrets the hub generated for it: shown this once. */
+export type CreatedInstallation = Installation & { revealedSecrets: Record<string, string> };
 
 const notFound = (id: string) => new AppError('installation_not_found', `installation ${id} not found`);
 
@@ -43,6 +51,7 @@ export function createInstallationService(
   db: Db,
   box: SecretBox,
   catalog: (id: string) => AnyConnector | undefined,
+  egress: Pick<EgressGuard, 'check'>,
 ) {
   const seal = (id: string, secrets: Record<string, unknown>) =>
     Object.keys(secrets).length === 0
@@ -75,6 +84,54 @@ export function createInstallationService(
       });
     }
     return { config: c.data as Record<string, unknown>, secrets: partial.data as Record<string, unknown> };
+  }
+
+  /** A destination's URLs must be reachable and allowed by the egress guard (400 otherwise). */
+  async function checkUrls(connector: AnyConnector, config: Record<string, unknown>): Promise<void> {
+    for (const url of connector.destination?.urls?.(config) ?? []) {
+      try {
+        await egress.check(url);
+      } catch (err) {
+        if (err instanceof EgressBlockedError) {
+          throw new AppError('url_blocked', `${url} may not be called: ${err.reason}`, {
+            details: [{ path: 'body.config', message: err.message }],
+          });
+        }
+        if (err instanceof EgressLookupError) {
+          throw new AppError('url_unresolvable', err.message, {
+            details: [{ path: 'body.config', message: err.message }],
+          });
+        }
+        throw err;
+      }
+    }
+  }
+
+  function settingsFor(
+    connector: AnyConnector,
+    input: SubscriptionInput | undefined,
+    previous?: InstallationRow,
+  ) {
+    if (!connector.destination) {
+      if (input) {
+        throw new AppError(
+          'not_a_destination',
+          `${connector.name} sends no events, so it takes no subscription`,
+          {
+            details: [{ path: 'body.subscription', message: 'not a destination connector' }],
+          },
+        );
+      }
+      return null;
+    }
+    const prior = previous?.destination ?? undefined;
+    if (!input) return prior ?? toSettings({ event_types: ['*'] });
+    try {
+      return toSettings(input, prior);
+    } catch (err) {
+      if (!(err instanceof SubscriptionError)) throw err;
+      throw new AppError(err.code, err.message, { details: [{ path: err.path, message: err.message }] });
+    }
   }
 
   async function find(organizationId: string, id: string): Promise<InstallationRow> {
@@ -119,9 +176,15 @@ export function createInstallationService(
   return {
     connectorOf,
 
-    async create(organizationId: string, input: InstallationInput): Promise<Installation> {
+    async create(organizationId: string, input: InstallationInput): Promise<CreatedInstallation> {
       const connector = connectorOf(input.connector);
-      const { config, secrets } = validate(connector, input.config ?? {}, input.secrets ?? {});
+      const { config, secrets: given } = validate(connector, input.config ?? {}, input.secrets ?? {});
+      const destination = settingsFor(connector, input.subscription);
+      await checkUrls(connector, config);
+      const generated = Object.fromEntries(
+        Object.entries(connector.generateSecrets?.() ?? {}).filter(([k]) => given[k] === undefined),
+      ) as Record<string, string>;
+      const secrets = { ...given, ...generated };
       const id = newId('installation');
       const [row] = await guarded(() =>
         db
@@ -135,10 +198,11 @@ export function createInstallationService(
             secrets: seal(id, secrets),
             secretKeys: Object.keys(secrets).sort(),
             routeKey: connector.routeKeyOf?.(config) ?? null,
+            destination,
           })
           .returning(),
       );
-      return present(row as InstallationRow);
+      return { ...present(row as InstallationRow), revealedSecrets: generated };
     },
 
     async get(organizationId: string, id: string): Promise<Installation> {
@@ -202,6 +266,8 @@ export function createInstallationService(
         .map(([k]) => k);
       const given = Object.fromEntries(Object.entries(patch.secrets ?? {}).filter(([, v]) => v !== null));
       const { config, secrets } = validate(connector, patch.config ?? row.config, given);
+      const destination = settingsFor(connector, patch.subscription, row);
+      if (patch.config) await checkUrls(connector, config);
       const merged = Object.fromEntries(
         Object.entries({ ...current, ...secrets }).filter(([k]) => !removed.includes(k)),
       );
@@ -214,6 +280,7 @@ export function createInstallationService(
             secrets: seal(row.id, merged),
             secretKeys: Object.keys(merged).sort(),
             routeKey: connector.routeKeyOf?.(config) ?? null,
+            destination,
             updatedAt: new Date(),
           })
           .where(eq(installations.id, row.id))
@@ -221,6 +288,28 @@ export function createInstallationService(
       );
       if (!updated) throw notFound(id);
       return present(updated);
+    },
+
+    /** New secrets by the connector's rotation (a webhook's old key signs on for 24 h); returned once. */
+    async rotateSecrets(organizationId: string, id: string): Promise<Record<string, string>> {
+      const row = await find(organizationId, id);
+      const connector = connectorOf(row.connectorId);
+      if (!connector.rotateSecrets) {
+        throw new AppError(
+          'rotation_unsupported',
+          `${connector.name} installations have no secret the hub can rotate`,
+        );
+      }
+      const { secrets, revealed } = connector.rotateSecrets(this.secretsOf(row), new Date());
+      await db
+        .update(installations)
+        .set({
+          secrets: seal(row.id, secrets),
+          secretKeys: Object.keys(secrets).sort(),
+          updatedAt: new Date(),
+        })
+        .where(eq(installations.id, row.id));
+      return revealed;
     },
 
     async remove(organizationId: string, id: string): Promise<void> {

@@ -1,6 +1,7 @@
 // Prometheus metrics. One registry per app (not prom-client's global one), so several apps in
 // one process, as in tests, do not collide.
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { DeliveryService } from '../delivery/deliveries.ts';
 import type { EventLog } from '../log/port.ts';
 
 export function createMetrics() {
@@ -13,8 +14,25 @@ export function createMetrics() {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
-  return { registry, httpDuration };
+  const delivery = {
+    attempts: new Counter({
+      name: 'interchange_delivery_attempts_total',
+      help: 'Delivery attempts settled by this process, by destination connector and what became of the delivery',
+      labelNames: ['connector', 'outcome'] as const,
+      registers: [registry],
+    }),
+    latency: new Histogram({
+      name: 'interchange_delivery_latency_seconds',
+      help: 'From the event entering the hub to its successful delivery, by destination connector',
+      labelNames: ['connector'] as const,
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200],
+      registers: [registry],
+    }),
+  };
+  return { registry, httpDuration, delivery };
 }
+
+export type DeliveryMetrics = ReturnType<typeof createMetrics>['delivery'];
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -29,6 +47,41 @@ export function trackConsumerLag(metrics: Metrics, log: EventLog): void {
       const rows = await log.lag();
       this.reset();
       for (const row of rows) this.set({ group: row.group, topic: row.topic }, row.lag);
+    },
+  });
+}
+
+/** Queue depth and age of the oldest waiting delivery per destination, read when Prometheus scrapes. */
+export function trackDeliveryQueue(metrics: Metrics, deliveries: DeliveryService): void {
+  let pending: Promise<Awaited<ReturnType<DeliveryService['stats']>>> | undefined;
+  // Both gauges collect from one query per scrape.
+  const read = () => {
+    pending ??= deliveries.stats(null, 1).finally(() => setTimeout(() => (pending = undefined), 100));
+    return pending;
+  };
+  new Gauge({
+    name: 'interchange_delivery_queue_depth',
+    help: 'Deliveries not yet ended (pending, delivering, waiting to retry), by destination',
+    labelNames: ['destination', 'connector'] as const,
+    registers: [metrics.registry],
+    async collect() {
+      const rows = await read();
+      this.reset();
+      for (const r of rows) this.set({ destination: r.destinationId, connector: r.connector }, r.queueDepth);
+    },
+  });
+  new Gauge({
+    name: 'interchange_delivery_oldest_pending_seconds',
+    help: 'Age of the oldest delivery not yet ended, by destination (absent when none waits)',
+    labelNames: ['destination', 'connector'] as const,
+    registers: [metrics.registry],
+    async collect() {
+      const rows = await read();
+      this.reset();
+      for (const r of rows) {
+        if (r.oldestPendingAgeSeconds !== null)
+          this.set({ destination: r.destinationId, connector: r.connector }, r.oldestPendingAgeSeconds);
+      }
     },
   });
 }

@@ -105,7 +105,12 @@ export const installations = pgTable(
     secretKeys: text('secret_keys').array().notNull().default(sql`'{}'::text[]`),
     /** For one-URL-for-all-accounts providers (POST /hooks/shopify): the account, e.g. the shop domain. */
     routeKey: text('route_key'),
-    status: text('status').$type<'active' | 'uninstalled'>().notNull().default('active'),
+    status: text('status').$type<'active' | 'disabled' | 'uninstalled'>().notNull().default('active'),
+    /** Destinations only: what they receive and how (see src/delivery/subscription.ts). */
+    destination: jsonb('destination').$type<DestinationSettings>(),
+    /** Why a destination was disabled (`gone`: it answered 410; `failing`: it failed for too long). */
+    disabledReason: text('disabled_reason'),
+    disabledAt: timestamp('disabled_at', { withTimezone: true, mode: 'date' }),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
     uninstalledAt: timestamp('uninstalled_at', { withTimezone: true, mode: 'date' }),
@@ -117,6 +122,18 @@ export const installations = pgTable(
       .where(sql`status = 'active' and route_key is not null`),
   ],
 );
+
+/** A destination's subscription and delivery options, as stored. */
+export interface DestinationSettings {
+  /** Event type patterns: `order.created`, `order.*`, `*`. */
+  eventTypes: string[];
+  /** A filter on the event (see src/delivery/filter.ts), or null for every event of those types. */
+  filter: Record<string, unknown> | null;
+  /** Deliver strictly in order per partition key, holding later events while an earlier one retries. */
+  ordered: boolean;
+  /** Requests per second, enforced across workers; null for no limit. */
+  rateLimit: number | null;
+}
 
 const bytea = customType<{ data: Buffer; driverData: Buffer | Uint8Array }>({
   dataType: () => 'bytea',
@@ -243,6 +260,88 @@ export const consumerMembers = pgTable(
   (t) => [primaryKey({ columns: [t.groupId, t.memberId] })],
 );
 
+export type DeliveryStatus = 'pending' | 'delivering' | 'succeeded' | 'failed' | 'dead';
+
+/** One event for one destination: the unit of delivery, retried until it succeeds or is dead. */
+export const deliveries = pgTable(
+  'deliveries',
+  {
+    id: text('id').primaryKey(),
+    /** Creation order; ordered destinations deliver a key's deliveries by it. */
+    seq: bigint('seq', { mode: 'number' }).generatedAlwaysAsIdentity(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id, { onDelete: 'cascade' }),
+    eventId: text('event_id')
+      .notNull()
+      .references(() => events.id, { onDelete: 'cascade' }),
+    installationId: text('installation_id')
+      .notNull()
+      .references(() => installations.id, { onDelete: 'cascade' }),
+    /** The event's partition key when the destination is ordered, else null. */
+    orderKey: text('order_key'),
+    status: text('status').$type<DeliveryStatus>().notNull().default('pending'),
+    /** Attempts ever made (numbering). */
+    attempts: integer('attempts').notNull().default(0),
+    /** Attempts since the delivery was last queued (position in the retry schedule). */
+    roundAttempts: integer('round_attempts').notNull().default(0),
+    nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    leaseOwner: text('lease_owner'),
+    leaseUntil: timestamp('lease_until', { withTimezone: true, mode: 'date' }),
+    lastStatusCode: integer('last_status_code'),
+    lastError: text('last_error'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+    deliveredAt: timestamp('delivered_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [
+    uniqueIndex('deliveries_event_destination_idx').on(t.eventId, t.installationId),
+    index('deliveries_due_idx').on(t.nextAttemptAt).where(sql`status in ('pending', 'failed')`),
+    index('deliveries_leased_idx').on(t.leaseUntil).where(sql`status = 'delivering'`),
+    index('deliveries_order_idx')
+      .on(t.installationId, t.orderKey, t.seq)
+      .where(sql`order_key is not null and status in ('pending', 'delivering', 'failed')`),
+    index('deliveries_organization_idx').on(t.organizationId, t.id),
+    index('deliveries_destination_idx').on(t.organizationId, t.installationId, t.id),
+    index('deliveries_event_idx').on(t.organizationId, t.eventId),
+    index('deliveries_stats_idx').on(t.installationId, t.status),
+  ],
+);
+
+/** Every attempt of a delivery, as it went. */
+export const deliveryAttempts = pgTable(
+  'delivery_attempts',
+  {
+    id: text('id').primaryKey(),
+    deliveryId: text('delivery_id')
+      .notNull()
+      .references(() => deliveries.id, { onDelete: 'cascade' }),
+    organizationId: text('organization_id').notNull(),
+    attempt: integer('attempt').notNull(),
+    startedAt: timestamp('started_at', { withTimezone: true, mode: 'date' }).notNull(),
+    durationMs: integer('duration_ms').notNull(),
+    outcome: text('outcome').$type<'succeeded' | 'retry' | 'failed'>().notNull(),
+    statusCode: integer('status_code'),
+    error: text('error'),
+    /** The first 4 KiB of the response body. */
+    response: text('response'),
+  },
+  (t) => [index('delivery_attempts_delivery_idx').on(t.deliveryId, t.attempt)],
+);
+
+/** A destination's live sending state, shared by every worker. */
+export const destinationState = pgTable('destination_state', {
+  installationId: text('installation_id')
+    .primaryKey()
+    .references(() => installations.id, { onDelete: 'cascade' }),
+  /** Rate limit (GCRA): the theoretical arrival time of the next request. */
+  tat: timestamp('tat', { withTimezone: true, mode: 'date' }),
+  /** No request before this (429, 502, 504 and their Retry-After). */
+  throttledUntil: timestamp('throttled_until', { withTimezone: true, mode: 'date' }),
+  /** Start of the current run of failures; null after a success. */
+  failingSince: timestamp('failing_since', { withTimezone: true, mode: 'date' }),
+});
+
 /** Every column sealed by the secret box, with the AAD each value is bound to; `secrets rotate` walks this list. */
 export const ENCRYPTED_COLUMNS = [
   { table: 'signing_keys', column: 'secret', idColumn: 'id' },
@@ -263,4 +362,7 @@ export const schema = {
   logPartitions,
   consumerOffsets,
   consumerMembers,
+  deliveries,
+  deliveryAttempts,
+  destinationState,
 };

@@ -29,7 +29,12 @@ function present(c: AnyConnector) {
     name: c.name,
     category: c.category,
     description: c.description ?? null,
-    capabilities: { source: Boolean(c.inbound), destination: false, sync: false, check: Boolean(c.check) },
+    capabilities: {
+      source: Boolean(c.inbound),
+      destination: Boolean(c.destination),
+      sync: false,
+      check: Boolean(c.check),
+    },
     config_schema: z.toJSONSchema(c.config, { io: 'input', unrepresentable: 'any' }) as Record<
       string,
       unknown

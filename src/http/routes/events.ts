@@ -3,7 +3,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { envelopeSchema } from '../../events/envelope.ts';
-import { CUSTOM_TYPE, isEventType, KNOWN_EVENT_TYPES } from '../../events/types.ts';
+import { CUSTOM_TYPE, isEventType, KNOWN_EVENT_TYPES, SYSTEM_EVENT_TYPES } from '../../events/types.ts';
 import { organizationOf, principalOf } from '../auth.ts';
 import { bearer, errorResponses, iso, listOf, listQuery } from '../schemas.ts';
 
@@ -31,8 +31,8 @@ const customBody = z.strictObject({
     .string()
     .max(200)
     .refine(
-      isEventType,
-      `custom.<name> (e.g. custom.cart.abandoned), or a canonical type: ${KNOWN_EVENT_TYPES.join(', ')}`,
+      (type) => isEventType(type) && !(SYSTEM_EVENT_TYPES as readonly string[]).includes(type),
+      `custom.<name> (e.g. custom.cart.abandoned), or a canonical type: ${KNOWN_EVENT_TYPES.filter((t) => !(SYSTEM_EVENT_TYPES as readonly string[]).includes(t)).join(', ')}`,
     ),
   subject: z.string().max(500).optional(),
   data: z.record(z.string(), z.unknown()),

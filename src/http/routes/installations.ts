@@ -2,6 +2,7 @@
 // responses list which secret keys are set.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { presentSettings, subscriptionInput } from '../../delivery/subscription.ts';
 import { AppError } from '../../errors.ts';
 import type { Installation } from '../../installations/installations.ts';
 import { organizationOf } from '../auth.ts';
@@ -21,7 +22,10 @@ const installationSchema = z
     id: z.string(),
     connector: z.string(),
     name: z.string(),
-    status: z.enum(['active', 'uninstalled']),
+    status: z
+      .enum(['active', 'disabled', 'uninstalled'])
+      .describe('disabled: a destination that answered 410 or failed for too long; recover re-enables it'),
+    disabled_reason: z.enum(['gone', 'failing']).nullable(),
     config: z.record(z.string(), z.unknown()),
     secrets_set: z
       .array(z.string())
@@ -30,11 +34,29 @@ const installationSchema = z
       .string()
       .nullable()
       .describe('where the provider sends webhooks; null when the connector takes none'),
+    subscription: z
+      .object({
+        event_types: z.array(z.string()),
+        filter: z.record(z.string(), z.unknown()).nullable(),
+        ordered: z.boolean(),
+        rate_limit: z.number().nullable(),
+      })
+      .nullable()
+      .describe('destinations only: what they receive and how'),
     created_at: timestamp,
     updated_at: timestamp,
+    disabled_at: timestamp.nullable(),
     uninstalled_at: timestamp.nullable(),
   })
   .meta({ id: 'Installation' });
+
+const createdSchema = installationSchema
+  .extend({
+    revealed_secrets: z
+      .record(z.string(), z.string())
+      .describe('secrets the hub generated (a webhook signing secret): shown in this response only'),
+  })
+  .meta({ id: 'CreatedInstallation' });
 
 const secretsInput = z.record(z.string(), z.unknown());
 
@@ -43,12 +65,14 @@ const createBody = z.strictObject({
   name: z.string().trim().min(1).max(200).optional(),
   config: z.record(z.string(), z.unknown()).optional(),
   secrets: secretsInput.optional(),
+  subscription: subscriptionInput.optional().describe('destinations: default every event type'),
 });
 
 const updateBody = z.strictObject({
   name: z.string().trim().min(1).max(200).optional(),
   config: z.record(z.string(), z.unknown()).optional().describe('replaces the whole config'),
   secrets: secretsInput.optional().describe('merged; a null value removes that secret'),
+  subscription: subscriptionInput.optional(),
 });
 
 const tags = ['Installations'];
@@ -62,11 +86,14 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
     connector: i.connectorId,
     name: i.name,
     status: i.status,
+    disabled_reason: (i.disabledReason as 'gone' | 'failing' | null) ?? null,
     config: i.config,
     secrets_set: i.secretKeys,
     inbound_url: service.connectorOf(i.connectorId).inbound ? `${app.publicUrl}/hooks/${i.id}` : null,
+    subscription: i.destination ? presentSettings(i.destination) : null,
     created_at: iso(i.createdAt),
     updated_at: iso(i.updatedAt),
+    disabled_at: i.disabledAt ? iso(i.disabledAt) : null,
     uninstalled_at: i.uninstalledAt ? iso(i.uninstalledAt) : null,
   });
 
@@ -79,10 +106,13 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Install a connector',
         security: bearer,
         body: createBody,
-        response: { 201: installationSchema, ...errorResponses },
+        response: { 201: createdSchema, ...errorResponses },
       },
     },
-    async (req, reply) => reply.code(201).send(present(await service.create(organizationOf(req), req.body))),
+    async (req, reply) => {
+      const created = await service.create(organizationOf(req), req.body);
+      return reply.code(201).send({ ...present(created), revealed_secrets: created.revealedSecrets });
+    },
   );
 
   app.get(
@@ -176,5 +206,46 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
         now: new Date(),
       });
     },
+  );
+
+  app.post(
+    '/v1/installations/:id/rotate-secret',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: "Rotate an installation's generated secret",
+        description:
+          'A webhook endpoint gets a new signing secret; the old one keeps signing beside it for 24 hours, so receivers can switch without missing a delivery.',
+        security: bearer,
+        params: idParams,
+        response: {
+          200: z.object({
+            revealed_secrets: z.record(z.string(), z.string()).describe('shown in this response only'),
+          }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (req) => ({ revealed_secrets: await service.rotateSecrets(organizationOf(req), req.params.id) }),
+  );
+
+  app.post(
+    '/v1/installations/:id/recover',
+    {
+      config: { scope: 'deliveries:write' as const },
+      schema: {
+        tags,
+        summary: 'Recover a destination',
+        description:
+          'Re-enables a disabled destination and queues again its failed and dead deliveries created since `since`.',
+        security: bearer,
+        params: idParams,
+        body: z.strictObject({ since: z.iso.datetime({ offset: true }) }),
+        response: { 200: z.object({ requeued: z.number().int() }), ...errorResponses },
+      },
+    },
+    async (req) =>
+      app.services.deliveries.recover(organizationOf(req), req.params.id, new Date(req.body.since)),
   );
 };

@@ -1,0 +1,179 @@
+// What an attempt's result does to the queue, in one transaction: the attempt is recorded; the
+// delivery succeeds, is scheduled for a retry, or is dead; the destination is throttled, marked
+// failing or disabled; and `delivery.exhausted` / `endpoint.disabled` enter the organization's log.
+import { sql } from 'drizzle-orm';
+import { v7 as uuidv7 } from 'uuid';
+import type { DeliveryResult } from '../connectors/sdk.ts';
+import { topicOf } from '../events/types.ts';
+import { newId } from '../ids.ts';
+import type { EventLog } from '../log/port.ts';
+import { type Db, queryRows } from '../store/db.ts';
+import { deliveryAttempts, events } from '../store/schema.ts';
+import type { Claimed } from './queue.ts';
+import { MAX_RETRY_AFTER_MS, nextDelay, type RetryPolicy } from './retry.ts';
+
+export const RESPONSE_EXCERPT_BYTES = 4096;
+
+export interface OutcomeContext {
+  db: Db;
+  log: EventLog;
+  policy: RetryPolicy;
+  disableAfterMs: number;
+  owner: string;
+}
+
+export interface AttemptRecord {
+  claimed: Claimed;
+  connector: string;
+  eventType: string;
+  startedAt: Date;
+  durationMs: number;
+  result: DeliveryResult;
+}
+
+/** What happened, for metrics and logs. */
+export type Settled = 'succeeded' | 'retrying' | 'dead' | 'lost';
+
+function excerpt(text: string | undefined): string | null {
+  if (text === undefined) return null;
+  const bytes = Buffer.from(text, 'utf8');
+  return bytes.length <= RESPONSE_EXCERPT_BYTES
+    ? text
+    : bytes.subarray(0, RESPONSE_EXCERPT_BYTES).toString('utf8');
+}
+
+const ms = (n: number) => sql`${`${Math.round(n)} milliseconds`}::interval`;
+
+async function emit(tx: Db, log: EventLog, organizationId: string, type: string, key: string, data: object) {
+  const id = uuidv7();
+  const topic = topicOf(type);
+  await tx.insert(events).values({
+    id,
+    organizationId,
+    installationId: null,
+    source: '/interchange/delivery',
+    type,
+    subject: `installations/${key}`,
+    time: new Date(),
+    partitionKey: key,
+    topic,
+    userId: null,
+    data,
+  });
+  await log.append(tx, [{ eventId: id, topic, partitionKey: key }]);
+}
+
+async function disable(
+  tx: Db,
+  ctx: OutcomeContext,
+  a: AttemptRecord,
+  reason: 'gone' | 'failing',
+  failingSince: Date | null,
+) {
+  const rows = await queryRows<{ disabled_at: Date | string }>(
+    tx,
+    sql`update installations set status = 'disabled', disabled_reason = ${reason}, disabled_at = now(), updated_at = now()
+        where id = ${a.claimed.installationId} and status = 'active' returning disabled_at`,
+  );
+  const row = rows[0];
+  if (!row) return;
+  await emit(tx, ctx.log, a.claimed.organizationId, 'endpoint.disabled', a.claimed.installationId, {
+    destination_id: a.claimed.installationId,
+    connector: a.connector,
+    reason,
+    failing_since: failingSince ? failingSince.toISOString() : null,
+    disabled_at: new Date(row.disabled_at).toISOString(),
+  });
+}
+
+export async function settle(ctx: OutcomeContext, a: AttemptRecord): Promise<Settled> {
+  const { claimed, result } = a;
+  return ctx.db.transaction(async (txDb) => {
+    const tx = txDb as unknown as Db;
+    await tx.insert(deliveryAttempts).values({
+      id: newId('deliveryAttempt'),
+      deliveryId: claimed.id,
+      organizationId: claimed.organizationId,
+      attempt: claimed.attempt,
+      startedAt: a.startedAt,
+      durationMs: Math.round(a.durationMs),
+      outcome: result.status === 'delivered' ? 'succeeded' : result.status,
+      statusCode: result.statusCode ?? null,
+      error: result.status === 'delivered' ? null : result.error.slice(0, 1000),
+      response: excerpt(result.response),
+    });
+    const mine = sql`id = ${claimed.id} and status = 'delivering' and lease_owner = ${ctx.owner}`;
+    const code = result.statusCode ?? null;
+    const error = result.status === 'delivered' ? null : result.error.slice(0, 1000);
+
+    if (result.status === 'delivered') {
+      const done = await queryRows(
+        tx,
+        sql`update deliveries set status = 'succeeded', delivered_at = now(), lease_owner = null, lease_until = null,
+              last_status_code = ${code}, last_error = null, updated_at = now() where ${mine} returning id`,
+      );
+      await tx.execute(
+        sql`update destination_state set failing_since = null where installation_id = ${claimed.installationId} and failing_since is not null`,
+      );
+      return done.length > 0 ? 'succeeded' : 'lost';
+    }
+
+    const delay =
+      result.status === 'retry'
+        ? nextDelay(ctx.policy, claimed.roundAttempts, result.retryAfterMs)
+        : undefined;
+    let settled: Settled;
+    if (delay !== undefined) {
+      const rows = await queryRows(
+        tx,
+        sql`update deliveries set status = 'failed', next_attempt_at = now() + ${ms(delay)}, lease_owner = null,
+              lease_until = null, last_status_code = ${code}, last_error = ${error}, updated_at = now() where ${mine} returning id`,
+      );
+      settled = rows.length > 0 ? 'retrying' : 'lost';
+    } else {
+      const rows = await queryRows(
+        tx,
+        sql`update deliveries set status = 'dead', lease_owner = null, lease_until = null,
+              last_status_code = ${code}, last_error = ${error}, updated_at = now() where ${mine} returning id`,
+      );
+      settled = rows.length > 0 ? 'dead' : 'lost';
+      if (settled === 'dead' && a.eventType !== 'delivery.exhausted') {
+        await emit(tx, ctx.log, claimed.organizationId, 'delivery.exhausted', claimed.installationId, {
+          delivery_id: claimed.id,
+          destination_id: claimed.installationId,
+          event_id: claimed.eventId,
+          event_type: a.eventType,
+          attempts: claimed.attempt,
+          last_status_code: code,
+          last_error: error,
+        });
+      }
+    }
+
+    if (result.status === 'failed' && result.disable) {
+      await disable(tx, ctx, a, 'gone', null);
+    } else if (result.status === 'retry') {
+      // The destination is failing: note since when, pause it when it asks to slow down, and
+      // disable it once it has failed without a break for too long.
+      const throttleMs = result.throttle
+        ? Math.min(result.retryAfterMs ?? delay ?? 5000, MAX_RETRY_AFTER_MS)
+        : 0;
+      const [state] = await queryRows<{ failing_since: Date | string; now: Date | string }>(
+        tx,
+        sql`insert into destination_state (installation_id, failing_since, throttled_until)
+            values (${claimed.installationId}, now(), ${throttleMs > 0 ? sql`now() + ${ms(throttleMs)}` : null})
+            on conflict (installation_id) do update set
+              failing_since = coalesce(destination_state.failing_since, excluded.failing_since),
+              throttled_until = coalesce(greatest(destination_state.throttled_until, excluded.throttled_until), destination_state.throttled_until, excluded.throttled_until)
+            returning failing_since, now() as now`,
+      );
+      if (state) {
+        const since = new Date(state.failing_since);
+        if (new Date(state.now).getTime() - since.getTime() >= ctx.disableAfterMs) {
+          await disable(tx, ctx, a, 'failing', since);
+        }
+      }
+    }
+    return settled;
+  });
+}

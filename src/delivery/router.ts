@@ -1,0 +1,102 @@
+// The `router` consumer: for each event in the log, one delivery per matching destination of the
+// event's organization (unique per event × destination, so re-reading a record adds nothing). A
+// replayed record queues its deliveries again.
+import { and, inArray, isNotNull, ne, sql } from 'drizzle-orm';
+import type { AnyConnector } from '../connectors/sdk.ts';
+import { SYSTEM_EVENT_TYPES } from '../events/types.ts';
+import { newId } from '../ids.ts';
+import type { LogRecord } from '../log/port.ts';
+import type { Db } from '../store/db.ts';
+import { type DestinationSettings, deliveries, installations } from '../store/schema.ts';
+import { subscriptionMatcher } from './subscription.ts';
+
+export const ROUTER_GROUP = 'router';
+
+interface Destination {
+  id: string;
+  organizationId: string;
+  connector: AnyConnector;
+  settings: DestinationSettings;
+  matches: (type: string, data: unknown) => boolean;
+}
+
+export function createRouter(db: Db, catalog: (id: string) => AnyConnector | undefined) {
+  // Compiled matchers, reused while an installation is unchanged.
+  const compiled = new Map<string, { updatedAt: number; matches: Destination['matches'] }>();
+
+  async function destinationsOf(organizationIds: string[]): Promise<Destination[]> {
+    const rows = await db
+      .select({
+        id: installations.id,
+        organizationId: installations.organizationId,
+        connectorId: installations.connectorId,
+        destination: installations.destination,
+        updatedAt: installations.updatedAt,
+      })
+      .from(installations)
+      .where(
+        and(
+          inArray(installations.organizationId, organizationIds),
+          isNotNull(installations.destination),
+          ne(installations.status, 'uninstalled'),
+        ),
+      );
+    return rows.flatMap((row) => {
+      const connector = catalog(row.connectorId);
+      const settings = row.destination;
+      if (!connector?.destination || !settings) return [];
+      let entry = compiled.get(row.id);
+      if (entry?.updatedAt !== row.updatedAt.getTime()) {
+        entry = { updatedAt: row.updatedAt.getTime(), matches: subscriptionMatcher(settings) };
+        compiled.set(row.id, entry);
+      }
+      return [
+        { id: row.id, organizationId: row.organizationId, connector, settings, matches: entry.matches },
+      ];
+    });
+  }
+
+  function wanted(d: Destination, record: LogRecord): boolean {
+    const { type, data } = record.event;
+    // Never tell a destination about its own failures: that would feed a loop.
+    if ((SYSTEM_EVENT_TYPES as readonly string[]).includes(type)) {
+      if ((data as { destination_id?: unknown }).destination_id === d.id) return false;
+    }
+    if (d.connector.destination?.accepts && !d.connector.destination.accepts(type)) return false;
+    return d.matches(type, data);
+  }
+
+  /** The log handler: records of one partition, in order. */
+  return async function route(records: LogRecord[]): Promise<void> {
+    const organizationIds = [...new Set(records.map((r) => r.event.organization))];
+    const destinations = await destinationsOf(organizationIds);
+    if (destinations.length === 0) return;
+    const fresh: (typeof deliveries.$inferInsert)[] = [];
+    const replayed: (typeof deliveries.$inferInsert)[] = [];
+    for (const record of records) {
+      for (const d of destinations) {
+        if (d.organizationId !== record.event.organization || !wanted(d, record)) continue;
+        (record.replay ? replayed : fresh).push({
+          id: newId('delivery'),
+          organizationId: d.organizationId,
+          eventId: record.event.id,
+          installationId: d.id,
+          orderKey: d.settings.ordered ? record.event.partitionkey : null,
+        });
+      }
+    }
+    await db.transaction(async (tx) => {
+      if (fresh.length > 0) await tx.insert(deliveries).values(fresh).onConflictDoNothing();
+      if (replayed.length > 0) {
+        await tx
+          .insert(deliveries)
+          .values(replayed)
+          .onConflictDoUpdate({
+            target: [deliveries.eventId, deliveries.installationId],
+            set: { status: 'pending', roundAttempts: 0, nextAttemptAt: sql`now()`, updatedAt: sql`now()` },
+            setWhere: sql`${deliveries.status} <> 'delivering'`,
+          });
+      }
+    });
+  };
+}

@@ -1,0 +1,105 @@
+// Which events a destination receives: event type patterns (`order.created`, `order.*`, `*`) and
+// an optional filter on the event's data, plus how it receives them (ordered, rate limit).
+import { z } from 'zod';
+import { CUSTOM_TYPE, KNOWN_EVENT_TYPES } from '../events/types.ts';
+import type { DestinationSettings } from '../store/schema.ts';
+import { compileFilter, FilterError } from './filter.ts';
+
+const FAMILIES = new Set(KNOWN_EVENT_TYPES.map((t) => t.split('.')[0] as string));
+const CUSTOM_PREFIX = /^custom(\.[a-z0-9_]+){0,4}$/;
+
+/** The API's shape of a destination's settings (snake_case, as every API body). */
+export const subscriptionInput = z
+  .strictObject({
+    event_types: z
+      .array(z.string().max(100))
+      .min(1)
+      .max(100)
+      .describe('patterns: an exact type (`order.created`), a family (`order.*`, `custom.cart.*`) or `*`'),
+    filter: z
+      .record(z.string(), z.unknown())
+      .nullable()
+      .optional()
+      .describe(
+        'MongoDB-style query on the event data: `{"total": {"$gte": "100"}}`; operators $eq $ne $gt $gte $lt $lte $in $nin $exists $and $or $nor $not; decimal amounts compare exactly',
+      ),
+    ordered: z
+      .boolean()
+      .optional()
+      .describe('deliver in order per partition key, holding later events while an earlier one retries'),
+    rate_limit: z
+      .number()
+      .positive()
+      .max(10_000)
+      .nullable()
+      .optional()
+      .describe('requests per second, across every worker; null for none'),
+  })
+  .meta({ id: 'Subscription' });
+
+export type SubscriptionInput = z.infer<typeof subscriptionInput>;
+
+export class SubscriptionError extends Error {
+  override name = 'SubscriptionError';
+  constructor(
+    readonly code: 'event_type_unknown' | 'filter_invalid',
+    readonly path: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** True for a pattern that can match some event this hub makes. */
+export function isValidPattern(pattern: string): boolean {
+  if (pattern === '*') return true;
+  if (pattern.endsWith('.*')) {
+    const prefix = pattern.slice(0, -2);
+    return FAMILIES.has(prefix) || CUSTOM_PREFIX.test(prefix);
+  }
+  return (KNOWN_EVENT_TYPES as string[]).includes(pattern) || CUSTOM_TYPE.test(pattern);
+}
+
+export function matchesPattern(pattern: string, type: string): boolean {
+  if (pattern === '*') return true;
+  if (pattern.endsWith('.*')) return type.startsWith(pattern.slice(0, -1));
+  return pattern === type;
+}
+
+/** Validates API input into stored settings; throws SubscriptionError with the field path. */
+export function toSettings(input: SubscriptionInput, previous?: DestinationSettings): DestinationSettings {
+  input.event_types.forEach((pattern, i) => {
+    if (!isValidPattern(pattern)) {
+      throw new SubscriptionError(
+        'event_type_unknown',
+        `body.subscription.event_types.${i}`,
+        `"${pattern}" matches no event type (see the event types in the API reference)`,
+      );
+    }
+  });
+  const filter = input.filter === undefined ? (previous?.filter ?? null) : input.filter;
+  if (filter !== null) {
+    try {
+      compileFilter(filter);
+    } catch (err) {
+      if (!(err instanceof FilterError)) throw err;
+      throw new SubscriptionError('filter_invalid', `body.subscription.${err.path}`, err.message);
+    }
+  }
+  return {
+    eventTypes: [...new Set(input.event_types)],
+    filter,
+    ordered: input.ordered ?? previous?.ordered ?? false,
+    rateLimit: input.rate_limit === undefined ? (previous?.rateLimit ?? null) : input.rate_limit,
+  };
+}
+
+export function presentSettings(s: DestinationSettings) {
+  return { event_types: s.eventTypes, filter: s.filter, ordered: s.ordered, rate_limit: s.rateLimit };
+}
+
+/** A matcher for routing: compiled once per settings object. */
+export function subscriptionMatcher(settings: DestinationSettings): (type: string, data: unknown) => boolean {
+  const filter = settings.filter ? compileFilter(settings.filter) : () => true;
+  return (type, data) => settings.eventTypes.some((p) => matchesPattern(p, type)) && filter(data);
+}

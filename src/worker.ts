@@ -1,0 +1,49 @@
+// The worker role: the `router` consumer group turning logged events into deliveries, and the
+// delivery sender. Several worker processes may share one PostgreSQL: the consumer group splits
+// the log's partitions among them and the queue's leases split the deliveries.
+import type { Logger } from 'pino';
+import type { Config } from './config.ts';
+import { connectorById } from './connectors/catalog.ts';
+import { createRouter, ROUTER_GROUP } from './delivery/router.ts';
+import { startSender } from './delivery/sender.ts';
+import { TOPICS } from './events/types.ts';
+import type { Metrics } from './observability/metrics.ts';
+import type { Services } from './services.ts';
+import type { Store } from './store/db.ts';
+
+export interface Worker {
+  stop(): Promise<void>;
+}
+
+export function startWorker(parts: {
+  config: Config;
+  store: Store;
+  services: Services;
+  metrics: Metrics;
+  logger: Logger;
+}): Worker {
+  const { config, store, services, metrics, logger } = parts;
+  const router = services.log.consume({
+    group: ROUTER_GROUP,
+    topics: TOPICS,
+    handler: createRouter(store.db, connectorById),
+  });
+  const sender = startSender({
+    db: store.db,
+    log: services.log,
+    installations: services.installations,
+    catalog: connectorById,
+    http: services.http,
+    logger,
+    metrics: metrics.delivery,
+    policy: { schedule: config.retrySchedule },
+    disableAfterMs: config.disableAfterMs,
+    timeoutMs: config.deliveryTimeoutMs,
+    leaseMs: config.deliveryLeaseMs,
+  });
+  return {
+    async stop() {
+      await Promise.all([router.stop(), sender.stop()]);
+    },
+  };
+}
