@@ -66,8 +66,6 @@ export function startSender(o: SenderOptions) {
   ) {
     const connector = o.catalog(connectorId);
     const first = claimed[0] as Claimed;
-    const wait = Math.max(...claimed.map((c) => c.sendAt.getTime())) - Date.now();
-    if (wait > 0) await sleep(wait);
     const row = await o.installations.load(first.installationId);
     const items: DeliveryItem[] = claimed.map((c) => {
       const e = event.get(c.eventId) as EventRow;
@@ -78,6 +76,10 @@ export function startSender(o: SenderOptions) {
         sourceConnector: (e.installationId && source.get(e.installationId)) || null,
       };
     });
+    const secrets = row ? o.installations.secretsOf(row) : {};
+    // Everything is ready: wait for the slot the rate limit booked, then send at once.
+    const wait = Math.max(...claimed.map((c) => c.sendAt.getTime())) - Date.now();
+    if (wait > 0) await sleep(wait);
     const startedAt = new Date();
     const t0 = performance.now();
     let results: DeliveryResult[];
@@ -86,7 +88,7 @@ export function startSender(o: SenderOptions) {
       results = await connector.destination.deliver(items, {
         installationId: row.id,
         config: row.config,
-        secrets: o.installations.secretsOf(row),
+        secrets,
         now: startedAt,
         http,
       });
