@@ -1,7 +1,7 @@
 // Runs the README's curl tour, as written, against a freshly started hub (`npm start`) in a
 // scratch folder, so the README cannot drift from what the hub does. Prints how long the first
 // and a second start took to answer /healthz.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,14 +12,22 @@ const readme = readFileSync('README.md', 'utf8');
 const block = readme.match(/<!-- tour:start -->\s*```bash\n([\s\S]*?)```\s*<!-- tour:end -->/)?.[1];
 if (!block) throw new Error('README.md has no tour block between <!-- tour:start --> and <!-- tour:end -->');
 
-const port = await new Promise((resolve) => {
-  const srv = createServer().listen(0, '127.0.0.1', () => {
-    const { port } = srv.address();
-    srv.close(() => resolve(port));
+const freePort = () =>
+  new Promise((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
   });
-});
+const port = await freePort();
 const scratch = mkdtempSync(join(tmpdir(), 'interchange-tour-'));
-const env = { ...process.env, PORT: String(port), INTERCHANGE_DATA_DIR: join(scratch, '.interchange') };
+const receiverPort = await freePort();
+const env = {
+  ...process.env,
+  PORT: String(port),
+  INTERCHANGE_DATA_DIR: join(scratch, '.interchange'),
+  INTERCHANGE_EGRESS_ALLOW: '127.0.0.1/32',
+};
 for (const key of ['DATABASE_URL', 'REDIS_URL', 'INTERCHANGE_SECRET_KEY']) delete env[key];
 
 async function startHub(label) {
@@ -53,26 +61,60 @@ function stop(child) {
 
 let hub = await startHub('first start');
 try {
-  const out = execFileSync('bash', ['-euo', 'pipefail', '-c', block], {
+  const result = spawnSync('bash', ['-euo', 'pipefail', '-c', block], {
     cwd: scratch,
-    env: { ...env, HUB: `http://127.0.0.1:${port}` },
+    env: { ...env, HUB: `http://127.0.0.1:${port}`, RECEIVER_PORT: String(receiverPort) },
     encoding: 'utf8',
+    timeout: 120_000,
   });
-  const page = JSON.parse(
-    out
-      .trim()
-      .split('\n')
-      .at(-1)
-      .replace(/^.*?(\{"data")/, '$1'),
-  );
-  const ada = page.data?.[0];
-  if (ada?.email !== 'ada@example.com' || ada.external_ids?.shopify !== '7302') {
-    throw new Error(`the tour's last call did not list Ada with her Shopify id:\n${out}`);
+  const out = result.stdout;
+  if (result.status !== 0) {
+    throw new Error(`the tour failed (exit ${result.status ?? result.signal}):\n${out}\n${result.stderr}`);
   }
-  console.log('tour: every command succeeded; the user list shows', JSON.stringify(ada.external_ids));
+  const [users, events, deliveries] = pages(out);
+  const ada = users?.data?.[0];
+  if (ada?.email !== 'ada@example.com' || ada.external_ids?.shopify !== '7302') {
+    throw new Error(`the tour did not list Ada with her Shopify id:\n${out}`);
+  }
+  const order = events?.data?.find((e) => e.type === 'order.created');
+  if (
+    order?.userid !== ada.id ||
+    order.partitionkey !== 'acme.myshopify.com' ||
+    order.data?.total !== '59.00'
+  ) {
+    throw new Error(`the tour's order did not become Ada's order.created:\n${out}`);
+  }
+  const delivery = deliveries?.data?.[0];
+  if (delivery?.status !== 'succeeded' || !result.stderr.includes(`received ${order.id}`)) {
+    throw new Error(`the tour's endpoint did not receive the order:\n${out}\n${result.stderr}`);
+  }
+  console.log('tour: every command succeeded; Ada, her order.created and its delivery are there');
   await stop(hub);
   hub = await startHub('second start');
 } finally {
   await stop(hub);
   rmSync(scratch, { recursive: true, force: true });
+}
+
+/** Every `{"data":…}` page the tour printed (curl prints them back to back), in order. */
+function pages(text) {
+  const found = [];
+  for (let start = text.indexOf('{"data"'); start !== -1; start = text.indexOf('{"data"', start + 1)) {
+    let depth = 0;
+    let inString = false;
+    for (let i = start; i < text.length; i++) {
+      const c = text[i];
+      if (inString) {
+        if (c === '\\') i++;
+        else if (c === '"') inString = false;
+      } else if (c === '"') inString = true;
+      else if (c === '{') depth++;
+      else if (c === '}' && --depth === 0) {
+        found.push(JSON.parse(text.slice(start, i + 1)));
+        start = i;
+        break;
+      }
+    }
+  }
+  return found;
 }
