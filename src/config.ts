@@ -29,6 +29,10 @@ const envSchema = z.object({
     .string()
     .regex(/^[^\s,]+:\d+(,[^\s,]+:\d+)*$/, 'must be a comma-separated list of host:port')
     .optional(),
+  KAFKA_TOPIC_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,200}$/, 'must be letters, digits, dots, underscores or hyphens')
+    .optional(),
   INTERCHANGE_DATA_DIR: z.string().min(1).default('.interchange'),
   INTERCHANGE_SECRET_KEY: z.string().optional(),
   INTERCHANGE_TOKEN_TTL: z.coerce.number().int().min(60).max(86_400).default(3600),
@@ -78,6 +82,8 @@ export type Config = Readonly<{
   databaseUrl: string | undefined;
   redisUrl: string | undefined;
   kafkaBrokers: readonly string[];
+  /** Put before every Kafka topic name, so several environments can share a cluster (default none). */
+  kafkaTopicPrefix: string;
   dataDir: string;
   /** Raw INTERCHANGE_SECRET_KEY: one key, or several comma-separated (the first encrypts). */
   secretKey: string | undefined;
@@ -140,6 +146,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
     kafkaBrokers: Object.freeze(e.KAFKA_BROKERS ? e.KAFKA_BROKERS.split(',') : []),
+    kafkaTopicPrefix: e.KAFKA_TOPIC_PREFIX ?? '',
     dataDir: resolve(e.INTERCHANGE_DATA_DIR),
     secretKey: e.INTERCHANGE_SECRET_KEY,
     tokenTtlSeconds: e.INTERCHANGE_TOKEN_TTL,

@@ -10,6 +10,7 @@ import { createEventService } from './events/events.ts';
 import { createCommitter } from './ingest/committer.ts';
 import { createIngestService } from './ingest/ingest.ts';
 import { createInstallationService } from './installations/installations.ts';
+import { createKafkaLog } from './log/kafka.ts';
 import { createPostgresLog } from './log/postgres.ts';
 import type { Store } from './store/db.ts';
 import { createApiClientService } from './tenancy/api-clients.ts';
@@ -19,7 +20,10 @@ import { createUserService } from './users/users.ts';
 
 export function createServices(config: Config, store: Store, box: SecretBox, logger: Logger) {
   const db = store.db;
-  const log = createPostgresLog({ db, logger });
+  const log =
+    config.kafkaBrokers.length > 0
+      ? createKafkaLog({ db, logger, brokers: config.kafkaBrokers, topicPrefix: config.kafkaTopicPrefix })
+      : createPostgresLog({ db, logger });
   const committer = createCommitter({ store, log, logger });
   // Every outbound request of a connector goes through the egress guard.
   const egress = createEgressGuard({ allow: config.egressAllow });

@@ -173,32 +173,43 @@ function startConsumer(db: Db, logger: Logger, partitions: number, options: Cons
             select * from log_entries l where l.topic = c.topic and l.partition = c.partition and l.offset >= c.committed
             order by l.offset limit ${batchSize}
           ) l
-          join events e on e.id = l.event_id
+          left join events e on e.id = l.event_id
           where c.group_id = ${group} and c.owner = ${memberId} and c.lease_until > now()
           order by l.topic, l.partition, l.offset`,
     );
     if (rows.length === 0) return false;
-    const byPartition = new Map<string, LogRecord[]>();
+    const byPartition = new Map<
+      string,
+      { topic: string; partition: number; last: number; records: LogRecord[] }
+    >();
     for (const row of rows) {
       const key = `${row.log_topic}/${row.log_partition}`;
-      const list = byPartition.get(key) ?? [];
-      list.push({
-        topic: row.log_topic as Topic,
+      const entry = byPartition.get(key) ?? {
+        topic: row.log_topic,
         partition: Number(row.log_partition),
-        offset: Number(row.log_offset),
-        replay: Boolean(row.log_replay),
-        event: toEnvelope(rowToEvent(row)),
-      });
-      byPartition.set(key, list);
+        last: 0,
+        records: [],
+      };
+      entry.last = Number(row.log_offset);
+      // An entry whose event is gone (deleted with its organization) is passed over, not waited for.
+      if (row.id !== null) {
+        entry.records.push({
+          topic: row.log_topic as Topic,
+          partition: Number(row.log_partition),
+          offset: Number(row.log_offset),
+          replay: Boolean(row.log_replay),
+          event: toEnvelope(rowToEvent({ ...row, id: row.id })),
+        });
+      }
+      byPartition.set(key, entry);
     }
-    for (const records of byPartition.values()) {
+    for (const { topic, partition, last, records } of byPartition.values()) {
       if (!running) break;
-      await handler(records);
-      const last = records.at(-1) as LogRecord;
+      if (records.length > 0) await handler(records);
       // Only while this member still holds the partition: otherwise its new owner re-reads (at least once).
-      await db.execute(sql`update consumer_offsets set committed = ${last.offset + 1}, lease_until = now() + ${leaseInterval}
-        where group_id = ${group} and topic = ${last.topic} and partition = ${last.partition} and owner = ${memberId}
-          and committed <= ${last.offset}`);
+      await db.execute(sql`update consumer_offsets set committed = ${last + 1}, lease_until = now() + ${leaseInterval}
+        where group_id = ${group} and topic = ${topic} and partition = ${partition} and owner = ${memberId}
+          and committed <= ${last}`);
     }
     return true;
   }
@@ -246,7 +257,8 @@ type EventRowWithLog = {
   log_partition: number;
   log_offset: string | number;
   log_replay: boolean;
-  id: string;
+  /** Null when the entry's event is gone. */
+  id: string | null;
   organization_id: string;
   installation_id: string | null;
   source: string;
@@ -261,7 +273,7 @@ type EventRowWithLog = {
   created_at: string | Date;
 };
 
-function rowToEvent(r: EventRowWithLog): EventRow {
+function rowToEvent(r: EventRowWithLog & { id: string }): EventRow {
   return {
     id: r.id,
     organizationId: r.organization_id,

@@ -1,0 +1,242 @@
+// The Postgres event log: the EventLog contract on PGlite (and on PostgreSQL with DATABASE_URL),
+// plus what only a real server can show: a late commit is never skipped, and another process reads in order.
+import { type ChildProcessByStdio, spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { sql } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import pg from 'pg';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { newId } from '../src/ids.ts';
+import { partitionOf } from '../src/log/partitioner.ts';
+import type { AppendEntry, Appended, Consumer, EventLog } from '../src/log/port.ts';
+import { createPostgresLog } from '../src/log/postgres.ts';
+import type { Db } from '../src/store/db.ts';
+import { organizations, schema } from '../src/store/schema.ts';
+import { onPostgres } from './helpers/database.ts';
+import { eventLogContract } from './helpers/log-contract.ts';
+import {
+  idsByKey,
+  insertEvents,
+  type LogFixture,
+  openLogFixture,
+  recorder,
+  sleep,
+  until,
+} from './helpers/log-fixture.ts';
+
+eventLogContract(
+  `EventLog contract: postgres log on ${onPostgres ? 'PostgreSQL' : 'PGlite'}`,
+  (f) => createPostgresLog({ db: f.store.db, logger: f.logger }),
+  { leaseMs: 1000, takeoverMs: 5000, waitMs: 10_000, settleMs: 1000 },
+);
+
+let f: LogFixture;
+let consumers: Consumer[] = [];
+beforeEach(async () => {
+  f = await openLogFixture();
+}, 60_000);
+afterEach(async () => {
+  await Promise.allSettled(consumers.map((c) => c.stop()));
+  consumers = [];
+  await f.close();
+}, 60_000);
+
+describe('postgres log', () => {
+  it('passes over entries whose event is gone (a deleted organization) instead of stalling the partition', async () => {
+    const log = createPostgresLog({ db: f.store.db, logger: f.logger });
+    const gone = newId('organization');
+    await f.store.db.insert(organizations).values({ id: gone, name: 'Leaving' });
+    const key = 'shared-key.myshopify.com';
+    await f.store.db.transaction(async (tx) => {
+      await log.append(
+        tx as unknown as Db,
+        await insertEvents(tx as unknown as Db, gone, Array(12).fill({ key })),
+      );
+    });
+    await f.store.db.delete(organizations).where(sql`id = ${gone}`);
+    const live = await f.append(log, Array(3).fill({ key }));
+    const r = recorder();
+    consumers.push(
+      log.consume({
+        group: 'after-delete',
+        topics: ['order-events'],
+        batchSize: 5,
+        pollMs: 10,
+        handler: r.handler,
+      }),
+    );
+    await until(() => r.has(live.map((a) => a.eventId)), 10_000, 'the live records behind the orphaned ones');
+    expect(r.ids()).toEqual(live.map((a) => a.eventId));
+    await until(
+      async () =>
+        (await log.lag()).find((l) => l.group === 'after-delete' && l.topic === 'order-events')?.lag === 0,
+      5000,
+      'lag 0',
+    );
+  });
+});
+
+/** The late-commit trap of ARCHITECTURE §6, played on two connections of a real server. */
+async function lateCommit(log: EventLog, group: string) {
+  const url = f.database.url as string;
+  const [connA, connB] = [new pg.Client({ connectionString: url }), new pg.Client({ connectionString: url })];
+  await Promise.all([connA.connect(), connB.connect()]);
+  const [dbA, dbB] = [connA, connB].map((c) => drizzle(c, { schema }) as unknown as Db) as [Db, Db];
+  const key = 'late-commit.myshopify.com';
+  const r = recorder();
+  try {
+    const consumer = log.consume({ group, topics: ['order-events'], pollMs: 10, handler: r.handler });
+    consumers.push(consumer);
+    await until(() => consumer.assignment().length > 0, 5000, 'the consumer to join');
+
+    // A appends and stays open.
+    await connA.query('begin');
+    const a = await log.append(dbA, await insertEvents(dbA, f.organizationId, [{ key }, { key }]));
+    // B appends to the same partition and commits as soon as it is allowed to.
+    let bCommitted = false;
+    const b = (async () => {
+      await connB.query('begin');
+      const appended = await log.append(dbB, await insertEvents(dbB, f.organizationId, [{ key }]));
+      await connB.query('commit');
+      bCommitted = true;
+      return appended;
+    })();
+    await sleep(1000); // the consumer polls every 10 ms meanwhile
+    const bWaitedForA = !bCommitted;
+    await connA.query('commit');
+    const bAppended = await b;
+    const all = [...a, ...bAppended].map((x) => x.eventId);
+    await until(() => r.has(all), 3000, 'every record').catch(() => {});
+    return {
+      a: a.map((x) => x.eventId),
+      b: bAppended.map((x) => x.eventId),
+      delivered: r.records,
+      bWaitedForA,
+    };
+  } finally {
+    await Promise.all([connA.end(), connB.end()]);
+  }
+}
+
+/** What a plain bigserial log would do: offsets from a sequence, no partition lock. */
+function bigserialLog(db: Db): EventLog {
+  const real = createPostgresLog({ db, logger: f.logger });
+  return {
+    ...real,
+    async append(tx: Db, entries: AppendEntry[]): Promise<Appended[]> {
+      const out: Appended[] = [];
+      for (const e of entries) {
+        const partition = partitionOf(e.partitionKey);
+        const rows =
+          (await tx.execute(sql`insert into log_entries (topic, partition, "offset", event_id, replay)
+          values (${e.topic}, ${partition}, nextval('naive_offsets'), ${e.eventId}, false) returning "offset"`)) as unknown as {
+            rows: Array<{ offset: string }>;
+          };
+        out.push({ ...e, partition, offset: Number(rows.rows[0]?.offset) });
+      }
+      return out;
+    },
+  };
+}
+
+describe.skipIf(!onPostgres)(
+  'late commits (PostgreSQL only: PGlite is one connection, so two transactions cannot be open at once)',
+  () => {
+    it('delivers a row that commits late, and the rows behind it, in offset order', async () => {
+      const log = createPostgresLog({ db: f.store.db, logger: f.logger });
+      const { a, b, delivered, bWaitedForA } = await lateCommit(log, 'late');
+      expect(delivered.map((x) => x.event.id)).toEqual([...a, ...b]);
+      expect(delivered.map((x) => x.offset)).toEqual(
+        [...delivered.map((x) => x.offset)].sort((p, q) => p - q),
+      );
+      // This implementation makes B wait for A's partition lock (a visibility horizon would not).
+      expect(bWaitedForA).toBe(true);
+    });
+
+    it('catches a plain bigserial log skipping the late row (the check above can fail)', async () => {
+      await f.store.db.execute(sql`create sequence naive_offsets minvalue 0 start 0`);
+      const { a, b, delivered, bWaitedForA } = await lateCommit(bigserialLog(f.store.db), 'naive');
+      expect(bWaitedForA).toBe(false);
+      // B's row is read and committed past while A's are invisible; A's are never delivered.
+      expect(delivered.map((x) => x.event.id)).toEqual(b);
+      expect(a).toHaveLength(2);
+    });
+  },
+);
+
+const READER = fileURLToPath(new URL('./helpers/log-reader.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+describe.skipIf(!onPostgres)(
+  'a consumer group in another process (PostgreSQL only: an embedded PGlite belongs to one process)',
+  () => {
+    let child: ChildProcessByStdio<null, Readable, Readable> | undefined;
+    afterEach(() => {
+      child?.kill('SIGKILL');
+    });
+
+    it('reads every keyed event, in per-key order', async () => {
+      const log = createPostgresLog({ db: f.store.db, logger: f.logger });
+      const keys = Array.from({ length: 6 }, (_, i) => `remote-${i}.myshopify.com`);
+      const appended: Appended[] = [];
+      appended.push(
+        ...(await f.append(
+          log,
+          keys.map((key) => ({ key })),
+        )),
+      );
+
+      const proc = spawn(process.execPath, ['--import', 'tsx', READER], {
+        cwd: ROOT,
+        env: { ...process.env, LOG_READER_URL: f.database.url, LOG_READER_GROUP: 'remote-reader' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      child = proc;
+      let stdout = '';
+      let stderr = '';
+      proc.stdout.on('data', (d) => {
+        stdout += String(d);
+      });
+      proc.stderr.on('data', (d) => {
+        stderr += String(d);
+      });
+      const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
+      const lines = () =>
+        stdout
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as { ready?: boolean; id?: string; key?: string });
+      await until(() => lines().some((l) => l.ready), 30_000, `the reader to join (stderr: ${stderr})`);
+
+      for (let round = 0; round < 10; round++) {
+        const order = round % 2 ? [...keys].reverse() : keys;
+        appended.push(
+          ...(await f.append(
+            log,
+            order.flatMap((key) => (round === 4 ? [{ key }, { key }] : [{ key }])),
+          )),
+        );
+      }
+      const ids = new Set(appended.map((a) => a.eventId));
+      await until(
+        () => lines().filter((l) => l.id && ids.has(l.id)).length >= ids.size,
+        20_000,
+        `the reader to print ${ids.size} records (stderr: ${stderr})`,
+      );
+      const read = new Map<string, string[]>();
+      for (const l of lines()) if (l.id && l.key) read.set(l.key, [...(read.get(l.key) ?? []), l.id]);
+      for (const [key, expected] of idsByKey(appended)) expect(read.get(key), key).toEqual(expected);
+
+      proc.kill('SIGTERM');
+      expect(await exited, stderr).toBe(0);
+      child = undefined;
+      const [row] = (
+        (await f.store.db.execute(
+          sql`select count(*)::int as n from consumer_members where group_id = 'remote-reader'`,
+        )) as unknown as { rows: Array<{ n: number }> }
+      ).rows;
+      expect(row?.n, 'a clean stop leaves the group').toBe(0);
+    }, 90_000);
+  },
+);
