@@ -101,6 +101,7 @@ export async function settle(ctx: OutcomeContext, a: AttemptRecord): Promise<Set
       statusCode: result.statusCode ?? null,
       error: result.status === 'delivered' ? null : result.error.slice(0, 1000),
       response: excerpt(result.response),
+      worker: ctx.owner,
     });
     const mine = sql`id = ${claimed.id} and status = 'delivering' and lease_owner = ${ctx.owner}`;
     const code = result.statusCode ?? null;

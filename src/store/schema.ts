@@ -325,6 +325,8 @@ export const deliveryAttempts = pgTable(
     error: text('error'),
     /** The first 4 KiB of the response body. */
     response: text('response'),
+    /** The worker process that made the attempt (host:pid:nonce), for operators. */
+    worker: text('worker'),
   },
   (t) => [index('delivery_attempts_delivery_idx').on(t.deliveryId, t.attempt)],
 );

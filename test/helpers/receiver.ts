@@ -79,3 +79,14 @@ export async function startReceiver(): Promise<Receiver> {
   receiver.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
   return receiver;
 }
+
+/** The most arrivals within any `windowMs` (sliding window over the sorted times). */
+export function maxInWindow(times: readonly number[], windowMs: number): number {
+  const at = [...times].sort((a, b) => a - b);
+  let most = 0;
+  for (let i = 0, j = 0; i < at.length; i++) {
+    while ((at[i] as number) - (at[j] as number) >= windowMs) j++;
+    most = Math.max(most, i - j + 1);
+  }
+  return most;
+}

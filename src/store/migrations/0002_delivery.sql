@@ -28,7 +28,8 @@ CREATE TABLE "delivery_attempts" (
 	"outcome" text NOT NULL,
 	"status_code" integer,
 	"error" text,
-	"response" text
+	"response" text,
+	"worker" text
 );
 --> statement-breakpoint
 CREATE TABLE "destination_state" (
