@@ -94,6 +94,25 @@ describe('a webhook endpoint', () => {
       (l) => l[0]?.status === 'succeeded',
     );
     expect(d).toMatchObject({ event_id: eventId, attempts: 1 });
+
+    const stats = (await t.call('GET', '/v1/stats', { token: org.token })).json().data;
+    expect(stats).toHaveLength(1);
+    expect(stats[0]).toMatchObject({
+      destination_id: ep.id,
+      connector: 'webhook',
+      counts: { succeeded: 1, pending: 0, dead: 0 },
+      success_rate: 1,
+      queue_depth: 0,
+      oldest_pending_age_seconds: null,
+    });
+    expect(stats[0].latency_p50_ms).toBeGreaterThan(0);
+    const metrics = (await t.call('GET', '/metrics')).body;
+    expect(metrics).toContain(
+      `interchange_delivery_queue_depth{destination="${ep.id}",connector="webhook"} 0`,
+    );
+    expect(metrics).toMatch(
+      /interchange_delivery_attempts_total\{connector="webhook",outcome="succeeded"\} [1-9]/,
+    );
   });
 
   it('retries 500, 500, 200 with the same webhook-id and records every attempt', async () => {
