@@ -1,7 +1,12 @@
-// Shared pieces of the benchmarks: child processes, free ports, autocannon runs, tables.
+// Shared pieces of the benchmarks: child processes, free ports, autocannon runs, our API, scratch
+// databases, percentiles, progress bars, tables and the marked blocks of BENCHMARKS.md.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import autocannon from 'autocannon';
+import cliProgress from 'cli-progress';
+import pg from 'pg';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -95,4 +100,72 @@ export function table(headers: string[], rows: (string | number)[][]): string {
   const lines = [`| ${headers.join(' | ')} |`, `| ${headers.map(() => '---').join(' | ')} |`];
   for (const row of rows) lines.push(`| ${row.join(' | ')} |`);
   return lines.join('\n');
+}
+
+/** JSON over HTTP to our own API (loosely typed: a benchmark script); throws on a non-2xx answer. */
+export async function api(url: string, init: RequestInit & { token?: string } = {}) {
+  const res = await fetch(url, {
+    ...init,
+    headers: {
+      'content-type': 'application/json',
+      ...(init.token ? { authorization: `Bearer ${init.token}` } : {}),
+      ...init.headers,
+    },
+  });
+  // biome-ignore lint/suspicious/noExplicitAny: loosely typed JSON of our own API, for a benchmark script.
+  const body = (await res.json()) as Record<string, any>;
+  if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${url}: ${res.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+/** A fresh database on the PostgreSQL server at `server`; `drop()` removes it (connections and all). */
+export async function scratchPostgres(
+  server: string,
+): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  const name = `ic_bench_${randomBytes(4).toString('hex')}`;
+  const run = async (query: string) => {
+    const client = new pg.Client({ connectionString: server });
+    await client.connect();
+    try {
+      await client.query(query);
+    } finally {
+      await client.end();
+    }
+  };
+  await run(`create database ${name}`);
+  const url = new URL(server);
+  url.pathname = `/${name}`;
+  return { name, url: url.toString(), drop: () => run(`drop database if exists ${name} with (force)`) };
+}
+
+/** The p-th percentile (0–100) of `sorted`, ascending; NaN when empty. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
+}
+
+/** Progress bars on stderr, one per label, when it is a terminal; silent otherwise (CI logs). */
+export function progressBars(total: number, labels: readonly string[]) {
+  if (!process.stderr.isTTY) return { update: (_label: string, _value: number) => {}, stop: () => {} };
+  const width = Math.max(...labels.map((l) => l.length));
+  const multi = new cliProgress.MultiBar(
+    { format: '{label} [{bar}] {value}/{total} {eta_formatted}', stream: process.stderr, hideCursor: true },
+    cliProgress.Presets.shades_classic,
+  );
+  const bars = new Map(labels.map((l) => [l, multi.create(total, 0, { label: l.padEnd(width) })]));
+  return {
+    update: (label: string, value: number) => bars.get(label)?.update(Math.min(value, total)),
+    stop: () => multi.stop(),
+  };
+}
+
+/** Replaces the text between `<!-- name:start -->` and `<!-- name:end -->` in `path`; throws if absent. */
+export function replaceMarked(path: string, name: string, text: string): void {
+  const doc = readFileSync(path, 'utf8');
+  const start = `<!-- ${name}:start -->`;
+  const end = `<!-- ${name}:end -->`;
+  const from = doc.indexOf(start);
+  const to = doc.indexOf(end);
+  if (from < 0 || to < from) throw new Error(`${path} has no ${start} … ${end} block`);
+  writeFileSync(path, `${doc.slice(0, from + start.length)}\n${text}${doc.slice(to)}`);
 }
