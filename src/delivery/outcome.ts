@@ -86,95 +86,174 @@ async function disable(
   });
 }
 
-export async function settle(ctx: OutcomeContext, a: AttemptRecord): Promise<Settled> {
+function attemptRow(ctx: OutcomeContext, a: AttemptRecord) {
   const { claimed, result } = a;
+  return {
+    id: newId('deliveryAttempt'),
+    deliveryId: claimed.id,
+    organizationId: claimed.organizationId,
+    attempt: claimed.attempt,
+    startedAt: a.startedAt,
+    durationMs: Math.round(a.durationMs),
+    outcome: result.status === 'delivered' ? ('succeeded' as const) : result.status,
+    statusCode: result.statusCode ?? null,
+    error: result.status === 'delivered' ? null : result.error.slice(0, 1000),
+    response: excerpt(result.response),
+    worker: ctx.owner,
+  };
+}
+
+/**
+ * Settles many attempts in one transaction: every attempt recorded, the successes (the common
+ * case) in one statement, anything else one by one. Returns what became of each, in order.
+ */
+export async function settleAll(ctx: OutcomeContext, records: AttemptRecord[]): Promise<Settled[]> {
+  if (records.length === 0) return [];
   return ctx.db.transaction(async (txDb) => {
     const tx = txDb as unknown as Db;
-    await tx.insert(deliveryAttempts).values({
-      id: newId('deliveryAttempt'),
-      deliveryId: claimed.id,
-      organizationId: claimed.organizationId,
-      attempt: claimed.attempt,
-      startedAt: a.startedAt,
-      durationMs: Math.round(a.durationMs),
-      outcome: result.status === 'delivered' ? 'succeeded' : result.status,
-      statusCode: result.statusCode ?? null,
-      error: result.status === 'delivered' ? null : result.error.slice(0, 1000),
-      response: excerpt(result.response),
-      worker: ctx.owner,
-    });
-    const mine = sql`id = ${claimed.id} and status = 'delivering' and lease_owner = ${ctx.owner}`;
-    const code = result.statusCode ?? null;
-    const error = result.status === 'delivered' ? null : result.error.slice(0, 1000);
-
-    if (result.status === 'delivered') {
-      const done = await queryRows(
-        tx,
-        sql`update deliveries set status = 'succeeded', delivered_at = now(), lease_owner = null, lease_until = null,
-              last_status_code = ${code}, last_error = null, updated_at = now() where ${mine} returning id`,
+    await tx.insert(deliveryAttempts).values(records.map((a) => attemptRow(ctx, a)));
+    const settled: Settled[] = records.map(() => 'lost');
+    const ok = records.flatMap((a, i) => (a.result.status === 'delivered' ? [i] : []));
+    if (ok.length > 0) {
+      const values = sql.join(
+        ok.map((i) => {
+          const a = records[i] as AttemptRecord;
+          return sql`(${a.claimed.id}, ${a.result.statusCode ?? null}::int)`;
+        }),
+        sql`, `,
       );
+      const done = await queryRows<{ id: string }>(
+        tx,
+        sql`update deliveries d set status = 'succeeded', delivered_at = now(), lease_owner = null, lease_until = null,
+              last_status_code = v.code, last_error = null, updated_at = now()
+            from (values ${values}) as v(id, code)
+            where d.id = v.id and d.status = 'delivering' and d.lease_owner = ${ctx.owner}
+            returning d.id`,
+      );
+      const won = new Set(done.map((r) => r.id));
+      for (const i of ok)
+        settled[i] = won.has((records[i] as AttemptRecord).claimed.id) ? 'succeeded' : 'lost';
+      const destinations = [...new Set(ok.map((i) => (records[i] as AttemptRecord).claimed.installationId))];
       await tx.execute(
-        sql`update destination_state set failing_since = null where installation_id = ${claimed.installationId} and failing_since is not null`,
+        sql`update destination_state set failing_since = null
+            where installation_id in ${destinations} and failing_since is not null`,
       );
-      return done.length > 0 ? 'succeeded' : 'lost';
     }
-
-    const delay =
-      result.status === 'retry'
-        ? nextDelay(ctx.policy, claimed.roundAttempts, result.retryAfterMs)
-        : undefined;
-    let settled: Settled;
-    if (delay !== undefined) {
-      const rows = await queryRows(
-        tx,
-        sql`update deliveries set status = 'failed', next_attempt_at = now() + ${ms(delay)}, lease_owner = null,
-              lease_until = null, last_status_code = ${code}, last_error = ${error}, updated_at = now() where ${mine} returning id`,
-      );
-      settled = rows.length > 0 ? 'retrying' : 'lost';
-    } else {
-      const rows = await queryRows(
-        tx,
-        sql`update deliveries set status = 'dead', lease_owner = null, lease_until = null,
-              last_status_code = ${code}, last_error = ${error}, updated_at = now() where ${mine} returning id`,
-      );
-      settled = rows.length > 0 ? 'dead' : 'lost';
-      if (settled === 'dead' && a.eventType !== 'delivery.exhausted') {
-        await emit(tx, ctx.log, claimed.organizationId, 'delivery.exhausted', claimed.installationId, {
-          delivery_id: claimed.id,
-          destination_id: claimed.installationId,
-          event_id: claimed.eventId,
-          event_type: a.eventType,
-          attempts: claimed.attempt,
-          last_status_code: code,
-          last_error: error,
-        });
-      }
-    }
-
-    if (result.status === 'failed' && result.disable) {
-      await disable(tx, ctx, a, 'gone', null);
-    } else if (result.status === 'retry') {
-      // The destination is failing: note since when, pause it when it asks to slow down, and
-      // disable it once it has failed without a break for too long.
-      const throttleMs = result.throttle
-        ? Math.min(result.retryAfterMs ?? delay ?? 5000, MAX_RETRY_AFTER_MS)
-        : 0;
-      const [state] = await queryRows<{ failing_since: Date | string; now: Date | string }>(
-        tx,
-        sql`insert into destination_state (installation_id, failing_since, throttled_until)
-            values (${claimed.installationId}, now(), ${throttleMs > 0 ? sql`now() + ${ms(throttleMs)}` : null})
-            on conflict (installation_id) do update set
-              failing_since = coalesce(destination_state.failing_since, excluded.failing_since),
-              throttled_until = coalesce(greatest(destination_state.throttled_until, excluded.throttled_until), destination_state.throttled_until, excluded.throttled_until)
-            returning failing_since, now() as now`,
-      );
-      if (state) {
-        const since = new Date(state.failing_since);
-        if (new Date(state.now).getTime() - since.getTime() >= ctx.disableAfterMs) {
-          await disable(tx, ctx, a, 'failing', since);
-        }
-      }
+    for (const [i, a] of records.entries()) {
+      if (a.result.status !== 'delivered') settled[i] = await settleFailure(tx, ctx, a);
     }
     return settled;
   });
+}
+
+/** A retry or a final failure: reschedule or bury the delivery, and judge the destination. */
+async function settleFailure(tx: Db, ctx: OutcomeContext, a: AttemptRecord): Promise<Settled> {
+  const { claimed, result } = a;
+  if (result.status === 'delivered') throw new Error('not a failure');
+  const mine = sql`id = ${claimed.id} and status = 'delivering' and lease_owner = ${ctx.owner}`;
+  const code = result.statusCode ?? null;
+  const error = result.error.slice(0, 1000);
+  const delay =
+    result.status === 'retry' ? nextDelay(ctx.policy, claimed.roundAttempts, result.retryAfterMs) : undefined;
+  let settled: Settled;
+  if (delay !== undefined) {
+    const rows = await queryRows(
+      tx,
+      sql`update deliveries set status = 'failed', next_attempt_at = now() + ${ms(delay)}, lease_owner = null,
+            lease_until = null, last_status_code = ${code}, last_error = ${error}, updated_at = now() where ${mine} returning id`,
+    );
+    settled = rows.length > 0 ? 'retrying' : 'lost';
+  } else {
+    const rows = await queryRows(
+      tx,
+      sql`update deliveries set status = 'dead', lease_owner = null, lease_until = null,
+            last_status_code = ${code}, last_error = ${error}, updated_at = now() where ${mine} returning id`,
+    );
+    settled = rows.length > 0 ? 'dead' : 'lost';
+    if (settled === 'dead' && a.eventType !== 'delivery.exhausted') {
+      await emit(tx, ctx.log, claimed.organizationId, 'delivery.exhausted', claimed.installationId, {
+        delivery_id: claimed.id,
+        destination_id: claimed.installationId,
+        event_id: claimed.eventId,
+        event_type: a.eventType,
+        attempts: claimed.attempt,
+        last_status_code: code,
+        last_error: error,
+      });
+    }
+  }
+
+  if (result.status === 'failed' && result.disable) {
+    await disable(tx, ctx, a, 'gone', null);
+  } else if (result.status === 'retry') {
+    // The destination is failing: note since when, pause it when it asks to slow down, and
+    // disable it once it has failed without a break for too long.
+    const throttleMs = result.throttle
+      ? Math.min(result.retryAfterMs ?? delay ?? 5000, MAX_RETRY_AFTER_MS)
+      : 0;
+    const [state] = await queryRows<{ failing_since: Date | string; now: Date | string }>(
+      tx,
+      sql`insert into destination_state (installation_id, failing_since, throttled_until)
+          values (${claimed.installationId}, now(), ${throttleMs > 0 ? sql`now() + ${ms(throttleMs)}` : null})
+          on conflict (installation_id) do update set
+            failing_since = coalesce(destination_state.failing_since, excluded.failing_since),
+            throttled_until = coalesce(greatest(destination_state.throttled_until, excluded.throttled_until), destination_state.throttled_until, excluded.throttled_until)
+          returning failing_since, now() as now`,
+    );
+    if (state) {
+      const since = new Date(state.failing_since);
+      if (new Date(state.now).getTime() - since.getTime() >= ctx.disableAfterMs) {
+        await disable(tx, ctx, a, 'failing', since);
+      }
+    }
+  }
+  return settled;
+}
+
+/**
+ * Group settling: attempts that finish while a transaction is under way wait and are settled
+ * together in the next, so a busy worker commits once per batch, not once per delivery.
+ */
+export function createSettler(ctx: OutcomeContext, concurrency = 2, maxBatch = 256) {
+  let queue: { record: AttemptRecord; resolve(s: Settled): void; reject(e: unknown): void }[] = [];
+  let running = 0;
+  let scheduled = false;
+
+  function flush() {
+    while (queue.length > 0 && running < concurrency) {
+      const batch = queue.slice(0, maxBatch);
+      queue = queue.slice(batch.length);
+      running++;
+      settleAll(
+        ctx,
+        batch.map((p) => p.record),
+      )
+        .then(
+          (results) => {
+            batch.forEach((p, i) => {
+              p.resolve(results[i] as Settled);
+            });
+          },
+          (err) => {
+            for (const p of batch) p.reject(err);
+          },
+        )
+        .finally(() => {
+          running--;
+          flush();
+        });
+    }
+  }
+
+  return (record: AttemptRecord): Promise<Settled> =>
+    new Promise((resolve, reject) => {
+      queue.push({ record, resolve, reject });
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(() => {
+          scheduled = false;
+          flush();
+        });
+      }
+    });
 }

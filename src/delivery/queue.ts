@@ -55,7 +55,7 @@ export async function claimDeliveries(db: Db, o: ClaimOptions): Promise<Claimed[
                   where e.installation_id = d.installation_id and e.order_key = d.order_key
                     and e.seq < d.seq and e.status in ('pending', 'delivering', 'failed')))
           order by d.next_attempt_at
-          limit ${o.limit * 4}
+          limit ${o.limit * 2}
           for update of d skip locked`,
     );
     // At most `perDestination` in flight per destination, so one slow endpoint cannot take every slot.

@@ -12,11 +12,16 @@ import type { EventLog } from '../log/port.ts';
 import type { DeliveryMetrics } from '../observability/metrics.ts';
 import type { Db } from '../store/db.ts';
 import { events, installations } from '../store/schema.ts';
-import { type AttemptRecord, type Settled, settle } from './outcome.ts';
+import { type AttemptRecord, createSettler, type Settled } from './outcome.ts';
 import { type Claimed, claimDeliveries } from './queue.ts';
 import type { RetryPolicy } from './retry.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+interface Destination {
+  row: NonNullable<Awaited<ReturnType<InstallationService['load']>>>;
+  secrets: Record<string, unknown>;
+}
 
 export interface SenderOptions {
   db: Db;
@@ -39,8 +44,10 @@ export interface SenderOptions {
 
 export function startSender(o: SenderOptions) {
   const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
-  const concurrency = o.concurrency ?? 64;
-  const perDestination = o.perDestination ?? 16;
+  const concurrency = o.concurrency ?? 128;
+  const perDestination = o.perDestination ?? 32;
+  // A claim is worth a transaction once this many slots are free (or the queue ran dry).
+  const claimAtLeast = Math.max(1, Math.floor(concurrency / 4));
   const pollMs = o.pollMs ?? 50;
   const log = o.logger.child({ component: 'delivery', worker: owner });
   const busy = new Map<string, number>();
@@ -48,7 +55,13 @@ export function startSender(o: SenderOptions) {
   let inFlight = 0;
   let running = true;
   let wake: (() => void) | undefined;
-  const ctx = { db: o.db, log: o.log, policy: o.policy, disableAfterMs: o.disableAfterMs, owner };
+  const settle = createSettler({
+    db: o.db,
+    log: o.log,
+    policy: o.policy,
+    disableAfterMs: o.disableAfterMs,
+    owner,
+  });
   const http: HttpClient = (url, req) => o.http(url, { timeoutMs: o.timeoutMs, ...req });
 
   function track(installationId: string, delta: number) {
@@ -63,10 +76,9 @@ export function startSender(o: SenderOptions) {
     event: Map<string, EventRow>,
     connectorId: string,
     source: Map<string, string>,
+    destination: Destination | undefined,
   ) {
     const connector = o.catalog(connectorId);
-    const first = claimed[0] as Claimed;
-    const row = await o.installations.load(first.installationId);
     const items: DeliveryItem[] = claimed.map((c) => {
       const e = event.get(c.eventId) as EventRow;
       return {
@@ -76,7 +88,6 @@ export function startSender(o: SenderOptions) {
         sourceConnector: (e.installationId && source.get(e.installationId)) || null,
       };
     });
-    const secrets = row ? o.installations.secretsOf(row) : {};
     // Everything is ready: wait for the slot the rate limit booked, then send at once.
     const wait = Math.max(...claimed.map((c) => c.sendAt.getTime())) - Date.now();
     if (wait > 0) await sleep(wait);
@@ -84,11 +95,12 @@ export function startSender(o: SenderOptions) {
     const t0 = performance.now();
     let results: DeliveryResult[];
     try {
-      if (!row || !connector?.destination) throw new Error('the destination is gone or not a destination');
+      if (!destination || !connector?.destination)
+        throw new Error('the destination is gone or not a destination');
       results = await connector.destination.deliver(items, {
-        installationId: row.id,
-        config: row.config,
-        secrets,
+        installationId: destination.row.id,
+        config: destination.row.config,
+        secrets: destination.secrets,
         now: startedAt,
         http,
       });
@@ -111,7 +123,7 @@ export function startSender(o: SenderOptions) {
         };
         let settled: Settled;
         try {
-          settled = await settle(ctx, record);
+          settled = await settle(record);
         } catch (err) {
           // The lease will end and another attempt follows: at least once, never lost.
           log.error({ err, delivery_id: c.id }, 'could not record a delivery attempt');
@@ -155,9 +167,12 @@ export function startSender(o: SenderOptions) {
     for (const [installationId, list] of byDestination) {
       const connectorId = connectorOf.get(installationId) ?? 'unknown';
       const size = o.catalog(connectorId)?.destination?.batchSize ?? 1;
+      // The destination and its decrypted secrets, once per claim rather than once per delivery.
+      const row = await o.installations.load(installationId);
+      const destination = row ? { row, secrets: o.installations.secretsOf(row) } : undefined;
       for (let i = 0; i < list.length; i += size) {
         const chunk = list.slice(i, i + size);
-        const task = sendBatch(chunk, event, connectorId, connectorOf)
+        const task = sendBatch(chunk, event, connectorId, connectorOf, destination)
           .catch((err) => log.error({ err }, 'delivery batch failed'))
           .finally(() => {
             for (const c of chunk) track(c.installationId, -1);
@@ -169,12 +184,26 @@ export function startSender(o: SenderOptions) {
     }
   }
 
+  /** Waits for a finished send or the poll interval, whichever comes first. */
+  const pause = () =>
+    new Promise<void>((resolve) => {
+      wake = resolve;
+      setTimeout(resolve, pollMs);
+    }).then(() => {
+      wake = undefined;
+    });
+
   const loop = (async () => {
     while (running) {
       try {
+        const free = concurrency - inFlight;
+        if (free < claimAtLeast && inFlight > 0) {
+          await pause();
+          continue;
+        }
         const claimed = await claimDeliveries(o.db, {
           owner,
-          limit: concurrency - inFlight,
+          limit: free,
           leaseMs: o.leaseMs,
           busy,
           perDestination,
@@ -187,13 +216,8 @@ export function startSender(o: SenderOptions) {
             throw err;
           });
         }
-        if (claimed.length === 0 || inFlight >= concurrency) {
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            setTimeout(resolve, pollMs);
-          });
-          wake = undefined;
-        }
+        // Claim again at once while there is work and room; otherwise wait.
+        if (claimed.length === 0 || claimed.length < free) await pause();
       } catch (err) {
         log.error({ err }, 'delivery loop failed; retrying');
         await sleep(1000);
