@@ -1,5 +1,6 @@
 // The HTTP surface around the resources: request ids, health, readiness, metrics, OpenAPI, docs,
 // error shape, and the promise that secrets never reach a response or a log line.
+import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from './helpers/app.ts';
 
@@ -156,7 +157,44 @@ describe('readiness when the database is gone', () => {
       const ready = await other.call('GET', '/readyz');
       expect(ready.statusCode).toBe(503);
       expect(ready.json().error.code).toBe('database_unavailable');
+      expect(ready.headers['retry-after']).toBe('5');
       expect((await other.call('GET', '/healthz')).statusCode).toBe(200);
+    } finally {
+      await other.app.server.close();
+      await other.db.drop();
+    }
+  });
+
+  it('answers webhooks and API calls 503 database_unavailable with Retry-After, never 500', async () => {
+    const other = await startTestApp();
+    try {
+      const org = await other.organization('Outage');
+      const shop = await other.call('POST', '/v1/installations', {
+        token: org.token,
+        body: {
+          connector: 'shopify',
+          config: { shopDomain: 'outage.myshopify.com' },
+          secrets: { clientSecret: 'shpss_outage' },
+        },
+      });
+      expect(shop.statusCode).toBe(201);
+      await other.app.store.close();
+      const body = '{"id":1}';
+      const hook = await other.call('POST', `/hooks/${shop.json().id}`, {
+        body,
+        headers: {
+          'content-type': 'application/json',
+          'x-shopify-topic': 'orders/create',
+          'x-shopify-shop-domain': 'outage.myshopify.com',
+          'x-shopify-hmac-sha256': createHmac('sha256', 'shpss_outage').update(body).digest('base64'),
+        },
+      });
+      const list = await other.call('GET', '/v1/events', { token: org.token });
+      for (const res of [hook, list]) {
+        expect(res.statusCode, res.body).toBe(503);
+        expect(res.json().error.code).toBe('database_unavailable');
+        expect(res.headers['retry-after']).toBe('5');
+      }
     } finally {
       await other.app.server.close();
       await other.db.drop();

@@ -4,6 +4,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { AppError, ERROR_STATUS, type ErrorCode, OAuthError } from '../errors.ts';
+import { driverError, isDatabaseUnavailable } from '../store/db.ts';
 
 interface ErrorBody {
   error: { code: ErrorCode; message: string; details?: unknown };
@@ -18,12 +19,8 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
 };
 
-function isDatabaseDown(err: unknown): boolean {
-  const code = (err as { code?: string }).code;
-  return (
-    code === 'ECONNREFUSED' || code === '57P01' || code === '57P03' || code === '08006' || code === '08001'
-  );
-}
+/** Seconds a client is told to wait after a 503 (`Retry-After`). */
+export const RETRY_AFTER_SECONDS = 5;
 
 export function toErrorBody(code: ErrorCode, message: string, details?: unknown): ErrorBody {
   return { error: details === undefined ? { code, message } : { code, message, details } };
@@ -44,6 +41,8 @@ export function installErrorHandling(app: FastifyInstance): void {
     }
     if (err instanceof AppError) {
       reply.headers(err.headers);
+      if (err.status === 503 && !reply.hasHeader('retry-after'))
+        reply.header('retry-after', String(RETRY_AFTER_SECONDS));
       if (err.status === 401) reply.header('www-authenticate', `Bearer error="invalid_token"`);
       return reply.code(err.status).send(toErrorBody(err.code, err.message, err.details));
     }
@@ -77,9 +76,10 @@ export function installErrorHandling(app: FastifyInstance): void {
             : 'bad_request';
       return reply.code(ERROR_STATUS[code]).send(toErrorBody(code, err.message));
     }
-    if (isDatabaseDown(err)) {
-      req.log.error({ err }, 'database unavailable');
-      reply.header('retry-after', '5');
+    // Drizzle wraps the driver's error: isDatabaseUnavailable reads the whole cause chain.
+    if (isDatabaseUnavailable(err)) {
+      req.log.error({ err: driverError(err) }, 'database unavailable');
+      reply.header('retry-after', String(RETRY_AFTER_SECONDS));
       return reply
         .code(503)
         .send(toErrorBody('database_unavailable', 'the database is unavailable; try again shortly'));

@@ -3,9 +3,10 @@
 // answered only after the transaction holding it has committed.
 import { and, eq, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
+import { AppError } from '../errors.ts';
 import type { Topic } from '../events/types.ts';
 import type { EventLog } from '../log/port.ts';
-import type { Db, Store } from '../store/db.ts';
+import { type Db, driverError, isDatabaseUnavailable, type Store } from '../store/db.ts';
 import { dedupeKeys, events, inboundRequests, installations } from '../store/schema.ts';
 import { redact } from './redact.ts';
 
@@ -104,8 +105,20 @@ export function createCommitter({ store, log, logger, concurrency = 2, maxBatch 
         p.resolve(outcomes[i] as IngestOutcome);
       });
     } catch (err) {
-      logger.error({ err, batch: batch.length }, 'ingest batch failed to commit');
-      for (const p of batch) p.reject(err);
+      // Nothing of the batch is kept: it was one transaction, which the server rolls back (a lost
+      // COMMIT may still have landed; the provider's retry is then a duplicate, answered 200).
+      // Every waiting request fails, with 503 database_unavailable when the database is down.
+      const unavailable = isDatabaseUnavailable(err);
+      logger.error(
+        { err: driverError(err), batch: batch.length },
+        unavailable
+          ? 'ingest batch not committed: the database is unavailable'
+          : 'ingest batch failed to commit',
+      );
+      const failure = unavailable
+        ? new AppError('database_unavailable', 'the database is unavailable; try again shortly')
+        : err;
+      for (const p of batch) p.reject(failure);
     }
   }
 

@@ -3,7 +3,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { type SQL, sql } from 'drizzle-orm';
+import { DrizzleQueryError, type SQL, sql } from 'drizzle-orm';
 import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
@@ -36,10 +36,30 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     : openPglite(options.dataDir);
 }
 
+/**
+ * How long a query waits for a connection (to open one, or for a free one in the pool) before it
+ * fails, as a 503: inside the 5 s a provider such as Shopify waits for its answer, so a server that
+ * is out of reach (no refusal, just silence) gets the provider a clean 503 and its retry rather
+ * than a timeout, with time left for the rest of the request. A refused connection fails at once.
+ */
+const CONNECT_TIMEOUT_MS = 3000;
+
 async function openPostgres(url: string, poolSize: number): Promise<Store> {
-  const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 5000 });
-  // An idle client losing its server (restart, failover) must not crash the process.
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: poolSize,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    // A server that vanished without closing its sockets (host down, failover) is noticed.
+    keepAlive: true,
+  });
+  // A client losing its server (crash, restart, failover) emits 'error'. The pool listens on idle
+  // clients and drops them; a checked-out one (inside a transaction) has no listener, and an
+  // unheard 'error' would crash the process. Its query in flight rejects on its own, and the pool
+  // discards a client that is no longer queryable when it is released; new connections are made
+  // on demand, so a restarted server is simply reconnected to.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
+  markConnectErrors(pool);
   const db = drizzleNodePg(pool, { schema }) as unknown as Db;
   await pool.query('select 1');
   return {
@@ -127,6 +147,112 @@ function isAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** Errors the pool failed to open a connection with: Drizzle wraps query errors, not these. */
+const connectErrors = new WeakSet<object>();
+
+type ConnectCallback = (
+  err: Error | undefined,
+  client: pg.PoolClient | undefined,
+  done: (release?: unknown) => void,
+) => void;
+
+/** Marks every error of `pool.connect` (promise or callback, as `pool.query` uses it) as the database's. */
+function markConnectErrors(pool: pg.Pool): void {
+  const connect = pool.connect.bind(pool) as (cb?: ConnectCallback) => Promise<pg.PoolClient> | undefined;
+  const mark = <E>(err: E): E => {
+    if (typeof err === 'object' && err !== null) connectErrors.add(err);
+    return err;
+  };
+  Object.assign(pool, {
+    connect: (cb?: ConnectCallback) =>
+      cb
+        ? connect((err, client, done) => cb(mark(err), client, done))
+        : (connect() as Promise<pg.PoolClient>).catch((err: unknown) => {
+            throw mark(err);
+          }),
+  });
+}
+
+/** Socket errors of a server that is gone or out of reach. */
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/**
+ * SQLSTATEs of a server that cannot serve now: connection exceptions (class 08, but not 08P01
+ * protocol_violation), 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now
+ * (starting up, shutting down, in recovery), 53300 too_many_connections.
+ */
+const UNAVAILABLE_STATE = new Set([
+  '08000',
+  '08001',
+  '08003',
+  '08004',
+  '08006',
+  '08007',
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+]);
+
+/** What node-postgres, pg-pool and PGlite say, without a code, when the connection is gone. */
+const UNAVAILABLE_MESSAGE =
+  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed and is not queryable|Cannot use a pool after calling end|PGlite is closed)/;
+
+/**
+ * True when `err` says the database is down or unreachable (not that a query was wrong), so the
+ * request may succeed later: a 503. Drizzle wraps driver errors (`DrizzleQueryError` with the
+ * driver's error as `cause`), and a failed connect can be an AggregateError: the whole chain is
+ * read. SQLSTATEs and the drivers' messages are the database's own words wherever they appear; a
+ * bare socket error counts only from the database (under a DrizzleQueryError or from the pool's
+ * connect), so an outbound HTTP call that was refused is not taken for a database outage.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const seen = new Set<unknown>();
+  const pending: [unknown, boolean][] = [[err, false]];
+  while (pending.length > 0 && seen.size < 32) {
+    const [e, underDb] = pending.shift() as [unknown, boolean];
+    if (typeof e !== 'object' || e === null || seen.has(e)) continue;
+    seen.add(e);
+    const fromDb = underDb || e instanceof DrizzleQueryError || connectErrors.has(e);
+    const { code, message, cause, errors } = e as {
+      code?: unknown;
+      message?: unknown;
+      cause?: unknown;
+      errors?: unknown;
+    };
+    if (typeof code === 'string' && (UNAVAILABLE_STATE.has(code) || (fromDb && UNREACHABLE.has(code))))
+      return true;
+    if (typeof message === 'string' && UNAVAILABLE_MESSAGE.test(message)) return true;
+    pending.push([cause, fromDb]);
+    if (Array.isArray(errors)) pending.push(...errors.map((x): [unknown, boolean] => [x, fromDb]));
+  }
+  return false;
+}
+
+/**
+ * The driver's own error inside Drizzle's wrapper, for logs: `DrizzleQueryError`'s message carries
+ * the query's parameters, which may be a provider's payload and its signature headers.
+ */
+export function driverError(err: unknown): unknown {
+  let e = err;
+  for (let depth = 0; depth < 8; depth++) {
+    const cause = (e as { cause?: unknown } | null)?.cause;
+    if (typeof cause !== 'object' || cause === null) break;
+    e = cause;
+  }
+  return e;
 }
 
 /** Runs raw SQL and returns its rows: both drivers answer `{ rows }`, which Drizzle's generic type does not show. */

@@ -1,7 +1,8 @@
 // Operations: liveness, readiness (database reachable) and Prometheus metrics.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { toErrorBody } from '../errors.ts';
+import { driverError } from '../../store/db.ts';
+import { RETRY_AFTER_SECONDS, toErrorBody } from '../errors.ts';
 import { errorSchema } from '../schemas.ts';
 
 const READY_TIMEOUT_MS = 2000;
@@ -41,8 +42,11 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
         ]);
         return { status: 'ready' as const };
       } catch (err) {
-        req.log.warn({ err }, 'readiness check failed');
-        return reply.code(503).send(toErrorBody('database_unavailable', 'the database is not reachable'));
+        req.log.warn({ err: driverError(err) }, 'readiness check failed');
+        return reply
+          .code(503)
+          .header('retry-after', String(RETRY_AFTER_SECONDS))
+          .send(toErrorBody('database_unavailable', 'the database is not reachable'));
       } finally {
         clearTimeout(timer);
       }

@@ -1,0 +1,155 @@
+// isDatabaseUnavailable tells an outage (503, try again) from a bad query (a bug, 500) through
+// Drizzle's wrapping of driver errors; on PostgreSQL, a connection killed under a transaction
+// neither crashes the process nor sticks in the pool.
+import { createServer } from 'node:net';
+import { DrizzleQueryError, sql } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { isDatabaseUnavailable, openStore } from './db.ts';
+
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const address = srv.address();
+      srv.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+function pgError(code: string, message = 'server says no'): pg.DatabaseError {
+  const err = new pg.DatabaseError(message, 0, 'error');
+  err.code = code;
+  return err;
+}
+
+const wrapped = (cause: unknown) => new DrizzleQueryError('select 1', [], cause as Error);
+
+describe('isDatabaseUnavailable', () => {
+  it('sees a refused connection inside the error Drizzle throws', async () => {
+    const pool = new pg.Pool({
+      connectionString: `postgres://nobody@127.0.0.1:${await closedPort()}/none`,
+      connectionTimeoutMillis: 1000,
+    });
+    pool.on('error', () => {});
+    try {
+      const err = await drizzle(pool)
+        .execute(sql`select 1`)
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      expect(err).toBeInstanceOf(DrizzleQueryError);
+      expect((err as { code?: string }).code).toBeUndefined();
+      expect(isDatabaseUnavailable(err)).toBe(true);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it("sees a refused connection the store's pool reports unwrapped", async () => {
+    const err = await openStore({
+      kind: 'postgres',
+      url: `postgres://nobody@127.0.0.1:${await closedPort()}/none`,
+      poolSize: 1,
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as { code?: string }).code).toBe('ECONNREFUSED');
+    expect(isDatabaseUnavailable(err)).toBe(true);
+  });
+
+  it("knows the server's shutdown, start-up and connection SQLSTATEs, and pg's own messages", () => {
+    for (const code of ['57P01', '57P02', '57P03', '08006', '08001', '08003', '53300']) {
+      expect(isDatabaseUnavailable(wrapped(pgError(code))), code).toBe(true);
+    }
+    for (const message of [
+      'Connection terminated unexpectedly',
+      'Connection terminated due to connection timeout',
+      'timeout exceeded when trying to connect',
+      'Client has encountered a connection error and is not queryable',
+      'Cannot use a pool after calling end on the pool',
+    ]) {
+      expect(isDatabaseUnavailable(wrapped(new Error(message))), message).toBe(true);
+    }
+    const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+    expect(isDatabaseUnavailable(wrapped(reset))).toBe(true);
+    // Node's happy-eyeballs connect fails with every address's error together.
+    const refused = (address: string) =>
+      Object.assign(new Error(`connect ECONNREFUSED ${address}`), { code: 'ECONNREFUSED' });
+    expect(isDatabaseUnavailable(wrapped(new AggregateError([refused('::1'), refused('127.0.0.1')])))).toBe(
+      true,
+    );
+  });
+
+  it('does not take a bad query or a bug for an outage', async () => {
+    const store = await openStore({ kind: 'pglite', dataDir: undefined });
+    try {
+      const syntax = await store.db.execute(sql`selec 1`).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(syntax).toBeDefined();
+      expect(isDatabaseUnavailable(syntax)).toBe(false);
+    } finally {
+      await store.close();
+    }
+    expect(isDatabaseUnavailable(wrapped(pgError('23505', 'duplicate key value')))).toBe(false);
+    expect(isDatabaseUnavailable(wrapped(pgError('08P01', 'protocol violation')))).toBe(false);
+    expect(isDatabaseUnavailable(new TypeError("Cannot read properties of undefined (reading 'id')"))).toBe(
+      false,
+    );
+    expect(isDatabaseUnavailable(undefined)).toBe(false);
+    // A refused outbound HTTP call (a destination, a provider's API) is not the database.
+    const refused = Object.assign(new Error('connect ECONNREFUSED 10.0.0.7:443'), { code: 'ECONNREFUSED' });
+    expect(isDatabaseUnavailable(refused)).toBe(false);
+    expect(
+      isDatabaseUnavailable(new Error('connection to api.example.com refused', { cause: refused })),
+    ).toBe(false);
+    // Drizzle's message holds the parameters: a payload quoting pg's words is not an outage.
+    const quoting = new DrizzleQueryError(
+      'insert into t values ($1)',
+      ['Connection terminated unexpectedly'],
+      pgError('23505'),
+    );
+    expect(isDatabaseUnavailable(quoting)).toBe(false);
+    const cyclic: Error & { cause?: unknown } = new Error('a');
+    cyclic.cause = cyclic;
+    expect(isDatabaseUnavailable(cyclic)).toBe(false);
+  });
+});
+
+describe.skipIf(!process.env.DATABASE_URL)('a PostgreSQL connection killed under a transaction', () => {
+  it('fails that transaction as unavailable, crashes nothing, and the pool reconnects', async () => {
+    const store = await openStore({ kind: 'postgres', url: process.env.DATABASE_URL as string, poolSize: 2 });
+    const killer = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await killer.connect();
+    try {
+      const failed = await store.db
+        .transaction(async (tx) => {
+          const result = (await tx.execute(sql`select pg_backend_pid() as pid`)) as unknown as {
+            rows: { pid: number }[];
+          };
+          // Killed between two statements: the checked-out client is idle when its socket closes,
+          // and an unheard 'error' event there would end the process.
+          await killer.query('select pg_terminate_backend($1)', [result.rows[0]?.pid]);
+          await new Promise((r) => setTimeout(r, 300));
+          await tx.execute(sql`select 1`);
+        })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      expect(failed).toBeDefined();
+      expect(isDatabaseUnavailable(failed)).toBe(true);
+      await store.ping();
+      await store.db.transaction(async (tx) => {
+        await tx.execute(sql`select 1`);
+      });
+    } finally {
+      await killer.end();
+      await store.close();
+    }
+  });
+});
