@@ -34,6 +34,7 @@ interface CandidateRow {
   event_id: string;
   installation_id: string;
   rate_limit: string | number | null;
+  now: Date | string;
 }
 
 export async function claimDeliveries(db: Db, o: ClaimOptions): Promise<Claimed[]> {
@@ -42,7 +43,8 @@ export async function claimDeliveries(db: Db, o: ClaimOptions): Promise<Claimed[
     const tx = txDb as unknown as Db;
     const candidates = await queryRows<CandidateRow>(
       tx,
-      sql`select d.id, d.organization_id, d.event_id, d.installation_id, i.destination->'rateLimit' as rate_limit
+      sql`select d.id, d.organization_id, d.event_id, d.installation_id, i.destination->'rateLimit' as rate_limit,
+            now() as now
           from deliveries d
           join installations i on i.id = d.installation_id
           left join destination_state s on s.installation_id = d.installation_id
@@ -70,11 +72,8 @@ export async function claimDeliveries(db: Db, o: ClaimOptions): Promise<Claimed[
       total++;
     }
     const sendAt = new Map<string, Date>();
-    const [{ now } = { now: new Date() }] = await queryRows<{ now: Date | string }>(
-      tx,
-      sql`select now() as now`,
-    );
-    const nowMs = new Date(now).getTime();
+    // The database's clock, one for every worker: slots booked by several hosts line up.
+    const nowMs = candidates[0] ? new Date(candidates[0].now).getTime() : Date.now();
     for (const [installationId, list] of taken) {
       const rate = list[0]?.rate_limit == null ? null : Number(list[0].rate_limit);
       if (!rate) {
@@ -130,6 +129,10 @@ async function bookSlots(
     tx,
     sql`select tat from destination_state where installation_id = ${installationId} for update`,
   );
+  // The clock is read again once the row is ours: a claim that waited for it (a settling
+  // transaction holds it) must not book slots already past, which would all go out at once.
+  const [clock] = await queryRows<{ now: Date | string }>(tx, sql`select clock_timestamp() as now`);
+  nowMs = Math.max(nowMs, clock ? new Date(clock.now).getTime() : nowMs);
   const interval = 1000 / rate;
   const start = Math.max(nowMs, state?.tat ? new Date(state.tat).getTime() : 0);
   const room = Math.floor((nowMs + Math.max(SLOT_HORIZON_MS, interval) - start) / interval);

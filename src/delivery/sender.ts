@@ -55,6 +55,8 @@ export function startSender(o: SenderOptions) {
   let inFlight = 0;
   let running = true;
   let wake: (() => void) | undefined;
+  let finished = 0;
+  let wakeAfter = 1;
   const settle = createSettler({
     db: o.db,
     log: o.log,
@@ -177,7 +179,9 @@ export function startSender(o: SenderOptions) {
           .finally(() => {
             for (const c of chunk) track(c.installationId, -1);
             tasks.delete(task);
-            wake?.();
+            // Claim again once half of what the last claim took is done: claims stay large.
+            finished += chunk.length;
+            if (finished >= wakeAfter) wake?.();
           });
         tasks.add(task);
       }
@@ -209,6 +213,8 @@ export function startSender(o: SenderOptions) {
           perDestination,
         });
         for (const c of claimed) track(c.installationId, 1);
+        finished = 0;
+        wakeAfter = Math.max(1, Math.floor(inFlight / 2));
         if (claimed.length > 0) {
           await dispatch(claimed).catch((err) => {
             // Nothing was sent: the leases end and the deliveries are claimed again.
