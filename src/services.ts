@@ -38,7 +38,7 @@ export function createServices(config: Config, store: Store, box: SecretBox, log
     installations,
     log,
     committer,
-    ingest: createIngestService({ db, installations, committer, logger }),
+    ingest: createIngestService({ installations, committer, logger }),
     events: createEventService(db, log, committer),
     deliveries: createDeliveryService(db),
   };

@@ -7,7 +7,7 @@ import { inArray } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { AnyConnector, DeliveryItem, DeliveryResult, HttpClient } from '../connectors/sdk.ts';
 import { type EventRow, toEnvelope } from '../events/envelope.ts';
-import type { InstallationService } from '../installations/installations.ts';
+import type { CachedInstallation, InstallationService } from '../installations/installations.ts';
 import type { EventLog } from '../log/port.ts';
 import type { DeliveryMetrics } from '../observability/metrics.ts';
 import type { Db } from '../store/db.ts';
@@ -18,10 +18,7 @@ import type { RetryPolicy } from './retry.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
-interface Destination {
-  row: NonNullable<Awaited<ReturnType<InstallationService['load']>>>;
-  secrets: Record<string, unknown>;
-}
+type Destination = CachedInstallation;
 
 export interface SenderOptions {
   db: Db;
@@ -169,9 +166,8 @@ export function startSender(o: SenderOptions) {
     for (const [installationId, list] of byDestination) {
       const connectorId = connectorOf.get(installationId) ?? 'unknown';
       const size = o.catalog(connectorId)?.destination?.batchSize ?? 1;
-      // The destination and its decrypted secrets, once per claim rather than once per delivery.
-      const row = await o.installations.load(installationId);
-      const destination = row ? { row, secrets: o.installations.secretsOf(row) } : undefined;
+      // The destination and its decrypted secrets, from the installations' short-lived cache.
+      const destination = await o.installations.cached(installationId);
       for (let i = 0; i < list.length; i += size) {
         const chunk = list.slice(i, i + size);
         const task = sendBatch(chunk, event, connectorId, connectorOf, destination)

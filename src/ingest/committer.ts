@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { AppError } from '../errors.ts';
 import type { Topic } from '../events/types.ts';
 import type { EventLog } from '../log/port.ts';
-import { type Db, driverError, isDatabaseUnavailable, type Store } from '../store/db.ts';
+import { type Db, driverError, isDatabaseUnavailable, queryRows, type Store } from '../store/db.ts';
 import { dedupeKeys, events, inboundRequests, installations } from '../store/schema.ts';
 import { redact } from './redact.ts';
 
@@ -20,6 +20,11 @@ export interface PreparedEvent {
   topic: Topic;
   userId: string | null;
   data: unknown;
+  /**
+   * The provider's customer id, to be resolved to the organization's user id inside the batch
+   * (one query per batch, not one per request). Ignored when `userId` is set.
+   */
+  customer?: { platform: string; externalId: string } | undefined;
 }
 
 export interface IngestItem {
@@ -169,6 +174,10 @@ export function createCommitter({ store, log, logger, concurrency = 2, maxBatch 
       }
     }
 
+    await resolveUsers(
+      tx,
+      items.filter((_, i) => accepted.has(i)),
+    );
     const outcomes: IngestOutcome[] = [];
     const requestRows: (typeof inboundRequests.$inferInsert)[] = [];
     const eventRows: (typeof events.$inferInsert)[] = [];
@@ -193,7 +202,7 @@ export function createCommitter({ store, log, logger, concurrency = 2, maxBatch 
         });
       }
       if (status === 'accepted') {
-        for (const e of item.events) {
+        for (const { customer: _resolved, ...e } of item.events) {
           eventRows.push({
             ...e,
             organizationId: item.organizationId,
@@ -241,6 +250,38 @@ export function createCommitter({ store, log, logger, concurrency = 2, maxBatch 
       items.filter((_, i) => accepted.has(i)),
     );
     return outcomes;
+  }
+
+  /** Sets each event's `userId` from the organization's users' external ids, one query per batch. */
+  async function resolveUsers(tx: Db, items: IngestItem[]): Promise<void> {
+    const wanted = items.flatMap((item) =>
+      item.events.flatMap((e) =>
+        e.userId === null && e.customer
+          ? [{ organizationId: item.organizationId, event: e, ...e.customer }]
+          : [],
+      ),
+    );
+    if (wanted.length === 0) return;
+    const triples = sql.join(
+      wanted.map((w) => sql`(${w.organizationId}, ${w.platform}, ${w.externalId})`),
+      sql`, `,
+    );
+    const rows = await queryRows<{
+      organization_id: string;
+      platform: string;
+      external_id: string;
+      user_id: string;
+    }>(
+      tx,
+      sql`select organization_id, platform, external_id, user_id from user_external_ids
+          where (organization_id, platform, external_id) in (${triples})`,
+    );
+    const found = new Map(
+      rows.map((r) => [`${r.organization_id}\0${r.platform}\0${r.external_id}`, r.user_id]),
+    );
+    for (const w of wanted) {
+      w.event.userId = found.get(`${w.organizationId}\0${w.platform}\0${w.externalId}`) ?? null;
+    }
   }
 
   /** What some canonical events mean for the hub itself: an uninstall, a privacy redaction. */

@@ -1,16 +1,13 @@
 // The inbound path: find the installation, verify on the raw bytes (fail closed), de-duplicate,
 // normalize into canonical events, and persist the raw request and its events in one
 // transaction (group commit). The caller answers 2xx only once `receive` resolves.
-import { and, eq, inArray } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { v7 as uuidv7 } from 'uuid';
 import { ConnectorError, type EventDraft, type InboundRequest, parseJson } from '../connectors/sdk.ts';
 import { AppError, type ErrorCode } from '../errors.ts';
 import { isEventType, parseEventData, topicOf } from '../events/types.ts';
 import { newId } from '../ids.ts';
-import type { InstallationRow, InstallationService } from '../installations/installations.ts';
-import type { Db } from '../store/db.ts';
-import { userExternalIds } from '../store/schema.ts';
+import type { CachedInstallation, InstallationService } from '../installations/installations.ts';
 import type { Committer, IngestItem, PreparedEvent } from './committer.ts';
 
 const HIDDEN_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization', 'x-api-key']);
@@ -22,7 +19,6 @@ export interface ReceiveResult {
 }
 
 export interface IngestOptions {
-  db: Db;
   installations: InstallationService;
   committer: Committer;
   logger: Logger;
@@ -42,11 +38,11 @@ function validDate(text: string | undefined): Date | undefined {
   return date && !Number.isNaN(date.getTime()) ? date : undefined;
 }
 
-export function createIngestService({ db, installations, committer, logger }: IngestOptions) {
-  async function resolve(target: string, req: InboundRequest): Promise<InstallationRow> {
-    let row: InstallationRow | undefined;
+export function createIngestService({ installations, committer, logger }: IngestOptions) {
+  async function resolve(target: string, req: InboundRequest): Promise<CachedInstallation> {
+    let found: CachedInstallation | undefined;
     if (target.startsWith('ins_')) {
-      row = await installations.load(target);
+      found = await installations.cached(target);
     } else {
       const connector = (() => {
         try {
@@ -56,38 +52,17 @@ export function createIngestService({ db, installations, committer, logger }: In
         }
       })();
       const key = connector?.inbound?.routeKey?.(req);
-      row = connector && key ? await installations.findByRoute(connector.id, key) : undefined;
+      found = connector && key ? await installations.cachedByRoute(connector.id, key) : undefined;
     }
-    if (!row) throw new AppError('installation_not_found', `no installation for ${target}`);
-    if (row.status === 'uninstalled')
+    if (!found) throw new AppError('installation_not_found', `no installation for ${target}`);
+    if (found.row.status === 'uninstalled')
       throw new AppError('installation_uninstalled', 'this installation was uninstalled');
-    return row;
-  }
-
-  /** The organization's user ids for the provider customer ids in these drafts. */
-  async function userIds(
-    organizationId: string,
-    platform: string,
-    drafts: EventDraft[],
-  ): Promise<Map<string, string>> {
-    const ids = [...new Set(drafts.flatMap((d) => (d.customerExternalId ? [d.customerExternalId] : [])))];
-    if (ids.length === 0) return new Map();
-    const rows = await db
-      .select({ externalId: userExternalIds.externalId, userId: userExternalIds.userId })
-      .from(userExternalIds)
-      .where(
-        and(
-          eq(userExternalIds.organizationId, organizationId),
-          eq(userExternalIds.platform, platform),
-          inArray(userExternalIds.externalId, ids),
-        ),
-      );
-    return new Map(rows.map((r) => [r.externalId, r.userId]));
+    return found;
   }
 
   return {
     async receive(target: string, req: InboundRequest): Promise<ReceiveResult> {
-      const row = await resolve(target, req);
+      const { row, secrets } = await resolve(target, req);
       const connector = installations.connectorOf(row.connectorId);
       const inbound = connector.inbound;
       if (!inbound)
@@ -97,7 +72,7 @@ export function createIngestService({ db, installations, committer, logger }: In
       const ctx = {
         installationId: row.id,
         config: row.config,
-        secrets: installations.secretsOf(row),
+        secrets,
         now: req.receivedAt,
       };
       try {
@@ -166,7 +141,6 @@ export function createIngestService({ db, installations, committer, logger }: In
         draft.data = checked.data;
       }
 
-      const users = await userIds(row.organizationId, connector.id, drafts);
       const prepared: PreparedEvent[] = drafts.map((d) => ({
         id: uuidv7(),
         time: validDate(d.time) ?? req.receivedAt,
@@ -175,12 +149,19 @@ export function createIngestService({ db, installations, committer, logger }: In
         subject: d.subject ?? null,
         partitionKey,
         topic: topicOf(d.type),
-        userId: (d.customerExternalId && users.get(d.customerExternalId)) || null,
+        userId: null,
+        customer: d.customerExternalId
+          ? { platform: connector.id, externalId: d.customerExternalId }
+          : undefined,
         data: d.data,
       }));
       const item: IngestItem = { ...base, dedupeKey, status: 'accepted', events: prepared };
       const outcome = await committer.submit(item);
       if (outcome.status === 'rejected') throw new AppError('payload_invalid', 'rejected');
+      // The uninstall is committed: answer 410 from now on, not what the cache remembers.
+      if (outcome.status === 'accepted' && prepared.some((e) => e.type === 'app.uninstalled')) {
+        installations.forget(row.id);
+      }
       return { status: outcome.status, requestId: outcome.requestId, eventIds: outcome.eventIds };
     },
   };

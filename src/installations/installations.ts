@@ -33,6 +33,14 @@ export interface InstallationPatch {
   subscription?: SubscriptionInput | undefined;
 }
 
+/** How long a cached installation may be served (see `cached`). */
+export const CACHE_MS = 2000;
+
+export interface CachedInstallation {
+  row: InstallationRow;
+  secrets: Record<string, unknown>;
+}
+
 /** A new installation, with the secrets the hub generated for it: shown this once. */
 export type CreatedInstallation = Installation & { revealedSecrets: Record<string, string> };
 
@@ -173,6 +181,28 @@ export function createInstallationService(
     }
   }
 
+  const cache = new Map<string, { at: number; value: Promise<CachedInstallation | undefined> }>();
+  function remember(key: string, load: () => Promise<CachedInstallation | undefined>) {
+    const hit = cache.get(key);
+    if (hit && Date.now() - hit.at < CACHE_MS) return hit.value;
+    if (cache.size > 10_000) cache.clear();
+    const value = load();
+    cache.set(key, { at: Date.now(), value });
+    // A failed lookup (database down) is not remembered.
+    value.catch(() => cache.delete(key));
+    return value;
+  }
+  function forget(id: string): void {
+    for (const [key, entry] of cache) {
+      if (key === id) cache.delete(key);
+      else
+        void entry.value.then(
+          (v) => v?.row.id === id && cache.delete(key),
+          () => {},
+        );
+    }
+  }
+
   return {
     connectorOf,
 
@@ -208,6 +238,28 @@ export function createInstallationService(
     async get(organizationId: string, id: string): Promise<Installation> {
       return present(await find(organizationId, id));
     },
+
+    /**
+     * The row and its decrypted secrets for the hot paths (inbound webhooks, delivery), from a
+     * short-lived cache: a webhook costs no lookup and no decryption. A change made through this
+     * process is seen at once; one made by another process within CACHE_MS.
+     */
+    async cached(id: string): Promise<CachedInstallation | undefined> {
+      return remember(id, async () => {
+        const row = await this.load(id);
+        return row && { row, secrets: this.secretsOf(row) };
+      });
+    },
+
+    async cachedByRoute(connectorId: string, routeKey: string): Promise<CachedInstallation | undefined> {
+      return remember(`route:${connectorId}:${routeKey}`, async () => {
+        const row = await this.findByRoute(connectorId, routeKey);
+        return row && { row, secrets: this.secretsOf(row) };
+      });
+    },
+
+    /** Drops an installation from the cache (it changed). */
+    forget,
 
     /** The row with its sealed secrets, for the ingest path (no tenant: the URL names the installation). */
     async load(id: string): Promise<InstallationRow | undefined> {
@@ -286,6 +338,7 @@ export function createInstallationService(
           .where(eq(installations.id, row.id))
           .returning(),
       );
+      forget(row.id);
       if (!updated) throw notFound(id);
       return present(updated);
     },
@@ -309,12 +362,14 @@ export function createInstallationService(
           updatedAt: new Date(),
         })
         .where(eq(installations.id, row.id));
+      forget(row.id);
       return revealed;
     },
 
     async remove(organizationId: string, id: string): Promise<void> {
       const row = await find(organizationId, id);
       await db.delete(installations).where(eq(installations.id, row.id));
+      forget(row.id);
     },
   };
 }
