@@ -84,7 +84,8 @@ export function installErrorHandling(app: FastifyInstance): void {
         .code(503)
         .send(toErrorBody('database_unavailable', 'the database is unavailable; try again shortly'));
     }
-    req.log.error({ err }, 'unhandled error');
+    // The driver's error, not Drizzle's wrapper: its message carries the query's parameters.
+    req.log.error({ err: driverError(err) }, 'unhandled error');
     return reply.code(500).send(toErrorBody('internal_error', 'internal error'));
   });
 }

@@ -239,10 +239,23 @@ export function createCommitter({ store, log, logger, concurrency = 2, maxBatch 
             eq(dedupeKeys.key, item.dedupeKey as string),
           ),
         );
+      // Every event the original request made (a HubSpot batch makes several), in order.
+      const made = original?.requestId
+        ? await tx
+            .select({ id: events.id })
+            .from(events)
+            .where(
+              and(
+                eq(events.organizationId, item.organizationId),
+                eq(events.rawRequestId, original.requestId),
+              ),
+            )
+            .orderBy(events.id)
+        : [];
       outcomes[i] = {
         status: 'duplicate',
         requestId: original?.requestId ?? null,
-        eventIds: original?.eventId ? [original.eventId] : [],
+        eventIds: made.length > 0 ? made.map((e) => e.id) : original?.eventId ? [original.eventId] : [],
       };
     }
     await applyEffects(

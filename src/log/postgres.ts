@@ -215,13 +215,14 @@ function startConsumer(db: Db, logger: Logger, partitions: number, options: Cons
   }
 
   const loop = (async () => {
-    try {
-      await join();
-    } catch (err) {
-      log.error({ err }, 'consumer could not join its group');
-    }
+    let joined = false;
     while (running) {
       try {
+        // Joining is retried like everything else: the database may be down when a worker starts.
+        if (!joined) {
+          await join();
+          joined = true;
+        }
         if (Date.now() - lastRebalance >= rebalanceMs) await rebalance();
         const worked = await poll();
         if (!worked) await sleep(pollMs);

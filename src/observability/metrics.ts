@@ -44,7 +44,9 @@ export function trackConsumerLag(metrics: Metrics, log: EventLog): void {
     labelNames: ['group', 'topic'] as const,
     registers: [metrics.registry],
     async collect() {
-      const rows = await log.lag();
+      // During a database outage the last values stay, and the rest of /metrics still answers.
+      const rows = await log.lag().catch(() => undefined);
+      if (!rows) return;
       this.reset();
       for (const row of rows) this.set({ group: row.group, topic: row.topic }, row.lag);
     },
@@ -57,7 +59,8 @@ export function trackDeliveryQueue(metrics: Metrics, deliveries: DeliveryService
   // Both gauges collect from one query per scrape.
   const read = () => {
     pending ??= deliveries.stats(null, 1).finally(() => setTimeout(() => (pending = undefined), 100));
-    return pending;
+    // During a database outage the gauges keep their last values (collect returns early).
+    return pending.catch(() => undefined);
   };
   new Gauge({
     name: 'interchange_delivery_queue_depth',
@@ -66,6 +69,7 @@ export function trackDeliveryQueue(metrics: Metrics, deliveries: DeliveryService
     registers: [metrics.registry],
     async collect() {
       const rows = await read();
+      if (!rows) return;
       this.reset();
       for (const r of rows) this.set({ destination: r.destinationId, connector: r.connector }, r.queueDepth);
     },
@@ -77,6 +81,7 @@ export function trackDeliveryQueue(metrics: Metrics, deliveries: DeliveryService
     registers: [metrics.registry],
     async collect() {
       const rows = await read();
+      if (!rows) return;
       this.reset();
       for (const r of rows) {
         if (r.oldestPendingAgeSeconds !== null)
