@@ -2,7 +2,7 @@
 // SIGKILL, restarted), a fresh database for each scenario, and a tenant with a token made over
 // HTTP, as a real deployment would be driven.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,9 +42,17 @@ export interface HubEnv {
 }
 
 /** A base environment: a fresh data dir and key, the test receiver allowed, quiet logs. */
+const dataDirs: string[] = [];
+// The scenario's data dirs go when its test process ends (an embedded database is large).
+process.once('exit', () => {
+  for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 export function hubEnv(extra: HubEnv = {}): HubEnv {
+  const dataDir = mkdtempSync(join(tmpdir(), 'interchange-rel-'));
+  dataDirs.push(dataDir);
   return {
-    INTERCHANGE_DATA_DIR: mkdtempSync(join(tmpdir(), 'interchange-rel-')),
+    INTERCHANGE_DATA_DIR: dataDir,
     INTERCHANGE_SECRET_KEY: generateKey(),
     INTERCHANGE_EGRESS_ALLOW: '127.0.0.1/32',
     LOG_LEVEL: 'warn',
@@ -58,7 +66,8 @@ export async function startHub(role: HubProcess['role'], env: HubEnv, port?: num
   const base: NodeJS.ProcessEnv = { ...process.env };
   for (const key of ['DATABASE_URL', 'REDIS_URL', 'KAFKA_BROKERS']) delete base[key];
   const proc = spawn(process.execPath, [BIN, 'start', '--role', role, '--port', String(p)], {
-    env: { ...base, ...env },
+    // A worker says it has started at info level, which is how this waits for it.
+    env: { ...base, ...env, ...(role === 'worker' ? { LOG_LEVEL: 'info' } : {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
