@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import type { Envelope } from '../events/envelope.ts';
 import type { EVENT_DATA } from '../events/types.ts';
+import { unstorable } from '../storable.ts';
 
 export const CATEGORIES = [
   'ecommerce',
@@ -292,11 +293,20 @@ export function parseRetryAfter(value: string | undefined, now: Date = new Date(
 
 /** Default body parser: JSON, or ConnectorError('payload_malformed'). */
 export function parseJson(req: InboundRequest): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(req.rawBody.toString('utf8'));
+    value = JSON.parse(req.rawBody.toString('utf8'));
   } catch {
     throw new ConnectorError('payload_malformed', 'body is not valid JSON');
   }
+  return storablePayload(value);
+}
+
+/** The parsed payload, or ConnectorError('payload_malformed') when the database could not store it. */
+export function storablePayload<T>(value: T): T {
+  const bad = unstorable(value);
+  if (bad) throw new ConnectorError('payload_malformed', `body: ${bad.path || 'payload'} ${bad.message}`);
+  return value;
 }
 
 /** Parses a provider payload with zod, or ConnectorError('payload_invalid') naming the first bad field. */

@@ -44,6 +44,16 @@ export function presentPage<T, U>(
 }
 
 export const timestamp = z.iso.datetime();
+
+/**
+ * An ISO 8601 date-time given to the API (offset allowed) whose instant is in years 1 to 9999 UTC,
+ * the range the database stores ("0000-01-01T00:00:00+01:00" is in year −1).
+ */
+export const instant = z.iso.datetime({ offset: true }).refine((value) => {
+  const year = new Date(value).getUTCFullYear();
+  return year >= 1 && year <= 9999;
+}, 'must be a time between the years 0001 and 9999 (UTC)');
+
 export const iso = (d: Date) => d.toISOString();
 
 export const idParams = z.strictObject({ id: z.string().max(100) });

@@ -4,7 +4,14 @@ import { randomUUID } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import {
   jsonSchemaTransform,
   jsonSchemaTransformObject,
@@ -18,10 +25,11 @@ import type { Config } from '../config.ts';
 import { AppError } from '../errors.ts';
 import { type Metrics, trackConsumerLag, trackDeliveryQueue } from '../observability/metrics.ts';
 import type { Services } from '../services.ts';
+import { unstorable } from '../storable.ts';
 import type { Store } from '../store/db.ts';
 import { TIER_LIMITS } from '../tenancy/scopes.ts';
 import { installAuth } from './auth.ts';
-import { installErrorHandling } from './errors.ts';
+import { installErrorHandling, toErrorBody } from './errors.ts';
 import { apiClientRoutes } from './routes/api-clients.ts';
 import { connectorRoutes } from './routes/connectors.ts';
 import { deliveryRoutes } from './routes/deliveries.ts';
@@ -57,6 +65,12 @@ export interface ServerOptions {
   version: string;
 }
 
+function routerError(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH')
+    reply.code(400).send(toErrorBody('validation_failed', 'a path parameter is too long'));
+  else reply.code(400).send(toErrorBody('bad_request', 'the URL is not valid percent-encoding'));
+}
+
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
   const { config, metrics } = options;
   trackConsumerLag(metrics, options.services.log);
@@ -72,6 +86,9 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // The router's own refusals (a path parameter that is not valid percent-encoding, or longer
+    // than the router takes) get the API's error shape too, not Fastify's.
+    frameworkErrors: routerError,
   }).withTypeProvider<ZodTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);
@@ -126,6 +143,19 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(hookRoutes);
   await app.register(async (v1) => {
     installAuth(v1);
+    // Text the database cannot store (U+0000, unpaired surrogates) or JSON nested too deep to
+    // serialize is bad input wherever it is: refused before any route sees it.
+    v1.addHook('preValidation', async (req) => {
+      const parts = { params: req.params, querystring: req.query, body: req.body };
+      for (const [part, value] of Object.entries(parts)) {
+        const bad = unstorable(value);
+        if (!bad) continue;
+        const path = [part, bad.path].filter(Boolean).join('.');
+        throw new AppError('validation_failed', `${path} ${bad.message}`, {
+          details: [{ path, message: bad.message }],
+        });
+      }
+    });
     await v1.register(rateLimit, {
       hook: 'onRequest',
       timeWindow: RATE_WINDOW_MS,

@@ -182,8 +182,12 @@ export function createApiClientService(db: Db) {
         ? await db.select().from(apiClients).where(eq(apiClients.id, clientId))
         : [];
       if (!row || !secretMatches(secret, row.secretHash)) return undefined;
-      await db.update(apiClients).set({ lastUsedAt: new Date() }).where(eq(apiClients.id, row.id));
       return present(row);
+    },
+
+    /** Stamps `last_used_at` once a token is issued (a refused token request leaves no trace). */
+    async markUsed(clientId: string): Promise<void> {
+      await db.update(apiClients).set({ lastUsedAt: new Date() }).where(eq(apiClients.id, clientId));
     },
 
     /** The client behind a token, as it is now (deleted → undefined; scopes and tier current). */

@@ -1,7 +1,7 @@
 // JSON parsing that keeps Shopify's ids exact. Shopify sends ids as JSON numbers, and many exceed
 // 2^53 (its own examples use 820982911946154508): JSON.parse would silently round them. Node 20
 // has no JSON.parse source access, so integer literals too large for a double are quoted first.
-import { ConnectorError } from '../sdk.ts';
+import { ConnectorError, storablePayload } from '../sdk.ts';
 
 const INTEGER = /^-?(0|[1-9]\d*)$/;
 
@@ -42,5 +42,5 @@ export function parseShopifyJson(raw: Buffer): unknown {
     throw new ConnectorError('payload_malformed', 'body is not valid JSON');
   }
   const quoted = quoteUnsafeIntegers(text);
-  return quoted === text ? value : JSON.parse(quoted);
+  return storablePayload(quoted === text ? value : JSON.parse(quoted));
 }

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { envelopeSchema } from '../../events/envelope.ts';
 import { CUSTOM_TYPE, isEventType, KNOWN_EVENT_TYPES, SYSTEM_EVENT_TYPES } from '../../events/types.ts';
 import { organizationOf, principalOf } from '../auth.ts';
-import { bearer, errorResponses, iso, listOf, listQuery } from '../schemas.ts';
+import { bearer, errorResponses, instant, iso, listOf, listQuery } from '../schemas.ts';
 
 const tags = ['Events'];
 const typeFilter = z
@@ -48,7 +48,7 @@ const customBody = z.strictObject({
     .max(500)
     .optional()
     .describe('ordering key; default: subject, else the organization'),
-  time: z.iso.datetime({ offset: true }).optional(),
+  time: instant.optional(),
   user_id: z.string().max(100).optional(),
 });
 
@@ -66,8 +66,8 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         querystring: listQuery.extend({
           type: typeFilter.optional(),
           installation_id: z.string().max(100).optional(),
-          since: z.iso.datetime({ offset: true }).optional(),
-          until: z.iso.datetime({ offset: true }).optional(),
+          since: instant.optional(),
+          until: instant.optional(),
         }),
         response: { 200: listOf(envelopeSchema), ...errorResponses },
       },

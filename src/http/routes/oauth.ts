@@ -1,6 +1,7 @@
 // POST /oauth/token: the OAuth2 client-credentials grant (RFC 6749 §4.4). Credentials come by
 // HTTP Basic (§2.3.1) or in the body, form-encoded or JSON; errors keep §5.2's shape.
 import formbody from '@fastify/formbody';
+import type { FastifyError } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { OAuthError } from '../../errors.ts';
@@ -46,6 +47,18 @@ function basicCredentials(header: string | undefined): { id: string; secret: str
 
 export const oauthRoutes: FastifyPluginAsyncZod = async (app) => {
   await app.register(formbody, { bodyLimit: 16 * 1024 });
+  // A body that cannot be read (empty, not JSON, too large, of another type) is still an OAuth
+  // error: §5.2's shape, which the route's response schema expects; anything else goes up as is.
+  app.setErrorHandler((err: FastifyError) => {
+    if (
+      !(err instanceof OAuthError) &&
+      typeof err.statusCode === 'number' &&
+      err.statusCode >= 400 &&
+      err.statusCode < 500
+    )
+      throw new OAuthError('invalid_request', `the request body cannot be read: ${err.message}`);
+    throw err;
+  });
 
   app.post(
     '/oauth/token',
@@ -89,6 +102,7 @@ export const oauthRoutes: FastifyPluginAsyncZod = async (app) => {
         }
         scopes = requested as Scope[];
       }
+      await app.services.apiClients.markUsed(client.id);
       reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
       return app.services.tokens.issue(client, scopes);
     },
