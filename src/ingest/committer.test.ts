@@ -50,3 +50,40 @@ describe('a batch that does not commit', () => {
     expect(await submitBatch(bug)).toEqual([bug, bug, bug]);
   });
 });
+
+describe('one item the database refuses', () => {
+  it('fails alone: its batch-mates are committed one by one', async () => {
+    const { openStore } = await import('../store/db.ts');
+    const { migrate } = await import('../store/migrate.ts');
+    const { createPostgresLog } = await import('../log/postgres.ts');
+    const { organizations, events } = await import('../store/schema.ts');
+    const store = await openStore({ kind: 'pglite', dataDir: undefined });
+    try {
+      await migrate(store);
+      await store.db.insert(organizations).values({ id: 'org_1', name: 'Acme' });
+      const logger = pino({ level: 'silent' });
+      const committer = createCommitter({ store, log: createPostgresLog({ db: store.db, logger }), logger });
+      const event = (n: number, data: unknown) => ({
+        id: `0190b2c4-0000-7000-8000-00000000000${n}`,
+        source: '/api-clients/cli_1',
+        type: 'custom.test',
+        subject: null,
+        time: new Date(),
+        partitionKey: 'k',
+        topic: 'custom-events' as const,
+        userId: null,
+        data,
+      });
+      // jsonb takes no U+0000: the database refuses the second item's event, and so its batch.
+      const items = [event(1, { ok: 1 }), event(2, { bad: 'a\u0000b' }), event(3, { ok: 3 })].map(
+        (e, n): IngestItem => ({ ...item(n), events: [e] }),
+      );
+      const results = await Promise.allSettled(items.map((i) => committer.submit(i)));
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+      const stored = await store.db.select({ id: events.id }).from(events);
+      expect(stored.map((e) => e.id).sort()).toEqual([items[0]?.events[0]?.id, items[2]?.events[0]?.id]);
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -100,31 +100,52 @@ export function createCommitter({ store, log, logger, concurrency = 2, maxBatch 
 
   async function commitBatch(batch: Pending[]): Promise<void> {
     try {
-      const outcomes = await store.db.transaction((tx) =>
-        writeBatch(
-          tx as unknown as Db,
-          batch.map((p) => p.item),
-        ),
-      );
-      batch.forEach((p, i) => {
-        p.resolve(outcomes[i] as IngestOutcome);
-      });
+      await commitTogether(batch);
     } catch (err) {
-      // Nothing of the batch is kept: it was one transaction, which the server rolls back (a lost
-      // COMMIT may still have landed; the provider's retry is then a duplicate, answered 200).
-      // Every waiting request fails, with 503 database_unavailable when the database is down.
-      const unavailable = isDatabaseUnavailable(err);
-      logger.error(
+      // One item may have failed the whole transaction (a row the database refuses): its
+      // batch-mates must not pay for it, so each is tried again in a transaction of its own.
+      if (batch.length === 1 || isDatabaseUnavailable(err)) return fail(batch, err);
+      logger.warn(
         { err: driverError(err), batch: batch.length },
-        unavailable
-          ? 'ingest batch not committed: the database is unavailable'
-          : 'ingest batch failed to commit',
+        'ingest batch failed; committing its items one by one',
       );
-      const failure = unavailable
-        ? new AppError('database_unavailable', 'the database is unavailable; try again shortly')
-        : err;
-      for (const p of batch) p.reject(failure);
+      for (const p of batch) {
+        try {
+          await commitTogether([p]);
+        } catch (single) {
+          fail([p], single);
+        }
+      }
     }
+  }
+
+  async function commitTogether(batch: Pending[]): Promise<void> {
+    const outcomes = await store.db.transaction((tx) =>
+      writeBatch(
+        tx as unknown as Db,
+        batch.map((p) => p.item),
+      ),
+    );
+    batch.forEach((p, i) => {
+      p.resolve(outcomes[i] as IngestOutcome);
+    });
+  }
+
+  function fail(batch: Pending[], err: unknown): void {
+    // Nothing of the batch is kept: it was one transaction, which the server rolls back (a lost
+    // COMMIT may still have landed; the provider's retry is then a duplicate, answered 200).
+    // Every waiting request fails, with 503 database_unavailable when the database is down.
+    const unavailable = isDatabaseUnavailable(err);
+    logger.error(
+      { err: driverError(err), batch: batch.length },
+      unavailable
+        ? 'ingest batch not committed: the database is unavailable'
+        : 'ingest batch failed to commit',
+    );
+    const failure = unavailable
+      ? new AppError('database_unavailable', 'the database is unavailable; try again shortly')
+      : err;
+    for (const p of batch) p.reject(failure);
   }
 
   async function writeBatch(tx: Db, items: IngestItem[]): Promise<IngestOutcome[]> {
