@@ -19,6 +19,7 @@ import {
   api,
   type Child,
   freePort,
+  memoryCell,
   percentile,
   progressBars,
   replaceMarked,
@@ -535,6 +536,7 @@ async function main() {
     const liveSettled = await attempts(h.base);
     for (const k of Object.keys(liveSettled)) liveSettled[k] = (liveSettled[k] ?? 0) - (settled0[k] ?? 0);
     const liveGot = await receiver.arrivals();
+    const liveMemory = await memoryCell(h.child().proc.pid, h.base);
     const res = analyse(liveGot.arrivals, live.accepted);
     say(
       `live: ${res.distinct}/${live.accepted.size} delivered, ${f0(res.rate)}/s, p50 ${f0(res.p50)} ms, p99 ${f0(res.p99)} ms`,
@@ -550,7 +552,8 @@ async function main() {
     // Backlog: `backlog` events queued by an API-only process, then drained by a full one.
     let queued: { accepted: Map<string, number>; failures: string[]; rate: number } | undefined;
     let drain:
-      | (Analysis & Usage & { settled: Record<string, number>; verified: number; bad: number })
+      | (Analysis &
+          Usage & { settled: Record<string, number>; verified: number; bad: number; memory: string })
       | undefined;
     if (backlog > 0) {
       await receiver.reset(h.signingSecret, 16);
@@ -581,6 +584,7 @@ async function main() {
         settled: await attempts(h.base),
         verified: d.verified,
         bad: d.badSignatures,
+        memory: await memoryCell(h.child().proc.pid, h.base),
       };
       say(`backlog: ${drain.distinct}/${q.accepted.size} delivered, ${f0(drain.rate)}/s`);
       if (q.failures.length)
@@ -658,6 +662,7 @@ async function main() {
         : []),
       `- Exactly once: live ${res.distinct} of ${live.accepted.size} event ids arrived, ${res.duplicates} duplicates, ${res.missing} missing (attempts the hub settled: ${sum(liveSettled)})${drain ? `; backlog ${drain.distinct} of ${backlog}, ${drain.duplicates} duplicates, ${drain.missing} missing (${sum(drain.settled)})` : ''}${res.unexpected + (drain?.unexpected ?? 0) ? `; ${res.unexpected + (drain?.unexpected ?? 0)} arrivals of events from before the phase` : ''}. Signatures checked with \`standardwebhooks\` on a 1-in-16 sample: ${liveGot.verified + (drain?.verified ?? 0)} from the hub, ${base.verified} from the plain loop, ${bad} bad.`,
       `- Bodies: ${f0(res.bytes)} bytes (hub), ${f0(base.bytes)} bytes (plain loop). CPU ms per delivery: the plain loop's process; the hub's process${storage === 'postgres' ? ' + the PostgreSQL backends serving it' : ' (PGlite runs inside it)'}; live, it also took the events in through its API.${storage === 'postgres' ? ` Transactions committed per delivery: ${perDelivery(live.commits, res.distinct, 1)} live${drain ? `, ${perDelivery(drain.commits, drain.distinct, 1)} backlog` : ''} (idle polling included).` : ''}`,
+      `- Memory of the \`interchange start\` process (RSS, and V8 heap from \`/metrics\`): ${liveMemory} after the live run${drain ? `; ${drain.memory} after draining the backlog (a process started for it)` : ''}.`,
       ...(logged.length
         ? [`- The hub logged ${logged.length} warnings or errors, the first: \`${logged[0]?.slice(0, 300)}\``]
         : []),

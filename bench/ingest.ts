@@ -1,22 +1,37 @@
 // bench/ingest: signed Shopify orders/create webhooks at increasing concurrency against a running
 // hub (`interchange start`, its own process), on PGlite and on PostgreSQL, next to a bare Fastify
 // route that only parses the same JSON, measured in the same run. Prints webhooks/s, p50/p99 and
-// the ratio to the bare route. Run: npm run bench:ingest [-- --seconds 5 --levels 1,8,32,64
-// --only postgres --cpu-prof DIR --write]; --cpu-prof writes the hub's V8 CPU profile into DIR.
+// the ratio to the bare route, and each process's memory after each level. Run: npm run bench:ingest
+// [-- --seconds 5 --levels 1,8,32,64 --only postgres --cpu-prof DIR --write]; --cpu-prof writes the
+// hub's V8 CPU profile into DIR.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { shopifyOrder, signShopifyWebhook } from '../sim/shopify.ts';
 import { generateKey } from '../src/crypto/secret-box.ts';
-import { freePort, type LoadResult, load, startChild, table, waitFor } from './lib.ts';
+import {
+  freePort,
+  type LoadResult,
+  load,
+  loadAverage,
+  machine,
+  memoryCell,
+  reportProgress,
+  startChild,
+  table,
+  waitFor,
+} from './lib.ts';
 
 const args = process.argv.slice(2);
 const option = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const seconds = Number(option('--seconds')) || 5;
 const levels = (option('--levels') ?? '1,8,32,64').split(',').map(Number);
 const modes = (['pglite', 'postgres'] as const).filter((m) => (option('--only') ?? m) === m);
+const loadBefore = loadAverage();
+const steps = levels.length * (1 + modes.length);
+let stepsDone = 0;
 const SHOP = 'bench-shop.myshopify.com';
 const SECRET = 'shpss_bench_secret';
 const ORDER = JSON.stringify(shopifyOrder({ id: 5550001n }), (_k, v) =>
@@ -112,6 +127,7 @@ async function startHub(mode: 'pglite' | 'postgres') {
   return {
     base,
     installationId: installation.id as string,
+    pid: hub.proc.pid,
     async stop() {
       await hub.stop();
       await dropDb();
@@ -132,14 +148,22 @@ const webhook = (installationId: string) => () => {
   return { path: `/hooks/${installationId}`, headers: signed.headers, body: signed.body };
 };
 
-async function measure(label: string, base: string, installationId: string): Promise<LoadResult[]> {
-  const results: LoadResult[] = [];
+/** Each level's result, with the memory of the process under test (`pid`) right after it. */
+async function measure(
+  label: string,
+  base: string,
+  installationId: string,
+  pid: number | undefined,
+  metrics: boolean,
+): Promise<(LoadResult & { memory: string })[]> {
+  const results: (LoadResult & { memory: string })[] = [];
   await load(base, 8, 1, webhook(installationId)); // warm-up
   for (const c of levels) {
     const r = await load(base, c, seconds, webhook(installationId));
     if (r.non2xx > 0 || r.errors > 0)
       console.warn(`${label} c=${c}: ${r.non2xx} non-2xx, ${r.errors} errors`);
-    results.push(r);
+    results.push({ ...r, memory: await memoryCell(pid, metrics ? base : undefined) });
+    reportProgress('levels', ++stepsDone, steps);
     process.stderr.write(`${label} c=${c}: ${r.rps.toFixed(0)}/s p50 ${r.p50} ms p99 ${r.p99} ms\n`);
   }
   return results;
@@ -157,20 +181,26 @@ const barePort = Number(
     return bareChild.output().match(/listening (\d+)/)?.[1];
   })(),
 );
-const bare = await measure('bare fastify', `http://127.0.0.1:${barePort}`, 'ins_bare');
+const bare = await measure(
+  'bare fastify',
+  `http://127.0.0.1:${barePort}`,
+  'ins_bare',
+  bareChild.proc.pid,
+  false,
+);
 await bareChild.stop();
 
 const rows: (string | number)[][] = [];
 for (const [i, c] of levels.entries()) {
-  const b = bare[i] as LoadResult;
-  rows.push([`bare Fastify JSON route`, c, b.rps.toFixed(0), b.p50, b.p99, '1.00']);
+  const b = bare[i] as LoadResult & { memory: string };
+  rows.push([`bare Fastify JSON route`, c, b.rps.toFixed(0), b.p50, b.p99, '1.00', b.memory]);
 }
 for (const mode of modes) {
   const hub = await startHub(mode);
   try {
-    const results = await measure(mode, hub.base, hub.installationId);
+    const results = await measure(mode, hub.base, hub.installationId, hub.pid, true);
     for (const [i, c] of levels.entries()) {
-      const r = results[i] as LoadResult;
+      const r = results[i] as LoadResult & { memory: string };
       rows.push([
         `Interchange on ${mode === 'pglite' ? 'PGlite' : 'PostgreSQL'}`,
         c,
@@ -178,6 +208,7 @@ for (const mode of modes) {
         r.p50,
         r.p99,
         (r.rps / (bare[i] as LoadResult).rps).toFixed(2),
+        r.memory,
       ]);
     }
   } finally {
@@ -185,8 +216,10 @@ for (const mode of modes) {
   }
 }
 
-const header = `Ingest: signed Shopify orders/create, ${seconds} s per level, ${cpus().length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
-const out = `${header}\n\n${table(['target', 'connections', 'webhooks/s', 'p50 ms', 'p99 ms', 'vs bare'], rows)}\n`;
+const header = `Ingest: signed Shopify orders/create, ${seconds} s per level; ${machine()}; 1-min load average before the run ${loadBefore.toFixed(2)}`;
+const shown = args.filter((a) => a !== '--write');
+const command = ['npm run bench:ingest', ...(shown.length ? ['--', ...shown] : [])].join(' ');
+const out = `${header}\n\n${table(['target', 'connections', 'webhooks/s', 'p50 ms', 'p99 ms', 'vs bare', 'process memory after'], rows)}\n\n- \`${command}\`. Memory: RSS of the bare server, or RSS (and V8 heap, from \`/metrics\`) of the \`interchange start\` process, right after each level.\n`;
 console.log(`\n${out}`);
 if (args.includes('--write')) {
   const path = 'BENCHMARKS.md';

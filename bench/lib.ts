@@ -1,9 +1,11 @@
 // Shared pieces of the benchmarks: child processes, free ports, autocannon runs, our API, scratch
-// databases, percentiles, progress bars, tables and the marked blocks of BENCHMARKS.md.
+// databases, percentiles, progress bars, tables, the machine and a process's memory, and the marked
+// blocks of BENCHMARKS.md.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { cpus, loadavg, totalmem } from 'node:os';
 import autocannon from 'autocannon';
 import cliProgress from 'cli-progress';
 import pg from 'pg';
@@ -144,8 +146,23 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
 }
 
-/** Progress bars on stderr, one per label, when it is a terminal; silent otherwise (CI logs). */
+/**
+ * Progress bars on stderr, one per label, when it is a terminal; silent otherwise (CI logs). Under
+ * `bench/run.ts` (BENCH_PROGRESS=1) they become `@@progress` lines that the orchestrator draws.
+ */
 export function progressBars(total: number, labels: readonly string[]) {
+  if (process.env.BENCH_PROGRESS === '1') {
+    const last = new Map<string, number>();
+    return {
+      update: (label: string, value: number) => {
+        const v = Math.min(value, total);
+        if (v < total && Date.now() - (last.get(label) ?? 0) < 250) return;
+        last.set(label, Date.now());
+        reportProgress(label, v, total);
+      },
+      stop: () => {},
+    };
+  }
   if (!process.stderr.isTTY) return { update: (_label: string, _value: number) => {}, stop: () => {} };
   const width = Math.max(...labels.map((l) => l.length));
   const multi = new cliProgress.MultiBar(
@@ -168,4 +185,48 @@ export function replaceMarked(path: string, name: string, text: string): void {
   const to = doc.indexOf(end);
   if (from < 0 || to < from) throw new Error(`${path} has no ${start} … ${end} block`);
   writeFileSync(path, `${doc.slice(0, from + start.length)}\n${text}${doc.slice(to)}`);
+}
+
+/** A progress line for `bench/run.ts`, which draws one bar per phase from them (BENCH_PROGRESS=1). */
+export function reportProgress(label: string, value: number, total: number): void {
+  if (process.env.BENCH_PROGRESS === '1')
+    process.stderr.write(`@@progress ${JSON.stringify({ label, value, total })}\n`);
+}
+
+/** The 1-min load average now: other work on the same cores shows in every figure. */
+export const loadAverage = (): number => loadavg()[0] as number;
+
+/** "2 cores (AMD EPYC), 24 GiB, Node v20.x, 2026-01-15": what every table's header names. */
+export function machine(): string {
+  const gib = Math.round(totalmem() / 2 ** 30);
+  return `${cpus().length} cores (${cpus()[0]?.model.trim()}), ${gib} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
+}
+
+/** Resident memory (VmRSS) of a process in MiB, from /proc; undefined off Linux or once it exited. */
+export function rssMiB(pid: number | undefined): number | undefined {
+  try {
+    const kib = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m)?.[1];
+    return kib === undefined ? undefined : Number(kib) / 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The V8 heap in use (MiB) as the hub's `/metrics` reports it; undefined if it does not answer. */
+export async function heapMiB(base: string): Promise<number | undefined> {
+  try {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const bytes = text.match(/^interchange_nodejs_heap_size_used_bytes(?:\{[^}]*\})? (\S+)/m)?.[1];
+    return bytes === undefined ? undefined : Number(bytes) / 2 ** 20;
+  } catch {
+    return undefined;
+  }
+}
+
+/** "182 MiB (heap 61 MiB)": a hub process's memory now, for a table cell. */
+export async function memoryCell(pid: number | undefined, base?: string): Promise<string> {
+  const rss = rssMiB(pid);
+  const heap = base ? await heapMiB(base) : undefined;
+  if (rss === undefined) return '—';
+  return heap === undefined ? `${rss.toFixed(0)} MiB` : `${rss.toFixed(0)} MiB (heap ${heap.toFixed(0)} MiB)`;
 }
