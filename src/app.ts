@@ -8,7 +8,7 @@ import type { SecretBox } from './crypto/secret-box.ts';
 import { buildServer } from './http/server.ts';
 import { type LogDestination, loggerOptions } from './observability/logger.ts';
 import { createMetrics } from './observability/metrics.ts';
-import { createServices, type Services } from './services.ts';
+import { createServices, openEventLog, type Services } from './services.ts';
 import { openStore, type Store, type StoreOptions } from './store/db.ts';
 import { migrate } from './store/migrate.ts';
 import { type AdminCredentials, bootstrap } from './tenancy/bootstrap.ts';
@@ -63,7 +63,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   let worker: Worker | undefined;
   try {
     const adminCredentials = await bootstrap(store, box);
-    const services = createServices(config, store, box, logger);
+    const services = createServices(config, store, box, logger, {
+      log: await openEventLog(config, store, logger),
+    });
     await services.tokens.load();
     if (config.redisUrl) {
       redis = new Redis(config.redisUrl, {

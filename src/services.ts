@@ -10,7 +10,7 @@ import { createEventService } from './events/events.ts';
 import { createCommitter } from './ingest/committer.ts';
 import { createIngestService } from './ingest/ingest.ts';
 import { createInstallationService } from './installations/installations.ts';
-import { createKafkaLog } from './log/kafka.ts';
+import type { EventLog } from './log/port.ts';
 import { createPostgresLog } from './log/postgres.ts';
 import type { Store } from './store/db.ts';
 import { createApiClientService } from './tenancy/api-clients.ts';
@@ -18,12 +18,19 @@ import { createOrganizationService } from './tenancy/organizations.ts';
 import { createTokenService } from './tenancy/tokens.ts';
 import { createUserService } from './users/users.ts';
 
-export function createServices(config: Config, store: Store, box: SecretBox, logger: Logger) {
+/**
+ * `log`: the event log, when not the PostgreSQL one (the Kafka log: see `openEventLog`, which
+ * loads the Kafka client only when KAFKA_BROKERS is set).
+ */
+export function createServices(
+  config: Config,
+  store: Store,
+  box: SecretBox,
+  logger: Logger,
+  options: { log?: EventLog | undefined } = {},
+) {
   const db = store.db;
-  const log =
-    config.kafkaBrokers.length > 0
-      ? createKafkaLog({ db, logger, brokers: config.kafkaBrokers, topicPrefix: config.kafkaTopicPrefix })
-      : createPostgresLog({ db, logger });
+  const log = options.log ?? createPostgresLog({ db, logger });
   const committer = createCommitter({ store, log, logger });
   // Every outbound request of a connector goes through the egress guard.
   const egress = createEgressGuard({ allow: config.egressAllow });
@@ -45,3 +52,19 @@ export function createServices(config: Config, store: Store, box: SecretBox, log
 }
 
 export type Services = ReturnType<typeof createServices>;
+
+/** The Kafka event log when KAFKA_BROKERS is set (its client loaded only then), else none. */
+export async function openEventLog(
+  config: Config,
+  store: Store,
+  logger: Logger,
+): Promise<EventLog | undefined> {
+  if (config.kafkaBrokers.length === 0) return undefined;
+  const { createKafkaLog } = await import('./log/kafka.ts');
+  return createKafkaLog({
+    db: store.db,
+    logger,
+    brokers: config.kafkaBrokers,
+    topicPrefix: config.kafkaTopicPrefix,
+  });
+}
