@@ -77,7 +77,9 @@ async function crashScenario(total: number, topology: 'api+worker' | 'all'): Pro
     const endpoint = await api(base, org.token, 'POST', '/v1/installations', {
       connector: 'webhook',
       config: { url: receiver.url },
-      subscription: { event_types: ['order.*'] },
+      // A rate limit makes the deliveries take about 90 s whatever the machine's speed, so the
+      // kills land while deliveries are outstanding (on a fast machine they would otherwise be done).
+      subscription: { event_types: ['order.*'], rate_limit: Math.max(1, Math.round(total / 90)) },
     });
     expect(endpoint.status, JSON.stringify(endpoint.body)).toBe(201);
     const hookUrl = `${base}/hooks/${shop.body.id as string}`;
