@@ -62,31 +62,31 @@ export function trackDeliveryQueue(metrics: Metrics, deliveries: DeliveryService
     // During a database outage the gauges keep their last values (collect returns early).
     return pending.catch(() => undefined);
   };
-  new Gauge({
-    name: 'interchange_delivery_queue_depth',
-    help: 'Deliveries not yet ended (pending, delivering, waiting to retry), by destination',
-    labelNames: ['destination', 'connector'] as const,
-    registers: [metrics.registry],
-    async collect() {
-      const rows = await read();
-      if (!rows) return;
-      this.reset();
-      for (const r of rows) this.set({ destination: r.destinationId, connector: r.connector }, r.queueDepth);
-    },
-  });
-  new Gauge({
-    name: 'interchange_delivery_oldest_pending_seconds',
-    help: 'Age of the oldest delivery not yet ended, by destination (absent when none waits)',
-    labelNames: ['destination', 'connector'] as const,
-    registers: [metrics.registry],
-    async collect() {
-      const rows = await read();
-      if (!rows) return;
-      this.reset();
-      for (const r of rows) {
-        if (r.oldestPendingAgeSeconds !== null)
-          this.set({ destination: r.destinationId, connector: r.connector }, r.oldestPendingAgeSeconds);
-      }
-    },
-  });
+  type Row = Awaited<ReturnType<DeliveryService['stats']>>[number];
+  const gauge = (name: string, help: string, value: (r: Row) => number | null) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['destination', 'connector'] as const,
+      registers: [metrics.registry],
+      async collect() {
+        const rows = await read();
+        if (!rows) return;
+        this.reset();
+        for (const r of rows) {
+          const v = value(r);
+          if (v !== null) this.set({ destination: r.destinationId, connector: r.connector }, v);
+        }
+      },
+    });
+  gauge(
+    'interchange_delivery_queue_depth',
+    'Deliveries not yet ended (pending, delivering, waiting to retry), by destination',
+    (r) => r.queueDepth,
+  );
+  gauge(
+    'interchange_delivery_oldest_pending_seconds',
+    'Age of the oldest delivery not yet ended, by destination (absent when none waits)',
+    (r) => r.oldestPendingAgeSeconds,
+  );
 }
