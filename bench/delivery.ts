@@ -6,15 +6,14 @@
 // DATABASE_URL (the server, on which a scratch database is created and dropped). --events defaults
 // to 2000 on PGlite, 5000 on PostgreSQL; --backlog to --events. --cpu-prof: the hub's V8 profiles.
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage } from 'node:http';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { cpus, loadavg, totalmem } from 'node:os';
 import pg from 'pg';
 import { Webhook } from 'standardwebhooks';
 import { Agent, request } from 'undici';
 import { v7 as uuidv7 } from 'uuid';
-import { generateKey } from '../src/crypto/secret-box.ts';
+import { benchToken, DEFAULT_SERVER, hubStorage, now } from './hub.ts';
 import {
   api,
   type Child,
@@ -23,7 +22,6 @@ import {
   percentile,
   progressBars,
   replaceMarked,
-  scratchPostgres,
   startChild,
   table,
   waitFor,
@@ -31,9 +29,6 @@ import {
 
 const args = process.argv.slice(2);
 const option = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
-/** Wall-clock milliseconds with sub-millisecond resolution, comparable across our processes. */
-const now = () => performance.timeOrigin + performance.now();
-const DEFAULT_SERVER = 'postgres://postgres@127.0.0.1:5432/postgres';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One arrival at the receiver: webhook-id, when (ms, `now()`), body bytes. */
@@ -246,26 +241,7 @@ async function plainLoop(
  * worker, then drain it).
  */
 async function startHub(storage: 'pglite' | 'postgres', target: string) {
-  const port = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), 'interchange-bench-'));
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    PORT: String(port),
-    INTERCHANGE_DATA_DIR: dataDir,
-    INTERCHANGE_EGRESS_ALLOW: '127.0.0.1/32',
-    LOG_LEVEL: 'warn',
-  };
-  delete env.REDIS_URL;
-  let db: Awaited<ReturnType<typeof scratchPostgres>> | undefined;
-  if (storage === 'postgres') {
-    db = await scratchPostgres(process.env.DATABASE_URL ?? DEFAULT_SERVER);
-    env.DATABASE_URL = db.url;
-    env.INTERCHANGE_SECRET_KEY = generateKey();
-  } else {
-    delete env.DATABASE_URL;
-    delete env.INTERCHANGE_SECRET_KEY;
-  }
-  const base = `http://127.0.0.1:${port}`;
+  const { base, env, database, cleanup } = await hubStorage(storage);
   const profile = option('--cpu-prof');
   const logs: string[] = [];
   let child: Child | undefined;
@@ -287,7 +263,7 @@ async function startHub(storage: 'pglite' | 'postgres', target: string) {
   };
   const hub = {
     base,
-    database: db?.name,
+    database,
     token: '',
     signingSecret: '',
     child: () => child as Child,
@@ -296,34 +272,12 @@ async function startHub(storage: 'pglite' | 'postgres', target: string) {
     output: () => [...logs, child?.output() ?? ''].join('\n'),
     async stop() {
       await child?.stop();
-      await db?.drop();
-      rmSync(dataDir, { recursive: true, force: true });
+      await cleanup();
     },
   };
   try {
     const first = await launch('all');
-    const id = first.output().match(/client_id:\s+(\S+)/)?.[1];
-    const secret = first.output().match(/client_secret:\s+(\S+)/)?.[1];
-    if (!id || !secret) throw new Error(`no admin credentials printed:\n${first.output()}`);
-    const token = async (client_id: string, client_secret: string) =>
-      (
-        await api(`${base}/oauth/token`, {
-          method: 'POST',
-          body: JSON.stringify({ grant_type: 'client_credentials', client_id, client_secret }),
-        })
-      ).access_token as string;
-    const adminToken = await token(id, secret);
-    const org = await api(`${base}/v1/organizations`, {
-      method: 'POST',
-      token: adminToken,
-      body: JSON.stringify({ name: 'Bench' }),
-    });
-    const client = await api(`${base}/v1/api-clients`, {
-      method: 'POST',
-      token: adminToken,
-      body: JSON.stringify({ name: 'bench', organization_id: org.id, tier: 'enterprise' }),
-    });
-    hub.token = await token(client.id, client.client_secret);
+    hub.token = await benchToken(base, first.output());
     const endpoint = await api(`${base}/v1/installations`, {
       method: 'POST',
       token: hub.token,

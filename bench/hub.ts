@@ -15,11 +15,11 @@ export const storageName = (s: Storage) => (s === 'pglite' ? 'PGlite' : 'Postgre
 export const now = () => performance.timeOrigin + performance.now();
 
 /**
- * A hub (`interchange start`, API and worker in one) on a fresh PGlite directory or a scratch
- * database of the PostgreSQL server in DATABASE_URL (default: local), allowed to deliver to
- * 127.0.0.1; `token` is an access token of an enterprise client of its one organization.
+ * Scratch storage for a hub — a fresh PGlite directory, or a scratch database of the PostgreSQL
+ * server in DATABASE_URL (default: local) — and the environment of an `interchange start` on it,
+ * allowed to deliver to 127.0.0.1. `cleanup` drops the database and the directory.
  */
-export async function startHub(storage: Storage) {
+export async function hubStorage(storage: Storage) {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'interchange-bench-'));
   const env: NodeJS.ProcessEnv = {
@@ -40,41 +40,65 @@ export async function startHub(storage: Storage) {
     delete env.DATABASE_URL;
     delete env.INTERCHANGE_SECRET_KEY;
   }
-  const base = `http://127.0.0.1:${port}`;
+  return {
+    base: `http://127.0.0.1:${port}`,
+    env,
+    database: db?.name,
+    async cleanup() {
+      await db?.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * With the admin credentials a hub's first start printed: one organization and an enterprise
+ * client (so the rate limit never trips); returns that client's access token.
+ */
+export async function benchToken(base: string, firstOutput: string): Promise<string> {
+  const id = firstOutput.match(/client_id:\s+(\S+)/)?.[1];
+  const secret = firstOutput.match(/client_secret:\s+(\S+)/)?.[1];
+  if (!id || !secret) throw new Error(`no admin credentials printed:\n${firstOutput}`);
+  const token = async (client_id: string, client_secret: string) =>
+    (
+      await api(`${base}/oauth/token`, {
+        method: 'POST',
+        body: JSON.stringify({ grant_type: 'client_credentials', client_id, client_secret }),
+      })
+    ).access_token as string;
+  const adminToken = await token(id, secret);
+  const org = await api(`${base}/v1/organizations`, {
+    method: 'POST',
+    token: adminToken,
+    body: JSON.stringify({ name: 'Bench' }),
+  });
+  const client = await api(`${base}/v1/api-clients`, {
+    method: 'POST',
+    token: adminToken,
+    body: JSON.stringify({ name: 'bench', organization_id: org.id, tier: 'enterprise' }),
+  });
+  return token(client.id, client.client_secret);
+}
+
+/**
+ * A hub (`interchange start`, API and worker in one) on scratch storage (see `hubStorage`);
+ * `token` is an access token of an enterprise client of its one organization.
+ */
+export async function startHub(storage: Storage) {
+  const { base, env, database, cleanup } = await hubStorage(storage);
   const child: Child = startChild(['bin/interchange.js', 'start'], env);
   const stop = async () => {
     await child.stop();
-    await db?.drop();
-    rmSync(dataDir, { recursive: true, force: true });
+    await cleanup();
   };
   try {
     await waitFor(`${base}/healthz`, child);
-    const id = child.output().match(/client_id:\s+(\S+)/)?.[1];
-    const secret = child.output().match(/client_secret:\s+(\S+)/)?.[1];
-    if (!id || !secret) throw new Error(`no admin credentials printed:\n${child.output()}`);
-    const token = async (client_id: string, client_secret: string) =>
-      (
-        await api(`${base}/oauth/token`, {
-          method: 'POST',
-          body: JSON.stringify({ grant_type: 'client_credentials', client_id, client_secret }),
-        })
-      ).access_token as string;
-    const adminToken = await token(id, secret);
-    const org = await api(`${base}/v1/organizations`, {
-      method: 'POST',
-      token: adminToken,
-      body: JSON.stringify({ name: 'Bench' }),
-    });
-    const client = await api(`${base}/v1/api-clients`, {
-      method: 'POST',
-      token: adminToken,
-      body: JSON.stringify({ name: 'bench', organization_id: org.id, tier: 'enterprise' }),
-    });
+    const token = await benchToken(base, child.output());
     return {
       base,
       child,
-      database: db?.name,
-      token: await token(client.id, client.client_secret),
+      database,
+      token,
       /** "182 MiB (heap 61 MiB)": the hub process's resident memory and V8 heap now. */
       memory: () => memoryCell(child.proc.pid, base),
       /** The hub's warnings and errors so far (JSON log lines of level 40 and above). */

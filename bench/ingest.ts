@@ -4,14 +4,12 @@
 // the ratio to the bare route, and each process's memory after each level. Run: npm run bench:ingest
 // [-- --seconds 5 --levels 1,8,32,64 --only postgres --cpu-prof DIR --write]; --cpu-prof writes the
 // hub's V8 CPU profile into DIR.
-import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pg from 'pg';
+import { randomUUID } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { shopifyOrder, signShopifyWebhook } from '../sim/shopify.ts';
-import { generateKey } from '../src/crypto/secret-box.ts';
+import { benchToken, hubStorage } from './hub.ts';
 import {
+  api,
   freePort,
   type LoadResult,
   load,
@@ -38,84 +36,17 @@ const ORDER = JSON.stringify(shopifyOrder({ id: 5550001n }), (_k, v) =>
   typeof v === 'bigint' ? Number(v) : v,
 );
 
-async function json(url: string, init: RequestInit & { token?: string } = {}) {
-  const res = await fetch(url, {
-    ...init,
-    headers: {
-      'content-type': 'application/json',
-      ...(init.token ? { authorization: `Bearer ${init.token}` } : {}),
-      ...init.headers,
-    },
-  });
-  // biome-ignore lint/suspicious/noExplicitAny: loosely typed JSON of our own API, for a benchmark script.
-  const body = (await res.json()) as Record<string, any>;
-  if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${url}: ${res.status} ${JSON.stringify(body)}`);
-  return body;
-}
-
 /** A hub with one organization and a Shopify installation; returns its base URL and installation id. */
 async function startHub(mode: 'pglite' | 'postgres') {
-  const port = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), 'interchange-bench-'));
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    PORT: String(port),
-    INTERCHANGE_DATA_DIR: dataDir,
-    LOG_LEVEL: 'warn',
-  };
-  delete env.REDIS_URL;
-  let dropDb = async () => {};
-  if (mode === 'postgres') {
-    const server = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-    const name = `ic_bench_${randomBytes(4).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: server });
-    await admin.connect();
-    await admin.query(`create database ${name}`);
-    await admin.end();
-    const url = new URL(server);
-    url.pathname = `/${name}`;
-    env.DATABASE_URL = url.toString();
-    env.INTERCHANGE_SECRET_KEY = generateKey();
-    dropDb = async () => {
-      const c = new pg.Client({ connectionString: server });
-      await c.connect();
-      await c.query(`drop database if exists ${name} with (force)`);
-      await c.end();
-    };
-  } else {
-    delete env.DATABASE_URL;
-    delete env.INTERCHANGE_SECRET_KEY;
-  }
+  const { base, env, cleanup } = await hubStorage(mode);
   const profile = option('--cpu-prof');
   const hub = startChild(
     [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []), 'bin/interchange.js', 'start'],
     env,
   );
-  const base = `http://127.0.0.1:${port}`;
   await waitFor(`${base}/healthz`, hub);
-  const id = hub.output().match(/client_id:\s+(\S+)/)?.[1];
-  const secret = hub.output().match(/client_secret:\s+(\S+)/)?.[1];
-  if (!id || !secret) throw new Error(`no admin credentials printed:\n${hub.output()}`);
-  const token = async (client_id: string, client_secret: string) =>
-    (
-      await json(`${base}/oauth/token`, {
-        method: 'POST',
-        body: JSON.stringify({ grant_type: 'client_credentials', client_id, client_secret }),
-      })
-    ).access_token as string;
-  const adminToken = await token(id, secret);
-  const org = await json(`${base}/v1/organizations`, {
-    method: 'POST',
-    token: adminToken,
-    body: JSON.stringify({ name: 'Bench' }),
-  });
-  const client = await json(`${base}/v1/api-clients`, {
-    method: 'POST',
-    token: adminToken,
-    body: JSON.stringify({ name: 'bench', organization_id: org.id, tier: 'enterprise' }),
-  });
-  const orgToken = await token(client.id, client.client_secret);
-  const installation = await json(`${base}/v1/installations`, {
+  const orgToken = await benchToken(base, hub.output());
+  const installation = await api(`${base}/v1/installations`, {
     method: 'POST',
     token: orgToken,
     body: JSON.stringify({
@@ -130,8 +61,7 @@ async function startHub(mode: 'pglite' | 'postgres') {
     pid: hub.proc.pid,
     async stop() {
       await hub.stop();
-      await dropDb();
-      rmSync(dataDir, { recursive: true, force: true });
+      await cleanup();
     },
   };
 }
