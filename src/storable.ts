@@ -2,6 +2,8 @@
 // no unpaired UTF-16 surrogate, and a value nested very deep overflows the serializers on its way
 // in. Checked where input enters (API requests, provider payloads), so such input is a 400.
 
+import type { JsonTextFacts } from './json-text.ts';
+
 export const MAX_JSON_DEPTH = 64;
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: U+0000 is what this looks for.
@@ -33,4 +35,12 @@ export function unstorable(value: unknown): Unstorable | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * `unstorable` for a value parsed from JSON text, cheaper: the text's facts (`scanJsonText`) say
+ * whether the value can be refused at all, and the value is walked only then (to name the path).
+ */
+export function unstorableJson(facts: JsonTextFacts, value: unknown): Unstorable | undefined {
+  return facts.maxDepth > MAX_JSON_DEPTH || facts.escapes ? unstorable(value) : undefined;
 }

@@ -4,7 +4,8 @@
 import { z } from 'zod';
 import type { Envelope } from '../events/envelope.ts';
 import type { EVENT_DATA } from '../events/types.ts';
-import { unstorable } from '../storable.ts';
+import { type JsonTextFacts, scanJsonText } from '../json-text.ts';
+import { unstorable, unstorableJson } from '../storable.ts';
 
 export const CATEGORIES = [
   'ecommerce',
@@ -293,18 +294,23 @@ export function parseRetryAfter(value: string | undefined, now: Date = new Date(
 
 /** Default body parser: JSON, or ConnectorError('payload_malformed'). */
 export function parseJson(req: InboundRequest): unknown {
+  const text = req.rawBody.toString('utf8');
   let value: unknown;
   try {
-    value = JSON.parse(req.rawBody.toString('utf8'));
+    value = JSON.parse(text);
   } catch {
     throw new ConnectorError('payload_malformed', 'body is not valid JSON');
   }
-  return storablePayload(value);
+  return storablePayload(value, scanJsonText(text));
 }
 
-/** The parsed payload, or ConnectorError('payload_malformed') when the database could not store it. */
-export function storablePayload<T>(value: T): T {
-  const bad = unstorable(value);
+/**
+ * The parsed payload, or ConnectorError('payload_malformed') when the database could not store it.
+ * With the facts of the JSON text it was parsed from (`scanJsonText`), the value is walked only
+ * when they say it may have to be.
+ */
+export function storablePayload<T>(value: T, facts?: JsonTextFacts): T {
+  const bad = facts === undefined ? unstorable(value) : unstorableJson(facts, value);
   if (bad) throw new ConnectorError('payload_malformed', `body: ${bad.path || 'payload'} ${bad.message}`);
   return value;
 }

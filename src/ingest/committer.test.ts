@@ -9,7 +9,8 @@ import type { Store } from '../store/db.ts';
 import { createCommitter, type IngestItem } from './committer.ts';
 
 function failingStore(err: unknown): Store {
-  return { db: { transaction: () => Promise.reject(err) } } as unknown as Store;
+  const fail = () => Promise.reject(err);
+  return { db: { transaction: fail, execute: fail } } as unknown as Store;
 }
 
 const item = (n: number): IngestItem => ({
@@ -26,7 +27,7 @@ const item = (n: number): IngestItem => ({
 async function submitBatch(err: unknown): Promise<unknown[]> {
   const committer = createCommitter({
     store: failingStore(err),
-    log: {} as EventLog,
+    log: { appendCtes: () => '', partitionOf: () => 0 } as unknown as EventLog,
     logger: pino({ level: 'silent' }),
   });
   const results = await Promise.allSettled([1, 2, 3].map((n) => committer.submit(item(n))));

@@ -1,14 +1,17 @@
 // Group commit: concurrent inbound requests that arrive within a few milliseconds share one
 // transaction, so throughput is not bound by one commit (one fsync) per webhook. Each request is
 // answered only after the transaction holding it has committed.
-import { and, eq, sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.ts';
 import type { Topic } from '../events/types.ts';
 import type { EventLog } from '../log/port.ts';
-import { type Db, driverError, isDatabaseUnavailable, queryRows, type Store } from '../store/db.ts';
-import { dedupeKeys, events, inboundRequests, installations } from '../store/schema.ts';
+import { type Db, driverError, isDatabaseUnavailable, type Store } from '../store/db.ts';
+import { installations } from '../store/schema.ts';
 import { redact } from './redact.ts';
+import { duplicateOutcomes, writeBatch } from './write.ts';
+
+const EFFECT_TYPES = new Set(['app.uninstalled', 'privacy.customer_redact', 'privacy.shop_redact']);
 
 export interface PreparedEvent {
   id: string;
@@ -120,12 +123,20 @@ export function createCommitter({ store, log, logger, concurrency = 2, maxBatch 
   }
 
   async function commitTogether(batch: Pending[]): Promise<void> {
-    const outcomes = await store.db.transaction((tx) =>
-      writeBatch(
-        tx as unknown as Db,
-        batch.map((p) => p.item),
-      ),
-    );
+    const items = batch.map((p) => p.item);
+    // An uninstall or a redaction changes other rows with the batch: one transaction for all.
+    // Otherwise the batch is one statement, committed on its own (no BEGIN/COMMIT round trips).
+    const outcomes = items.some(hasEffects)
+      ? await store.db.transaction(async (tx) => {
+          const db = tx as unknown as Db;
+          const result = await writeAndAnswer(db, items);
+          await applyEffects(
+            db,
+            items.filter((_, i) => result[i]?.status === 'accepted'),
+          );
+          return result;
+        })
+      : await writeAndAnswer(store.db, items);
     batch.forEach((p, i) => {
       p.resolve(outcomes[i] as IngestOutcome);
     });
@@ -148,174 +159,16 @@ export function createCommitter({ store, log, logger, concurrency = 2, maxBatch 
     for (const p of batch) p.reject(failure);
   }
 
-  async function writeBatch(tx: Db, items: IngestItem[]): Promise<IngestOutcome[]> {
-    // 1. De-duplicate: first within the batch, then against what is committed (the unique key
-    // also serializes two processes racing on the same key).
-    const firstOfKey = new Map<string, number>();
-    const candidates: number[] = [];
-    items.forEach((item, i) => {
-      if (item.status !== 'accepted' || item.dedupeKey === null) return;
-      const key = `${item.organizationId}\0${item.scope}\0${item.dedupeKey}`;
-      if (!firstOfKey.has(key)) {
-        firstOfKey.set(key, i);
-        candidates.push(i);
-      }
+  async function writeAndAnswer(db: Db, items: IngestItem[]): Promise<IngestOutcome[]> {
+    const verdicts = await writeBatch(db, log, items);
+    const duplicates = await duplicateOutcomes(db, items, verdicts);
+    return items.map((item, i): IngestOutcome => {
+      const verdict = verdicts[i];
+      if (verdict === 'accepted')
+        return { status: 'accepted', requestId: item.requestId, eventIds: item.events.map((e) => e.id) };
+      if (verdict === 'rejected') return { status: 'rejected', requestId: item.requestId };
+      return duplicates.get(i) ?? { status: 'duplicate', requestId: null, eventIds: [] };
     });
-    const accepted = new Set(
-      items.flatMap((item, i) => (item.status === 'accepted' && item.dedupeKey === null ? [i] : [])),
-    );
-    if (candidates.length > 0) {
-      const sorted = [...candidates].sort((a, b) =>
-        (items[a]?.dedupeKey ?? '') < (items[b]?.dedupeKey ?? '') ? -1 : 1,
-      );
-      const inserted = await tx
-        .insert(dedupeKeys)
-        .values(
-          sorted.map((i) => {
-            const item = items[i] as IngestItem;
-            return {
-              organizationId: item.organizationId,
-              scope: item.scope,
-              key: item.dedupeKey as string,
-              requestId: item.request ? item.requestId : null,
-              eventId: item.events[0]?.id ?? null,
-            };
-          }),
-        )
-        .onConflictDoNothing()
-        .returning({
-          organizationId: dedupeKeys.organizationId,
-          scope: dedupeKeys.scope,
-          key: dedupeKeys.key,
-        });
-      const won = new Set(inserted.map((r) => `${r.organizationId}\0${r.scope}\0${r.key}`));
-      for (const i of candidates) {
-        const item = items[i] as IngestItem;
-        if (won.has(`${item.organizationId}\0${item.scope}\0${item.dedupeKey}`)) accepted.add(i);
-      }
-    }
-
-    await resolveUsers(
-      tx,
-      items.filter((_, i) => accepted.has(i)),
-    );
-    const outcomes: IngestOutcome[] = [];
-    const requestRows: (typeof inboundRequests.$inferInsert)[] = [];
-    const eventRows: (typeof events.$inferInsert)[] = [];
-    const duplicates: number[] = [];
-    items.forEach((item, i) => {
-      const status = item.status === 'rejected' ? 'rejected' : accepted.has(i) ? 'accepted' : 'duplicate';
-      if (item.request) {
-        requestRows.push({
-          id: item.requestId,
-          organizationId: item.organizationId,
-          installationId: item.installationId,
-          receivedAt: item.request.receivedAt,
-          method: item.request.method,
-          path: item.request.path,
-          headers: item.request.headers,
-          body: status === 'duplicate' ? null : item.request.body,
-          bodySize: item.request.body.length,
-          status,
-          errorCode: item.errorCode ?? null,
-          dedupeKey: item.dedupeKey,
-          eventCount: status === 'accepted' ? item.events.length : 0,
-        });
-      }
-      if (status === 'accepted') {
-        for (const { customer: _resolved, ...e } of item.events) {
-          eventRows.push({
-            ...e,
-            organizationId: item.organizationId,
-            installationId: item.installationId,
-            rawRequestId: item.request ? item.requestId : null,
-          });
-        }
-        outcomes.push({ status, requestId: item.requestId, eventIds: item.events.map((e) => e.id) });
-      } else if (status === 'duplicate') {
-        duplicates.push(i);
-        outcomes.push({ status, requestId: null, eventIds: [] });
-      } else {
-        outcomes.push({ status, requestId: item.requestId });
-      }
-    });
-    if (requestRows.length > 0) await tx.insert(inboundRequests).values(requestRows);
-    if (eventRows.length > 0) {
-      await tx.insert(events).values(eventRows);
-      await log.append(
-        tx,
-        eventRows.map((e) => ({ eventId: e.id, topic: e.topic as Topic, partitionKey: e.partitionKey })),
-      );
-    }
-    // A duplicate answers with what the first delivery produced.
-    for (const i of duplicates) {
-      const item = items[i] as IngestItem;
-      const [original] = await tx
-        .select({ requestId: dedupeKeys.requestId, eventId: dedupeKeys.eventId })
-        .from(dedupeKeys)
-        .where(
-          and(
-            eq(dedupeKeys.organizationId, item.organizationId),
-            eq(dedupeKeys.scope, item.scope),
-            eq(dedupeKeys.key, item.dedupeKey as string),
-          ),
-        );
-      // Every event the original request made (a HubSpot batch makes several), in order.
-      const made = original?.requestId
-        ? await tx
-            .select({ id: events.id })
-            .from(events)
-            .where(
-              and(
-                eq(events.organizationId, item.organizationId),
-                eq(events.rawRequestId, original.requestId),
-              ),
-            )
-            .orderBy(events.id)
-        : [];
-      outcomes[i] = {
-        status: 'duplicate',
-        requestId: original?.requestId ?? null,
-        eventIds: made.length > 0 ? made.map((e) => e.id) : original?.eventId ? [original.eventId] : [],
-      };
-    }
-    await applyEffects(
-      tx,
-      items.filter((_, i) => accepted.has(i)),
-    );
-    return outcomes;
-  }
-
-  /** Sets each event's `userId` from the organization's users' external ids, one query per batch. */
-  async function resolveUsers(tx: Db, items: IngestItem[]): Promise<void> {
-    const wanted = items.flatMap((item) =>
-      item.events.flatMap((e) =>
-        e.userId === null && e.customer
-          ? [{ organizationId: item.organizationId, event: e, ...e.customer }]
-          : [],
-      ),
-    );
-    if (wanted.length === 0) return;
-    const triples = sql.join(
-      wanted.map((w) => sql`(${w.organizationId}, ${w.platform}, ${w.externalId})`),
-      sql`, `,
-    );
-    const rows = await queryRows<{
-      organization_id: string;
-      platform: string;
-      external_id: string;
-      user_id: string;
-    }>(
-      tx,
-      sql`select organization_id, platform, external_id, user_id from user_external_ids
-          where (organization_id, platform, external_id) in (${triples})`,
-    );
-    const found = new Map(
-      rows.map((r) => [`${r.organization_id}\0${r.platform}\0${r.external_id}`, r.user_id]),
-    );
-    for (const w of wanted) {
-      w.event.userId = found.get(`${w.organizationId}\0${w.platform}\0${w.externalId}`) ?? null;
-    }
   }
 
   /** What some canonical events mean for the hub itself: an uninstall, a privacy redaction. */
@@ -344,6 +197,10 @@ export function createCommitter({ store, log, logger, concurrency = 2, maxBatch 
         }
       }
     }
+  }
+
+  function hasEffects(item: IngestItem): boolean {
+    return item.status === 'accepted' && item.events.some((e) => EFFECT_TYPES.has(e.type));
   }
 
   return {

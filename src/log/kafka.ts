@@ -159,6 +159,8 @@ export function createKafkaLog(options: KafkaLogOptions): EventLog {
     kind: 'kafka',
     // The Postgres rows are the outbox: they commit (or not) with the caller's transaction.
     append: (tx, entries) => outbox.append(tx, entries),
+    appendCtes: (source) => outbox.appendCtes(source),
+    partitionOf: (key) => outbox.partitionOf(key),
     consume(consumerOptions) {
       if ((options.relay ?? 'on-consume') === 'on-consume') startRelayOnce();
       const consumer = startKafkaConsumer(context, consumerOptions);

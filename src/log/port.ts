@@ -56,6 +56,14 @@ export interface EventLog {
   readonly kind: 'postgres' | 'kafka';
   /** Appends inside the caller's transaction: the entries commit (and become readable) with it. */
   append(tx: Db, entries: AppendEntry[]): Promise<Appended[]>;
+  /**
+   * The same append as SQL, for a caller that writes a whole batch in one statement: CTEs (each
+   * starting with a comma) that append every row of the caller's CTE `source`, whose columns are
+   * `topic`, `partition` (from `partitionOf`), `seq` (order within the statement) and `event_id`.
+   */
+  appendCtes(source: string): string;
+  /** The partition of a key, as `append` computes it. */
+  partitionOf(key: string): number;
   consume(options: ConsumerOptions): Consumer;
   lag(): Promise<LagRow[]>;
   close(): Promise<void>;

@@ -100,12 +100,36 @@ export function createPostgresLog({
   return {
     kind: 'postgres',
     append,
+    appendCtes,
+    partitionOf: (key) => partitionOf(key, partitions),
     consume,
     lag,
     async close() {
       await Promise.all([...consumers].map((c) => c.stop()));
     },
   };
+}
+
+/**
+ * `append` as CTEs of the caller's statement: each partition's counter is taken under its row
+ * lock (in one order, topic then partition, byte-wise like `append`'s sort, so appenders never
+ * deadlock) and the rows get the offsets that follow, in `seq` order.
+ */
+function appendCtes(source: string): string {
+  return `, log_parts as (
+    insert into log_partitions (topic, partition, next_offset)
+    select topic, partition, count(*) from ${source} group by topic, partition
+    order by topic collate "C", partition
+    on conflict (topic, partition) do update set next_offset = log_partitions.next_offset + excluded.next_offset
+    returning topic, partition, next_offset
+  ), log_rows as (
+    insert into log_entries (topic, partition, "offset", event_id)
+    select s.topic, s.partition,
+      p.next_offset - count(*) over (partition by s.topic, s.partition)
+        + row_number() over (partition by s.topic, s.partition order by s.seq) - 1,
+      s.event_id
+    from ${source} s join log_parts p on p.topic = s.topic and p.partition = s.partition
+  )`;
 }
 
 function startConsumer(db: Db, logger: Logger, partitions: number, options: ConsumerOptions): Consumer {
