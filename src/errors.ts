@@ -38,6 +38,8 @@ export const ERROR_STATUS = {
   conflict: 409,
   delivery_in_progress: 409,
   payload_too_large: 413,
+  headers_too_large: 431,
+  request_timeout: 408,
   unsupported_media_type: 415,
   rate_limited: 429,
   internal_error: 500,

@@ -201,3 +201,36 @@ describe('readiness when the database is gone', () => {
     }
   });
 });
+
+describe('requests the HTTP parser refuses', () => {
+  /** Writes `raw` on a fresh connection and returns everything the server answers. */
+  async function rawExchange(raw: string): Promise<string> {
+    const { connect } = await import('node:net');
+    const address = t.app.server.server.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    return new Promise((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1');
+      let answer = '';
+      socket.on('data', (chunk) => {
+        answer += chunk.toString('utf8');
+      });
+      socket.on('close', () => resolve(answer));
+      socket.on('error', reject);
+      socket.write(raw);
+    });
+  }
+
+  it('answers headers over 16 KiB and malformed HTTP in the API error shape', async () => {
+    if (!t.app.server.server.listening) await t.app.server.listen({ port: 0, host: '127.0.0.1' });
+    const huge = await rawExchange(
+      `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+    );
+    expect(huge).toMatch(/^HTTP\/1\.1 431 /);
+    expect(JSON.parse(huge.slice(huge.indexOf('\r\n\r\n') + 4))).toEqual({
+      error: { code: 'headers_too_large', message: 'the request headers exceed 16 KiB' },
+    });
+    const garbled = await rawExchange('NOT HTTP AT ALL\r\n\r\n');
+    expect(garbled).toMatch(/^HTTP\/1\.1 400 /);
+    expect(JSON.parse(garbled.slice(garbled.indexOf('\r\n\r\n') + 4)).error.code).toBe('bad_request');
+  });
+});

@@ -1,6 +1,7 @@
 // The one place errors become responses: `{ error: { code, message, details? } }` with the status
 // from src/errors.ts (or RFC 6749's shape on the token endpoint). Anything unexpected is a 500
 // `internal_error`, logged with its stack and answered without internals.
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { AppError, ERROR_STATUS, type ErrorCode, OAuthError } from '../errors.ts';
@@ -24,6 +25,28 @@ export const RETRY_AFTER_SECONDS = 5;
 
 export function toErrorBody(code: ErrorCode, message: string, details?: unknown): ErrorBody {
   return { error: details === undefined ? { code, message } : { code, message, details } };
+}
+
+/**
+ * Requests Node's HTTP server refuses before any route sees them (headers over its 16 KiB limit,
+ * malformed HTTP, a request too slow to arrive) get the API's error shape too, on the raw socket.
+ */
+export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
+  // A reset connection is gone already: nothing to answer.
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [code, status, message]: [ErrorCode, string, string] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? ['headers_too_large', '431 Request Header Fields Too Large', 'the request headers exceed 16 KiB']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? ['request_timeout', '408 Request Timeout', 'the request did not arrive in time']
+        : ['bad_request', '400 Bad Request', 'the request is not valid HTTP'];
+  const body = JSON.stringify(toErrorBody(code, message));
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }
 
 export function installErrorHandling(app: FastifyInstance): void {

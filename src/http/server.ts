@@ -29,7 +29,7 @@ import { unstorable } from '../storable.ts';
 import type { Store } from '../store/db.ts';
 import { TIER_LIMITS } from '../tenancy/scopes.ts';
 import { installAuth } from './auth.ts';
-import { installErrorHandling, toErrorBody } from './errors.ts';
+import { clientErrorHandler, installErrorHandling, toErrorBody } from './errors.ts';
 import { apiClientRoutes } from './routes/api-clients.ts';
 import { connectorRoutes } from './routes/connectors.ts';
 import { deliveryRoutes } from './routes/deliveries.ts';
@@ -89,6 +89,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     // The router's own refusals (a path parameter that is not valid percent-encoding, or longer
     // than the router takes) get the API's error shape too, not Fastify's.
     frameworkErrors: routerError,
+    clientErrorHandler,
   }).withTypeProvider<ZodTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);

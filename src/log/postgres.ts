@@ -227,13 +227,23 @@ function startConsumer(db: Db, logger: Logger, partitions: number, options: Cons
       }
       byPartition.set(key, entry);
     }
-    for (const { topic, partition, last, records } of byPartition.values()) {
-      if (!running) break;
-      if (records.length > 0) await handler(records);
-      // Only while this member still holds the partition: otherwise its new owner re-reads (at least once).
-      await db.execute(sql`update consumer_offsets set committed = ${last + 1}, lease_until = now() + ${leaseInterval}
-        where group_id = ${group} and topic = ${topic} and partition = ${partition} and owner = ${memberId}
-          and committed <= ${last}`);
+    // Each partition's records go to the handler in turn; the offsets of every partition that was
+    // handled are committed together, in one statement, even when a later partition's handler fails.
+    const done: { topic: string; partition: number; next: number }[] = [];
+    try {
+      for (const { topic, partition, last, records } of byPartition.values()) {
+        if (!running) break;
+        if (records.length > 0) await handler(records);
+        done.push({ topic, partition, next: last + 1 });
+      }
+    } finally {
+      if (done.length > 0) {
+        // Only while this member still holds the partition: otherwise its new owner re-reads (at least once).
+        await db.execute(sql`update consumer_offsets c set committed = x.next, lease_until = now() + ${leaseInterval}
+          from json_to_recordset(${JSON.stringify(done)}::json) as x(topic text, partition int, next bigint)
+          where c.group_id = ${group} and c.topic = x.topic and c.partition = x.partition
+            and c.owner = ${memberId} and c.committed < x.next`);
+      }
     }
     return true;
   }

@@ -183,7 +183,7 @@ function describeRaw(raw: Raw): string {
 
 /**
  * Node's HTTP parser refuses a header section over 16 KiB (--max-http-header-size) before the app
- * sees the request (431, in Fastify's shape): generated requests stay under it.
+ * sees the request (431 `headers_too_large`, tested in test/http.test.ts): generated requests stay under it.
  */
 function fitsHeaderLimit(raw: Raw): boolean {
   let size = raw.method.length + raw.path.length + 16;
