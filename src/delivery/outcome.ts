@@ -1,6 +1,7 @@
-// What an attempt's result does to the queue, in one transaction: the attempt is recorded; the
-// delivery succeeds, is scheduled for a retry, or is dead; the destination is throttled, marked
-// failing or disabled; and `delivery.exhausted` / `endpoint.disabled` enter the organization's log.
+// What an attempt's result does to the queue, atomically: the attempt is recorded; the delivery
+// succeeds, is scheduled for a retry, or is dead; the destination is throttled, marked failing or
+// disabled; and `delivery.exhausted` / `endpoint.disabled` enter the organization's log. A batch of
+// successes only (the common case) is one statement; any failure makes it a transaction.
 import { sql } from 'drizzle-orm';
 import { v7 as uuidv7 } from 'uuid';
 import type { DeliveryResult } from '../connectors/sdk.ts';
@@ -104,11 +105,13 @@ function attemptRow(ctx: OutcomeContext, a: AttemptRecord) {
 }
 
 /**
- * Settles many attempts in one transaction: every attempt recorded, the successes (the common
- * case) in one statement, anything else one by one. Returns what became of each, in order.
+ * Settles many attempts atomically: successes only in one statement; otherwise one transaction,
+ * every attempt recorded, the successes in one statement, anything else one by one. Returns what
+ * became of each, in order.
  */
 export async function settleAll(ctx: OutcomeContext, records: AttemptRecord[]): Promise<Settled[]> {
   if (records.length === 0) return [];
+  if (records.every((a) => a.result.status === 'delivered')) return settleDelivered(ctx, records);
   return ctx.db.transaction(async (txDb) => {
     const tx = txDb as unknown as Db;
     await tx.insert(deliveryAttempts).values(records.map((a) => attemptRow(ctx, a)));
@@ -144,6 +147,54 @@ export async function settleAll(ctx: OutcomeContext, records: AttemptRecord[]): 
     }
     return settled;
   });
+}
+
+/**
+ * Successes only, in one autocommit statement (no BEGIN/COMMIT round trips): the attempts
+ * recorded, the deliveries this worker still holds marked succeeded, the destinations' failing
+ * streaks ended. The batch travels as one JSON parameter.
+ */
+async function settleDelivered(ctx: OutcomeContext, records: AttemptRecord[]): Promise<Settled[]> {
+  const batch = JSON.stringify(
+    records.map((a) => {
+      const row = attemptRow(ctx, a);
+      return {
+        id: row.id,
+        delivery_id: row.deliveryId,
+        organization_id: row.organizationId,
+        installation_id: a.claimed.installationId,
+        attempt: row.attempt,
+        started_at: row.startedAt.toISOString(),
+        duration_ms: row.durationMs,
+        status_code: row.statusCode,
+        response: row.response,
+      };
+    }),
+  );
+  const done = await queryRows<{ id: string }>(
+    ctx.db,
+    sql`with a as (
+          select * from json_to_recordset(${batch}::json) as x(id text, delivery_id text, organization_id text,
+            installation_id text, attempt int, started_at timestamptz, duration_ms int, status_code int, response text)
+        ),
+        recorded as (
+          insert into delivery_attempts (id, delivery_id, organization_id, attempt, started_at, duration_ms,
+            outcome, status_code, error, response, worker)
+          select id, delivery_id, organization_id, attempt, started_at, duration_ms, 'succeeded', status_code,
+            null, response, ${ctx.owner} from a
+        ),
+        recovered as (
+          update destination_state set failing_since = null
+          where installation_id in (select installation_id from a) and failing_since is not null
+        )
+        update deliveries d set status = 'succeeded', delivered_at = now(), lease_owner = null, lease_until = null,
+          last_status_code = a.status_code, last_error = null, updated_at = now()
+        from a
+        where d.id = a.delivery_id and d.status = 'delivering' and d.lease_owner = ${ctx.owner}
+        returning d.id`,
+  );
+  const won = new Set(done.map((r) => r.id));
+  return records.map((a) => (won.has(a.claimed.id) ? 'succeeded' : 'lost'));
 }
 
 /** A retry or a final failure: reschedule or bury the delivery, and judge the destination. */

@@ -1,14 +1,116 @@
-// The queue's rate-limit slots against a claim that waits for the destination's row lock (a
-// settling transaction holds it): the slots must start when the lock is had, not when the claim's
-// transaction began, or every slot already past goes out at once and the endpoint sees a burst.
-// PostgreSQL only: an embedded PGlite is one connection, so nothing can hold the lock meanwhile.
+// The one-statement claim and settle of unlimited destinations: the per-destination cap counts
+// what this worker already sends, a claim reads its events, and a success whose lease was taken
+// over is `lost`. Then the queue's rate-limit slots against a claim that waits for the
+// destination's row lock (a settling transaction holds it): the slots must start when the lock is
+// had, not when the claim's transaction began, or every slot already past goes out at once and
+// the endpoint sees a burst (PostgreSQL only: an embedded PGlite is one connection, so nothing can
+// hold the lock meanwhile).
+import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../../test/helpers/app.ts';
 import { onPostgres } from '../../test/helpers/database.ts';
 import { newId } from '../ids.ts';
+import { queryRows } from '../store/db.ts';
 import { deliveries } from '../store/schema.ts';
-import { claimDeliveries } from './queue.ts';
+import { settleAll } from './outcome.ts';
+import { claimDeliveries, claimUnlimited } from './queue.ts';
+
+describe('claiming and settling an unlimited destination', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ INTERCHANGE_EGRESS_ALLOW: '127.0.0.1/32' });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('caps by what the worker already sends, reads the events, and settles a taken-over lease as lost', async () => {
+    const acme = await t.organization('Acme');
+    const ep = await t.call('POST', '/v1/installations', {
+      token: acme.token,
+      body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/hook' } },
+    });
+    expect(ep.statusCode, ep.body).toBe(201);
+    const destination = ep.json().id as string;
+    const eventIds: string[] = [];
+    for (let n = 0; n < 4; n++) {
+      const e = await t.call('POST', '/v1/events', {
+        token: acme.token,
+        body: { type: 'custom.claim', data: { n } },
+      });
+      eventIds.push(e.json().id);
+    }
+    const db = t.app.store.db;
+    await db.insert(deliveries).values(
+      eventIds.map((eventId) => ({
+        id: newId('delivery'),
+        organizationId: acme.id,
+        eventId,
+        installationId: destination,
+      })),
+    );
+    const options = { limit: 10, leaseMs: 60_000, perDestination: 3 };
+
+    // One already under way in this worker: two more fit under the cap of three.
+    const a = await claimUnlimited(db, { ...options, owner: 'a', busy: new Map([[destination, 1]]) });
+    expect(a.claimed).toHaveLength(2);
+    expect(a.rateLimitedWork).toBe(false);
+    for (const c of a.claimed) {
+      expect(c).toMatchObject({ installationId: destination, connectorId: 'webhook', attempt: 1 });
+      expect(c.event).toMatchObject({ id: c.eventId, type: 'custom.claim', organizationId: acme.id });
+      expect(eventIds).toContain(c.eventId);
+    }
+    // Another worker gets the other two, never the leased ones.
+    const b = await claimUnlimited(db, { ...options, owner: 'b', busy: new Map() });
+    expect(b.claimed.map((c) => c.id).sort()).toEqual(
+      (await queryRows<{ id: string }>(db, sql`select id from deliveries where lease_owner = 'b'`))
+        .map((r) => r.id)
+        .sort(),
+    );
+    expect(b.claimed).toHaveLength(2);
+    expect(b.claimed.some((c) => a.claimed.some((x) => x.id === c.id))).toBe(false);
+
+    // Worker a's first lease was taken over meanwhile: its success there is lost, the other counts.
+    const [taken, kept] = a.claimed as [(typeof a.claimed)[0], (typeof a.claimed)[0]];
+    await db.execute(sql`update deliveries set lease_owner = 'c' where id = ${taken.id}`);
+    const settled = await settleAll(
+      // Successes only: the event log (written only on failures) is not needed.
+      { db, log: t.app.services.log, policy: { schedule: [] }, disableAfterMs: 60_000, owner: 'a' },
+      a.claimed.map((claimed) => ({
+        claimed,
+        connector: 'webhook',
+        eventType: claimed.event.type,
+        startedAt: new Date(),
+        durationMs: 12.4,
+        result: { status: 'delivered', statusCode: 204, response: 'ok' },
+      })),
+    );
+    expect(settled).toEqual(['lost', 'succeeded']);
+    const rows = await queryRows<{ id: string; status: string; lease_owner: string | null }>(
+      db,
+      sql`select id, status, lease_owner from deliveries where id in (${taken.id}, ${kept.id})`,
+    );
+    expect(Object.fromEntries(rows.map((r) => [r.id, [r.status, r.lease_owner]]))).toEqual({
+      [taken.id]: ['delivering', 'c'],
+      [kept.id]: ['succeeded', null],
+    });
+    const attempts = await queryRows<{
+      outcome: string;
+      status_code: number;
+      response: string;
+      duration_ms: number;
+    }>(
+      db,
+      sql`select outcome, status_code, response, duration_ms from delivery_attempts
+          where delivery_id in (${taken.id}, ${kept.id})`,
+    );
+    expect(attempts).toEqual([
+      { outcome: 'succeeded', status_code: 204, response: 'ok', duration_ms: 12 },
+      { outcome: 'succeeded', status_code: 204, response: 'ok', duration_ms: 12 },
+    ]);
+  });
+});
 
 describe.skipIf(!onPostgres)('rate-limit slots of a claim that waited for the lock (PostgreSQL only)', () => {
   let t: TestApp;

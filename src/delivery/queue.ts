@@ -1,8 +1,10 @@
 // The delivery queue in the database. Workers claim due deliveries with FOR UPDATE SKIP LOCKED and
 // a lease (a crashed worker's claims are taken over when the lease ends); ordered destinations
 // release a key's next delivery only when the one before it is done; rate-limited destinations
-// hand out send slots (GCRA) under a row lock, so the limit holds across every worker.
-import { sql } from 'drizzle-orm';
+// hand out send slots (GCRA) under a row lock, so the limit holds across every worker. Unlimited
+// destinations are claimed in one statement; rate-limited ones in a transaction of their own.
+import { type SQL, sql } from 'drizzle-orm';
+import type { EventRow } from '../events/envelope.ts';
 import { type Db, queryRows } from '../store/db.ts';
 
 /** How far ahead a claim may book send slots of a rate-limited destination. */
@@ -17,6 +19,12 @@ export interface Claimed {
   roundAttempts: number;
   /** Not before this instant (rate limit); now when unlimited. */
   sendAt: Date;
+  /** The destination's connector, as the claim found it. */
+  connectorId: string;
+  /** The event, read by the claim itself (no second round trip). */
+  event: EventRow;
+  /** The connector of the installation the event came from, if any. */
+  sourceConnector: string | null;
 }
 
 export interface ClaimOptions {
@@ -28,37 +36,194 @@ export interface ClaimOptions {
   perDestination: number;
 }
 
-interface CandidateRow {
+/** Due: waiting and its time has come, or leased by a worker whose lease has ended. */
+const waiting = sql`d.status in ('pending', 'failed') and d.next_attempt_at <= now()`;
+const leaseEnded = sql`d.status = 'delivering' and d.lease_until < now()`;
+
+/** On a destination that is not paused, and first of its key when ordered. */
+const claimable = sql`(s.throttled_until is null or s.throttled_until <= now())
+  and (d.order_key is null or not exists (
+        select 1 from deliveries e
+        where e.installation_id = d.installation_id and e.order_key = d.order_key
+          and e.seq < d.seq and e.status in ('pending', 'delivering', 'failed')))`;
+
+const busyJson = (busy: ReadonlyMap<string, number>) => JSON.stringify(Object.fromEntries(busy));
+
+interface ClaimedRow {
   id: string;
   organization_id: string;
   event_id: string;
+  installation_id: string;
+  attempts: number;
+  round_attempts: number;
+  connector_id: string;
+  source_connector: string | null;
+  now: Date | string;
+  e_installation_id: string | null;
+  source: string;
+  type: string;
+  subject: string | null;
+  time: Date | string;
+  partition_key: string;
+  topic: string;
+  user_id: string | null;
+  data: string;
+  raw_request_id: string | null;
+  created_at: Date | string;
+}
+
+/** CTEs leasing the deliveries `picked` selects (a query yielding `id`): `leased` has them with their events. */
+function leaseAndRead(o: ClaimOptions, picked: SQL) {
+  return sql`picked as (${picked}),
+    claimed as (
+      update deliveries d set status = 'delivering', lease_owner = ${o.owner},
+        lease_until = now() + ${`${o.leaseMs} milliseconds`}::interval,
+        attempts = d.attempts + 1, round_attempts = d.round_attempts + 1, updated_at = now()
+      where d.id = any(array(select id from picked))
+      returning d.id, d.organization_id, d.event_id, d.installation_id, d.attempts, d.round_attempts
+    ),
+    leased as (
+      select c.*, i.connector_id, si.connector_id as source_connector, now() as now,
+        e.installation_id as e_installation_id, e.source, e.type, e.subject, e.time, e.partition_key,
+        e.topic, e.user_id, e.data::text as data, e.raw_request_id, e.created_at
+      from claimed c
+      join events e on e.id = c.event_id
+      join installations i on i.id = c.installation_id
+      left join installations si on si.id = e.installation_id
+    )`;
+}
+
+function toClaimed(r: ClaimedRow, sendAt: Date): Claimed {
+  return {
+    id: r.id,
+    organizationId: r.organization_id,
+    eventId: r.event_id,
+    installationId: r.installation_id,
+    attempt: Number(r.attempts),
+    roundAttempts: Number(r.round_attempts),
+    sendAt,
+    connectorId: r.connector_id,
+    sourceConnector: r.source_connector,
+    event: {
+      id: r.event_id,
+      organizationId: r.organization_id,
+      installationId: r.e_installation_id,
+      source: r.source,
+      type: r.type,
+      subject: r.subject,
+      time: new Date(r.time),
+      partitionKey: r.partition_key,
+      topic: r.topic,
+      userId: r.user_id,
+      data: JSON.parse(r.data) as unknown,
+      rawRequestId: r.raw_request_id,
+      createdAt: new Date(r.created_at),
+    },
+  };
+}
+
+/** Claims due deliveries of every kind of destination: unlimited ones first, then rate-limited ones. */
+export async function claimDeliveries(db: Db, o: ClaimOptions): Promise<Claimed[]> {
+  const fast = await claimUnlimited(db, o);
+  if (!fast.rateLimitedWork) return fast.claimed;
+  const busy = new Map(o.busy);
+  for (const c of fast.claimed) busy.set(c.installationId, (busy.get(c.installationId) ?? 0) + 1);
+  const limited = await claimRateLimited(db, { ...o, limit: o.limit - fast.claimed.length, busy });
+  return [...fast.claimed, ...limited];
+}
+
+/**
+ * Destinations without a rate limit, in one autocommit statement: lock up to twice the limit of
+ * the earliest due (skipping those other workers hold), keep at most `perDestination` per
+ * destination less what this worker already sends there, lease them and read their events.
+ * Waiting deliveries and ended leases are found apart, each along its own index and in order.
+ * It also tells whether any rate-limited destination has work outstanding (`claimRateLimited`
+ * is worth its transaction then), so a hub without such destinations never runs that.
+ */
+export async function claimUnlimited(
+  db: Db,
+  o: ClaimOptions,
+): Promise<{ claimed: Claimed[]; rateLimitedWork: boolean }> {
+  const busy = busyJson(o.busy);
+  const due = (which: SQL, order: SQL) => sql`
+    select d.id, d.installation_id, d.next_attempt_at, d.seq
+    from deliveries d
+    join installations i on i.id = d.installation_id
+    left join destination_state s on s.installation_id = d.installation_id
+    where ${which} and i.status = 'active' and (i.destination->>'rateLimit') is null and ${claimable}
+    order by ${order}
+    limit ${Math.max(0, o.limit) * 2}
+    for update of d skip locked`;
+  const rows = await queryRows<Partial<ClaimedRow> & { rate_limited: boolean }>(
+    db,
+    sql`with waiting as (${due(waiting, sql`d.next_attempt_at`)}),
+        expired as (${due(leaseEnded, sql`d.lease_until`)}),
+        candidates as (select * from waiting union all select * from expired),
+        ${leaseAndRead(
+          o,
+          sql`select id from (
+                select c.id, c.next_attempt_at,
+                  row_number() over (partition by c.installation_id order by c.next_attempt_at, c.seq)
+                    + coalesce((${busy}::jsonb ->> c.installation_id)::int, 0) as n
+                from candidates c
+              ) r
+              where r.n <= ${o.perDestination}
+              order by r.next_attempt_at
+              limit ${Math.max(0, o.limit)}`,
+        )}
+        select l.*, f.rate_limited
+        from (select exists (
+            select 1 from installations ri
+            where ri.status = 'active' and (ri.destination->>'rateLimit') is not null
+              and exists (select 1 from deliveries rd where rd.installation_id = ri.id
+                            and rd.status in ('pending', 'failed', 'delivering'))
+          ) as rate_limited) f
+        left join leased l on true`,
+  );
+  return {
+    claimed: rows.flatMap((r) =>
+      r.id ? [toClaimed(r as ClaimedRow, new Date(r.now as Date | string))] : [],
+    ),
+    rateLimitedWork: Boolean(rows[0]?.rate_limited),
+  };
+}
+
+interface CandidateRow {
+  id: string;
   installation_id: string;
   rate_limit: string | number | null;
   now: Date | string;
 }
 
-export async function claimDeliveries(db: Db, o: ClaimOptions): Promise<Claimed[]> {
+/**
+ * Destinations with a rate limit, in a transaction: their due deliveries (found per destination,
+ * so a long backlog elsewhere is not scanned), then send slots booked under each destination's
+ * row lock, then the leases. Destinations whose slots are booked a horizon ahead are passed over.
+ */
+export async function claimRateLimited(db: Db, o: ClaimOptions): Promise<Claimed[]> {
   if (o.limit <= 0) return [];
+  const busy = busyJson(o.busy);
   return db.transaction(async (txDb) => {
     const tx = txDb as unknown as Db;
     const candidates = await queryRows<CandidateRow>(
       tx,
-      sql`select d.id, d.organization_id, d.event_id, d.installation_id, i.destination->'rateLimit' as rate_limit,
-            now() as now
-          from deliveries d
-          join installations i on i.id = d.installation_id
-          left join destination_state s on s.installation_id = d.installation_id
-          where ((d.status in ('pending', 'failed') and d.next_attempt_at <= now())
-                 or (d.status = 'delivering' and d.lease_until < now()))
-            and i.status = 'active'
-            and (s.throttled_until is null or s.throttled_until <= now())
-            and (d.order_key is null or not exists (
-                  select 1 from deliveries e
-                  where e.installation_id = d.installation_id and e.order_key = d.order_key
-                    and e.seq < d.seq and e.status in ('pending', 'delivering', 'failed')))
+      sql`select d.id, d.installation_id, i.destination->>'rateLimit' as rate_limit, now() as now
+          from installations i
+          left join destination_state s on s.installation_id = i.id
+          cross join lateral (
+            select d.id, d.installation_id, d.next_attempt_at from deliveries d
+            where d.installation_id = i.id and ((${waiting}) or (${leaseEnded})) and ${claimable}
+            order by d.next_attempt_at
+            -- No more than this worker may take, nor than the horizon has slots for.
+            limit greatest(0, least(
+              ${o.perDestination} - coalesce((${busy}::jsonb ->> i.id)::int, 0),
+              ceil(coalesce((i.destination->>'rateLimit')::float8, 1) * ${SLOT_HORIZON_MS / 1000}) + 1))
+            for update of d skip locked
+          ) d
+          where i.status = 'active' and (i.destination->>'rateLimit') is not null
+            and (s.tat is null or s.tat < now() + ${`${SLOT_HORIZON_MS} milliseconds`}::interval)
           order by d.next_attempt_at
-          limit ${o.limit * 2}
-          for update of d skip locked`,
+          limit ${o.limit * 2}`,
     );
     // At most `perDestination` in flight per destination, so one slow endpoint cannot take every slot.
     const taken = new Map<string, CandidateRow[]>();
@@ -86,28 +251,14 @@ export async function claimDeliveries(db: Db, o: ClaimOptions): Promise<Claimed[
         sendAt.set(c.id, slots[i] as Date);
       });
     }
-    const ids = [...sendAt.keys()];
-    if (ids.length === 0) return [];
-    const rows = await queryRows<{ id: string; attempts: number; round_attempts: number }>(
+    if (sendAt.size === 0) return [];
+    const ids = JSON.stringify([...sendAt.keys()]);
+    const rows = await queryRows<ClaimedRow>(
       tx,
-      sql`update deliveries set status = 'delivering', lease_owner = ${o.owner},
-            lease_until = now() + ${`${o.leaseMs} milliseconds`}::interval,
-            attempts = attempts + 1, round_attempts = round_attempts + 1, updated_at = now()
-          where id in ${ids} returning id, attempts, round_attempts`,
+      sql`with ${leaseAndRead(o, sql`select value as id from json_array_elements_text(${ids}::json)`)}
+          select * from leased`,
     );
-    const byId = new Map(candidates.map((c) => [c.id, c]));
-    return rows.map((r) => {
-      const c = byId.get(r.id) as CandidateRow;
-      return {
-        id: r.id,
-        organizationId: c.organization_id,
-        eventId: c.event_id,
-        installationId: c.installation_id,
-        attempt: Number(r.attempts),
-        roundAttempts: Number(r.round_attempts),
-        sendAt: sendAt.get(r.id) as Date,
-      };
-    });
+    return rows.map((r) => toClaimed(r, sendAt.get(r.id) as Date));
   });
 }
 

@@ -1,12 +1,13 @@
 // The `router` consumer: for each event in the log, one delivery per matching destination of the
 // event's organization (unique per event × destination, so re-reading a record adds nothing). A
-// replayed record queues its deliveries again.
+// replayed record queues its deliveries again. Fresh deliveries are inserted in one statement, in
+// log order (a destination's `seq`, which ordered delivery follows, is assigned in that order).
 import { and, inArray, isNotNull, ne, sql } from 'drizzle-orm';
 import type { AnyConnector } from '../connectors/sdk.ts';
 import { SYSTEM_EVENT_TYPES } from '../events/types.ts';
 import { newId } from '../ids.ts';
 import type { LogRecord } from '../log/port.ts';
-import type { Db } from '../store/db.ts';
+import { type Db, queryRows } from '../store/db.ts';
 import { type DestinationSettings, deliveries, installations } from '../store/schema.ts';
 import { subscriptionMatcher } from './subscription.ts';
 
@@ -85,18 +86,42 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
         });
       }
     }
-    await db.transaction(async (tx) => {
-      if (fresh.length > 0) await tx.insert(deliveries).values(fresh).onConflictDoNothing();
-      if (replayed.length > 0) {
-        await tx
-          .insert(deliveries)
-          .values(replayed)
-          .onConflictDoUpdate({
-            target: [deliveries.eventId, deliveries.installationId],
-            set: { status: 'pending', roundAttempts: 0, nextAttemptAt: sql`now()`, updatedAt: sql`now()` },
-            setWhere: sql`${deliveries.status} <> 'delivering'`,
-          });
-      }
+    if (replayed.length === 0) {
+      if (fresh.length > 0) await insertFresh(db, fresh);
+      return;
+    }
+    await db.transaction(async (txDb) => {
+      const tx = txDb as unknown as Db;
+      if (fresh.length > 0) await insertFresh(tx, fresh);
+      await tx
+        .insert(deliveries)
+        .values(replayed)
+        .onConflictDoUpdate({
+          target: [deliveries.eventId, deliveries.installationId],
+          set: { status: 'pending', roundAttempts: 0, nextAttemptAt: sql`now()`, updatedAt: sql`now()` },
+          setWhere: sql`${deliveries.status} <> 'delivering'`,
+        });
     });
   };
+}
+
+/** New deliveries, one bind parameter for the whole batch; one already there is left as it is. */
+async function insertFresh(db: Db, rows: (typeof deliveries.$inferInsert)[]): Promise<void> {
+  const batch = JSON.stringify(
+    rows.map((r) => ({
+      id: r.id,
+      organization_id: r.organizationId,
+      event_id: r.eventId,
+      installation_id: r.installationId,
+      order_key: r.orderKey ?? null,
+    })),
+  );
+  await queryRows(
+    db,
+    sql`insert into deliveries (id, organization_id, event_id, installation_id, order_key)
+        select id, organization_id, event_id, installation_id, order_key
+        from json_to_recordset(${batch}::json)
+          as x(id text, organization_id text, event_id text, installation_id text, order_key text)
+        on conflict do nothing`,
+  );
 }

@@ -1,19 +1,18 @@
 // The delivery worker: claims due deliveries, sends each destination's share through its
 // connector (batched up to the connector's batch size, at the slots the rate limit booked), and
 // settles every result. Sends run concurrently, so a slow endpoint holds only its own slots.
+// Rate-limited destinations are claimed on a schedule of their own (their claim is a transaction).
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { inArray } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { AnyConnector, DeliveryItem, DeliveryResult, HttpClient } from '../connectors/sdk.ts';
-import { type EventRow, toEnvelope } from '../events/envelope.ts';
+import { toEnvelope } from '../events/envelope.ts';
 import type { CachedInstallation, InstallationService } from '../installations/installations.ts';
 import type { EventLog } from '../log/port.ts';
 import type { DeliveryMetrics } from '../observability/metrics.ts';
 import type { Db } from '../store/db.ts';
-import { events, installations } from '../store/schema.ts';
 import { type AttemptRecord, createSettler, type Settled } from './outcome.ts';
-import { type Claimed, claimDeliveries } from './queue.ts';
+import { type Claimed, claimRateLimited, claimUnlimited } from './queue.ts';
 import type { RetryPolicy } from './retry.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
@@ -32,28 +31,31 @@ export interface SenderOptions {
   disableAfterMs: number;
   timeoutMs: number;
   leaseMs: number;
-  /** Deliveries in flight in this worker at most. */
+  /** Deliveries in flight in this worker at most, from claim to settled. */
   concurrency?: number;
-  /** … and per destination. */
+  /** Requests under way to one destination at most (from claim to its answer). */
   perDestination?: number;
   pollMs?: number;
 }
 
 export function startSender(o: SenderOptions) {
   const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
-  const concurrency = o.concurrency ?? 128;
-  const perDestination = o.perDestination ?? 32;
-  // A claim is worth a transaction once this many slots are free (or the queue ran dry).
+  const concurrency = o.concurrency ?? 256;
+  const perDestination = o.perDestination ?? 64;
+  // A claim is worth a round trip once this many slots are free (or the queue ran dry).
   const claimAtLeast = Math.max(1, Math.floor(concurrency / 4));
   const pollMs = o.pollMs ?? 50;
   const log = o.logger.child({ component: 'delivery', worker: owner });
+  // Requests under way per destination (until answered), and deliveries held (until settled).
   const busy = new Map<string, number>();
   const tasks = new Set<Promise<void>>();
   let inFlight = 0;
   let running = true;
-  let wake: (() => void) | undefined;
-  let finished = 0;
+  // Slots given back (answers and settles) since the last claim began; the loop waits for some.
+  let released = 0;
   let wakeAfter = 1;
+  let waiter: { ready: () => boolean; resolve: () => void } | undefined;
+  let limitedAt = 0;
   const settle = createSettler({
     db: o.db,
     log: o.log,
@@ -63,37 +65,42 @@ export function startSender(o: SenderOptions) {
   });
   const http: HttpClient = (url, req) => o.http(url, { timeoutMs: o.timeoutMs, ...req });
 
-  function track(installationId: string, delta: number) {
-    const n = (busy.get(installationId) ?? 0) + delta;
-    if (n > 0) busy.set(installationId, n);
-    else busy.delete(installationId);
-    inFlight += delta;
+  function hold(c: Claimed) {
+    busy.set(c.installationId, (busy.get(c.installationId) ?? 0) + 1);
+    inFlight++;
+  }
+  /** The destination's request slot: given back once answered, before the attempt is settled. */
+  function answered(c: Claimed) {
+    const n = (busy.get(c.installationId) ?? 0) - 1;
+    if (n > 0) busy.set(c.installationId, n);
+    else busy.delete(c.installationId);
+    released++;
+    if (waiter?.ready()) waiter.resolve();
+  }
+  /** The worker's slot, once settled (or given up on). */
+  function done() {
+    inFlight--;
+    released++;
+    if (waiter?.ready()) waiter.resolve();
   }
 
-  async function sendBatch(
-    claimed: Claimed[],
-    event: Map<string, EventRow>,
-    connectorId: string,
-    source: Map<string, string>,
-    destination: Destination | undefined,
-  ) {
+  async function sendBatch(claimed: Claimed[], connectorId: string, destination: Destination | undefined) {
     const connector = o.catalog(connectorId);
-    const items: DeliveryItem[] = claimed.map((c) => {
-      const e = event.get(c.eventId) as EventRow;
-      return {
-        deliveryId: c.id,
-        attempt: c.attempt,
-        event: toEnvelope(e),
-        sourceConnector: (e.installationId && source.get(e.installationId)) || null,
-      };
-    });
-    // Everything is ready: wait for the slot the rate limit booked, then send at once.
-    const wait = Math.max(...claimed.map((c) => c.sendAt.getTime())) - Date.now();
-    if (wait > 0) await sleep(wait);
-    const startedAt = new Date();
-    const t0 = performance.now();
+    let startedAt = new Date();
+    let t0 = performance.now();
     let results: DeliveryResult[];
     try {
+      const items: DeliveryItem[] = claimed.map((c) => ({
+        deliveryId: c.id,
+        attempt: c.attempt,
+        event: toEnvelope(c.event),
+        sourceConnector: c.sourceConnector,
+      }));
+      // Everything is ready: wait for the slot the rate limit booked, then send at once.
+      const wait = Math.max(...claimed.map((c) => c.sendAt.getTime())) - Date.now();
+      if (wait > 0) await sleep(wait);
+      startedAt = new Date();
+      t0 = performance.now();
       if (!destination || !connector?.destination)
         throw new Error('the destination is gone or not a destination');
       results = await connector.destination.deliver(items, {
@@ -106,7 +113,9 @@ export function startSender(o: SenderOptions) {
       if (results.length !== items.length)
         throw new Error(`${connectorId} returned ${results.length} results for ${items.length} items`);
     } catch (err) {
-      results = items.map(() => ({ status: 'retry', error: (err as Error).message }));
+      results = claimed.map(() => ({ status: 'retry', error: (err as Error).message }));
+    } finally {
+      for (const c of claimed) answered(c);
     }
     const durationMs = performance.now() - t0;
     await Promise.all(
@@ -115,7 +124,7 @@ export function startSender(o: SenderOptions) {
         const record: AttemptRecord = {
           claimed: c,
           connector: connectorId,
-          eventType: event.get(c.eventId)?.type ?? 'unknown',
+          eventType: c.event.type,
           startedAt,
           durationMs,
           result,
@@ -130,9 +139,8 @@ export function startSender(o: SenderOptions) {
         }
         o.metrics?.attempts.inc({ connector: connectorId, outcome: settled });
         if (settled === 'succeeded') {
-          const created = event.get(c.eventId)?.createdAt;
-          if (created)
-            o.metrics?.latency.observe({ connector: connectorId }, (Date.now() - created.getTime()) / 1000);
+          const created = c.event.createdAt;
+          o.metrics?.latency.observe({ connector: connectorId }, (Date.now() - created.getTime()) / 1000);
         } else if (settled === 'dead') {
           log.warn(
             {
@@ -148,78 +156,86 @@ export function startSender(o: SenderOptions) {
   }
 
   async function dispatch(claimed: Claimed[]) {
-    const eventRows = await o.db
-      .select()
-      .from(events)
-      .where(inArray(events.id, [...new Set(claimed.map((c) => c.eventId))]));
-    const event = new Map(eventRows.map((e) => [e.id, e]));
-    const sourceIds = [...new Set(eventRows.flatMap((e) => (e.installationId ? [e.installationId] : [])))];
-    const destIds = [...new Set(claimed.map((c) => c.installationId))];
-    const rows = await o.db
-      .select({ id: installations.id, connectorId: installations.connectorId })
-      .from(installations)
-      .where(inArray(installations.id, [...new Set([...sourceIds, ...destIds])]));
-    const connectorOf = new Map(rows.map((r) => [r.id, r.connectorId]));
     const byDestination = new Map<string, Claimed[]>();
-    for (const c of claimed)
-      byDestination.set(c.installationId, [...(byDestination.get(c.installationId) ?? []), c]);
-    for (const [installationId, list] of byDestination) {
-      const connectorId = connectorOf.get(installationId) ?? 'unknown';
+    for (const c of claimed) {
+      const list = byDestination.get(c.installationId);
+      if (list) list.push(c);
+      else byDestination.set(c.installationId, [c]);
+    }
+    // The destinations and their decrypted secrets, from the installations' short-lived cache,
+    // all before the first send: when a lookup fails, nothing has been sent.
+    const destinations = await Promise.all([...byDestination.keys()].map((id) => o.installations.cached(id)));
+    for (const [n, list] of [...byDestination.values()].entries()) {
+      const connectorId = (list[0] as Claimed).connectorId;
       const size = o.catalog(connectorId)?.destination?.batchSize ?? 1;
-      // The destination and its decrypted secrets, from the installations' short-lived cache.
-      const destination = await o.installations.cached(installationId);
+      const destination = destinations[n];
       for (let i = 0; i < list.length; i += size) {
         const chunk = list.slice(i, i + size);
-        const task = sendBatch(chunk, event, connectorId, connectorOf, destination)
+        const task = sendBatch(chunk, connectorId, destination)
           .catch((err) => log.error({ err }, 'delivery batch failed'))
           .finally(() => {
-            for (const c of chunk) track(c.installationId, -1);
+            for (const _ of chunk) done();
             tasks.delete(task);
-            // Claim again once half of what the last claim took is done: claims stay large.
-            finished += chunk.length;
-            if (finished >= wakeAfter) wake?.();
           });
         tasks.add(task);
       }
     }
   }
 
-  /** Waits for a finished send or the poll interval, whichever comes first. */
-  const pause = () =>
-    new Promise<void>((resolve) => {
-      wake = resolve;
-      setTimeout(resolve, pollMs);
-    }).then(() => {
-      wake = undefined;
-    });
+  /** Waits until `ready` (checked as slots are given back) or the poll interval, whichever is first. */
+  const pause = (ready: () => boolean) =>
+    ready()
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          const timer = setTimeout(finish, pollMs);
+          function finish() {
+            clearTimeout(timer);
+            waiter = undefined;
+            resolve();
+          }
+          waiter = { ready: () => ready() || !running, resolve: finish };
+        });
+  const roomToClaim = () => concurrency - inFlight >= claimAtLeast;
+  const enoughReleased = () => released >= wakeAfter;
 
   const loop = (async () => {
     while (running) {
       try {
-        const free = concurrency - inFlight;
-        if (free < claimAtLeast && inFlight > 0) {
-          await pause();
+        if (!roomToClaim() && inFlight > 0) {
+          await pause(roomToClaim);
           continue;
         }
-        const claimed = await claimDeliveries(o.db, {
-          owner,
-          limit: free,
-          leaseMs: o.leaseMs,
-          busy,
-          perDestination,
-        });
-        for (const c of claimed) track(c.installationId, 1);
-        finished = 0;
-        wakeAfter = Math.max(1, Math.floor(inFlight / 2));
+        const free = concurrency - inFlight;
+        released = 0;
+        const options = { owner, limit: free, leaseMs: o.leaseMs, busy, perDestination };
+        const { claimed, rateLimitedWork } = await claimUnlimited(o.db, options);
+        for (const c of claimed) hold(c);
+        // Rate-limited destinations cost a transaction: looked at once per poll interval (their
+        // slots are booked a horizon ahead, so this keeps them busy), and only when they have work.
+        if (rateLimitedWork && Date.now() >= limitedAt && concurrency - inFlight > 0) {
+          limitedAt = Date.now() + pollMs;
+          const limited = await claimRateLimited(o.db, { ...options, limit: concurrency - inFlight });
+          for (const c of limited) hold(c);
+          claimed.push(...limited);
+        }
         if (claimed.length > 0) {
           await dispatch(claimed).catch((err) => {
             // Nothing was sent: the leases end and the deliveries are claimed again.
-            for (const c of claimed) track(c.installationId, -1);
+            for (const c of claimed) {
+              answered(c);
+              done();
+            }
             throw err;
           });
         }
-        // Claim again at once while there is work and room; otherwise wait.
-        if (claimed.length === 0 || claimed.length < free) await pause();
+        // Claim again at once while there is work and room. Otherwise what is left waits for a
+        // destination's cap or for new work: claim again once about half of what is held came back
+        // (an answer and a settle count one each; those during the claim too), so claims stay
+        // large, or after the poll interval.
+        if (claimed.length === 0 || claimed.length < free) {
+          wakeAfter = Math.max(1, inFlight);
+          await pause(enoughReleased);
+        }
       } catch (err) {
         log.error({ err }, 'delivery loop failed; retrying');
         await sleep(1000);
@@ -232,7 +248,7 @@ export function startSender(o: SenderOptions) {
     /** Stops claiming and waits for the sends under way to be settled. */
     async stop() {
       running = false;
-      wake?.();
+      waiter?.resolve();
       await loop;
       await Promise.allSettled([...tasks]);
     },
