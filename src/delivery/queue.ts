@@ -4,7 +4,7 @@
 // hand out send slots (GCRA) under a row lock, so the limit holds across every worker. Unlimited
 // destinations are claimed in one statement; rate-limited ones in a transaction of their own.
 import { type SQL, sql } from 'drizzle-orm';
-import type { EventRow } from '../events/envelope.ts';
+import { type EventRow, eventFromSql, type SqlEventRow } from '../events/envelope.ts';
 import { type Db, queryRows } from '../store/db.ts';
 
 /** How far ahead a claim may book send slots of a rate-limited destination. */
@@ -59,17 +59,8 @@ interface ClaimedRow {
   connector_id: string;
   source_connector: string | null;
   now: Date | string;
-  e_installation_id: string | null;
-  source: string;
-  type: string;
-  subject: string | null;
-  time: Date | string;
-  partition_key: string;
-  topic: string;
-  user_id: string | null;
-  data: string;
-  raw_request_id: string | null;
-  created_at: Date | string;
+  /** The event's row, as `row_to_json` gives it. */
+  event: SqlEventRow;
 }
 
 /** CTEs leasing the deliveries `picked` selects (a query yielding `id`): `leased` has them with their events. */
@@ -84,8 +75,7 @@ function leaseAndRead(o: ClaimOptions, picked: SQL) {
     ),
     leased as (
       select c.*, i.connector_id, si.connector_id as source_connector, now() as now,
-        e.installation_id as e_installation_id, e.source, e.type, e.subject, e.time, e.partition_key,
-        e.topic, e.user_id, e.data::text as data, e.raw_request_id, e.created_at
+        row_to_json(e) as event
       from claimed c
       join events e on e.id = c.event_id
       join installations i on i.id = c.installation_id
@@ -104,21 +94,7 @@ function toClaimed(r: ClaimedRow, sendAt: Date): Claimed {
     sendAt,
     connectorId: r.connector_id,
     sourceConnector: r.source_connector,
-    event: {
-      id: r.event_id,
-      organizationId: r.organization_id,
-      installationId: r.e_installation_id,
-      source: r.source,
-      type: r.type,
-      subject: r.subject,
-      time: new Date(r.time),
-      partitionKey: r.partition_key,
-      topic: r.topic,
-      userId: r.user_id,
-      data: JSON.parse(r.data) as unknown,
-      rawRequestId: r.raw_request_id,
-      createdAt: new Date(r.created_at),
-    },
+    event: eventFromSql(r.event),
   };
 }
 

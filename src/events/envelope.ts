@@ -24,6 +24,41 @@ export const envelopeSchema = z
 export type Envelope = z.infer<typeof envelopeSchema>;
 export type EventRow = typeof events.$inferSelect;
 
+/** An `events` row as raw SQL returns it (column names, timestamps as dates or ISO text, data parsed or not). */
+export interface SqlEventRow {
+  id: string;
+  organization_id: string;
+  installation_id: string | null;
+  source: string;
+  type: string;
+  subject: string | null;
+  time: string | Date;
+  partition_key: string;
+  topic: string;
+  user_id: string | null;
+  data: unknown;
+  raw_request_id: string | null;
+  created_at: string | Date;
+}
+
+export function eventFromSql(r: SqlEventRow): EventRow {
+  return {
+    id: r.id,
+    organizationId: r.organization_id,
+    installationId: r.installation_id,
+    source: r.source,
+    type: r.type,
+    subject: r.subject,
+    time: new Date(r.time),
+    partitionKey: r.partition_key,
+    topic: r.topic,
+    userId: r.user_id,
+    data: typeof r.data === 'string' ? JSON.parse(r.data) : r.data,
+    rawRequestId: r.raw_request_id,
+    createdAt: new Date(r.created_at),
+  };
+}
+
 export function toEnvelope(row: EventRow): Envelope {
   return {
     specversion: '1.0',

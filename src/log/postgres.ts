@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import { type EventRow, toEnvelope } from '../events/envelope.ts';
+import { eventFromSql, type SqlEventRow, toEnvelope } from '../events/envelope.ts';
 import { TOPICS, type Topic } from '../events/types.ts';
 import { type Db, queryRows } from '../store/db.ts';
 import { consumerOffsets, logEntries } from '../store/schema.ts';
@@ -222,7 +222,7 @@ function startConsumer(db: Db, logger: Logger, partitions: number, options: Cons
           partition: Number(row.log_partition),
           offset: Number(row.log_offset),
           replay: Boolean(row.log_replay),
-          event: toEnvelope(rowToEvent({ ...row, id: row.id })),
+          event: toEnvelope(eventFromSql({ ...row, id: row.id })),
         });
       }
       byPartition.set(key, entry);
@@ -287,41 +287,11 @@ function startConsumer(db: Db, logger: Logger, partitions: number, options: Cons
   };
 }
 
-type EventRowWithLog = {
+type EventRowWithLog = Omit<SqlEventRow, 'id'> & {
   log_topic: string;
   log_partition: number;
   log_offset: string | number;
   log_replay: boolean;
   /** Null when the entry's event is gone. */
   id: string | null;
-  organization_id: string;
-  installation_id: string | null;
-  source: string;
-  type: string;
-  subject: string | null;
-  time: string | Date;
-  partition_key: string;
-  topic: string;
-  user_id: string | null;
-  data: unknown;
-  raw_request_id: string | null;
-  created_at: string | Date;
 };
-
-function rowToEvent(r: EventRowWithLog & { id: string }): EventRow {
-  return {
-    id: r.id,
-    organizationId: r.organization_id,
-    installationId: r.installation_id,
-    source: r.source,
-    type: r.type,
-    subject: r.subject,
-    time: new Date(r.time),
-    partitionKey: r.partition_key,
-    topic: r.topic,
-    userId: r.user_id,
-    data: typeof r.data === 'string' ? JSON.parse(r.data) : r.data,
-    rawRequestId: r.raw_request_id,
-    createdAt: new Date(r.created_at),
-  };
-}
