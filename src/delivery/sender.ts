@@ -12,6 +12,7 @@ import type { EventLog } from '../log/port.ts';
 import type { DeliveryMetrics } from '../observability/metrics.ts';
 import type { Db } from '../store/db.ts';
 import { type AttemptRecord, createSettler, type Settled } from './outcome.ts';
+import { createPacer } from './pacer.ts';
 import { type Claimed, claimRateLimited, claimUnlimited } from './queue.ts';
 import type { RetryPolicy } from './retry.ts';
 
@@ -63,6 +64,8 @@ export function startSender(o: SenderOptions) {
     disableAfterMs: o.disableAfterMs,
     owner,
   });
+  // Booked slots that came due together (a held-up event loop) go out at the limit, not at once.
+  const pacer = createPacer();
   const http: HttpClient = (url, req) => o.http(url, { timeoutMs: o.timeoutMs, ...req });
 
   function hold(c: Claimed) {
@@ -97,7 +100,9 @@ export function startSender(o: SenderOptions) {
         sourceConnector: c.sourceConnector,
       }));
       // Everything is ready: wait for the slot the rate limit booked, then send at once.
-      const wait = Math.max(...claimed.map((c) => c.sendAt.getTime())) - Date.now();
+      const slot = Math.max(...claimed.map((c) => c.sendAt.getTime()));
+      const rate = destination?.row.destination?.rateLimit ?? null;
+      const wait = pacer.sendAt(claimed[0]?.installationId ?? '', rate, slot, Date.now()) - Date.now();
       if (wait > 0) await sleep(wait);
       startedAt = new Date();
       t0 = performance.now();
