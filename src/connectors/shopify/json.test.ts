@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { parseShopifyJson, quoteUnsafeIntegers } from './json.ts';
+import { scanJsonText } from '../../json-text.ts';
+import { parseShopifyJson } from './json.ts';
 
-describe('quoteUnsafeIntegers', () => {
+const quoteUnsafeIntegers = (text: string) => scanJsonText(text, true).text;
+
+describe('scanJsonText quoting unsafe integers', () => {
   it('quotes integers a double cannot hold, and nothing else', () => {
     const text =
       '{"id":820982911946154508,"n":-9007199254740993,"safe":9007199254740991,"small":450789469,' +

@@ -4,11 +4,6 @@
 import { scanJsonText } from '../../json-text.ts';
 import { ConnectorError, storablePayload } from '../sdk.ts';
 
-/** Quotes every integer literal outside strings that a double cannot hold exactly; undefined when one is an object key. */
-export function quoteUnsafeIntegers(text: string): string | undefined {
-  return scanJsonText(text, true).text;
-}
-
 /**
  * The body as JSON with unsafe integers as decimal strings, or ConnectorError('payload_malformed').
  * Parsed once, after quoting, which keeps bad JSON bad (see `scanJsonText`).
