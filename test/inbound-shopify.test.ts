@@ -83,11 +83,13 @@ describe('installing Shopify', () => {
     expect(row?.secrets).toMatch(/^v1\.[0-9a-f]{16}\./);
     expect(row?.secrets).not.toContain(SECRET);
 
+    // Within one organization a shop is installed once (its own data, so it may say so).
     const dup = await t.call('POST', '/v1/installations', {
       token: acme.token,
       body: { connector: 'shopify', config: { shopDomain: SHOP } },
     });
     expect(dup.statusCode).toBe(409);
+    expect(dup.json().error.code).toBe('conflict');
   });
 
   it("hides another organization's installation on every route", async () => {
@@ -316,6 +318,69 @@ describe('receiving webhooks', () => {
     });
     expect(after.status).toBe(410);
     expect(JSON.parse(after.body).error.code).toBe('installation_uninstalled');
+  });
+});
+
+describe('one shop installed by two organizations (two apps on one hub)', () => {
+  it('lets both install it, and routes POST /hooks/shopify by whose secret signed the webhook', async () => {
+    const shop = 'shared-shop.myshopify.com';
+    const [secretA, secretB] = ['shpss_app_a_0123456789', 'shpss_app_b_0123456789'];
+    const a = await t.organization('App A');
+    const b = await t.organization('App B');
+    const insA = await install(a.token, shop, { clientSecret: secretA });
+    const order = (id: bigint, secret: string) =>
+      sendShopifyWebhook(`${base}/hooks/shopify`, {
+        topic: 'orders/create',
+        shopDomain: shop,
+        body: shopifyOrder({ id }),
+        secret,
+      });
+    // Before B installs, so the route's cached candidates must not hide B's installation after.
+    const toA = await order(7100001n, secretA);
+    expect(toA.status, toA.body).toBe(200);
+
+    // No 409: B must not learn that another organization installed the shop.
+    const insB = await install(b.token, shop, { clientSecret: secretB });
+    const toB = await order(7100002n, secretB);
+    expect(toB.status, toB.body).toBe(200);
+
+    const toNeither = await order(7100003n, 'shpss_someone_else');
+    expect(toNeither.status).toBe(401);
+    expect(JSON.parse(toNeither.body).error.code).toBe('signature_invalid');
+
+    const eventsOf = async (token: string) =>
+      (await t.call('GET', '/v1/events?limit=100', { token })).json().data as Array<{
+        subject: string;
+        source: string;
+      }>;
+    expect((await eventsOf(a.token)).map((e) => [e.subject, e.source])).toEqual([
+      ['orders/7100001', `/installations/${insA.id}`],
+    ]);
+    expect((await eventsOf(b.token)).map((e) => [e.subject, e.source])).toEqual([
+      ['orders/7100002', `/installations/${insB.id}`],
+    ]);
+    expect(await count('inbound_requests', a.id)).toBe(1);
+    expect(await count('inbound_requests', b.id)).toBe(1);
+    const strays = await t.app.store.db.query.events.findMany({
+      where: (e, { eq }) => eq(e.subject, 'orders/7100003'),
+    });
+    expect(strays).toEqual([]);
+
+    // A's app is uninstalled from the shop: B's webhooks still arrive, A's are refused.
+    const uninstalled = await sendShopifyWebhook(`${base}/hooks/shopify`, {
+      topic: 'app/uninstalled',
+      shopDomain: shop,
+      body: shopifyPayload('app/uninstalled', shop),
+      secret: secretA,
+    });
+    expect(uninstalled.status, uninstalled.body).toBe(200);
+    expect((await t.call('GET', `/v1/installations/${insA.id}`, { token: a.token })).json().status).toBe(
+      'uninstalled',
+    );
+    expect((await order(7100004n, secretB)).status).toBe(200);
+    expect((await order(7100005n, secretA)).status).toBe(401);
+    expect((await eventsOf(b.token)).map((e) => e.subject)).toEqual(['orders/7100002', 'orders/7100004']);
+    expect(await count('events', a.id)).toBe(2); // the order and app.uninstalled
   });
 });
 

@@ -3,7 +3,13 @@
 // transaction (group commit). The caller answers 2xx only once `receive` resolves.
 import type { Logger } from 'pino';
 import { v7 as uuidv7 } from 'uuid';
-import { ConnectorError, type EventDraft, type InboundRequest, parseJson } from '../connectors/sdk.ts';
+import {
+  type AnyConnector,
+  ConnectorError,
+  type EventDraft,
+  type InboundRequest,
+  parseJson,
+} from '../connectors/sdk.ts';
 import { AppError, type ErrorCode } from '../errors.ts';
 import { isEventType, parseEventData, topicOf } from '../events/types.ts';
 import { newId } from '../ids.ts';
@@ -39,44 +45,52 @@ function validDate(text: string | undefined): Date | undefined {
 }
 
 export function createIngestService({ installations, committer, logger }: IngestOptions) {
-  async function resolve(target: string, req: InboundRequest): Promise<CachedInstallation> {
-    let found: CachedInstallation | undefined;
+  /**
+   * The installations the request may be for, all of one connector: the one its URL names, or
+   * for one-URL providers (POST /hooks/shopify) every active installation of the account, in any
+   * organization. The signature decides among them (see `verified`).
+   */
+  async function candidates(target: string, req: InboundRequest) {
     if (target.startsWith('ins_')) {
-      found = await installations.cached(target);
-    } else {
-      const connector = (() => {
-        try {
-          return installations.connectorOf(target);
-        } catch {
-          return undefined;
-        }
-      })();
-      const key = connector?.inbound?.routeKey?.(req);
-      found = connector && key ? await installations.cachedByRoute(connector.id, key) : undefined;
+      const found = await installations.cached(target);
+      if (!found) throw new AppError('installation_not_found', `no installation for ${target}`);
+      if (found.row.status === 'uninstalled')
+        throw new AppError('installation_uninstalled', 'this installation was uninstalled');
+      return { connector: installations.connectorOf(found.row.connectorId), found: [found] };
     }
-    if (!found) throw new AppError('installation_not_found', `no installation for ${target}`);
-    if (found.row.status === 'uninstalled')
-      throw new AppError('installation_uninstalled', 'this installation was uninstalled');
-    return found;
+    const connector = (() => {
+      try {
+        return installations.connectorOf(target);
+      } catch {
+        return undefined;
+      }
+    })();
+    const key = connector?.inbound?.routeKey?.(req);
+    // Only active installations are routed to: an uninstalled account answers 404 here.
+    const found = connector && key ? await installations.cachedByRoute(connector.id, key) : [];
+    if (!connector || found.length === 0)
+      throw new AppError('installation_not_found', `no installation for ${target}`);
+    return { connector, found };
   }
 
-  return {
-    async receive(target: string, req: InboundRequest): Promise<ReceiveResult> {
-      const { row, secrets } = await resolve(target, req);
-      const connector = installations.connectorOf(row.connectorId);
-      const inbound = connector.inbound;
-      if (!inbound)
-        throw new AppError('installation_not_found', `${connector.name} installations receive no webhooks`);
-      if (inbound.isHandshake?.(req)) return { status: 'ignored', requestId: null, eventIds: [] };
-
-      const ctx = {
-        installationId: row.id,
-        config: row.config,
-        secrets,
-        now: req.receivedAt,
-      };
+  /**
+   * The first candidate whose secret verifies the request (an HMAC each, so trying several is
+   * cheap). Two organizations installing one account with the same secret is one app installed
+   * twice: the oldest installation gets the webhook. When none verifies, the error is that of the
+   * first candidate that has a secret, so a lone installation answers exactly as before.
+   */
+  async function verified(
+    connector: AnyConnector,
+    inbound: NonNullable<AnyConnector['inbound']>,
+    found: CachedInstallation[],
+    req: InboundRequest,
+  ) {
+    let failure: ConnectorError | undefined;
+    for (const { row, secrets } of found) {
+      const ctx = { installationId: row.id, config: row.config, secrets, now: req.receivedAt };
       try {
         await inbound.verify(req, ctx);
+        return { row, ctx };
       } catch (err) {
         if (!(err instanceof ConnectorError)) throw err;
         if (err.code === 'secret_missing') {
@@ -85,8 +99,20 @@ export function createIngestService({ installations, committer, logger }: Ingest
             'configuration error: installation has no signing secret; webhook refused',
           );
         }
-        throw toAppError(err);
+        if (!failure || (failure.code === 'secret_missing' && err.code !== 'secret_missing')) failure = err;
       }
+    }
+    throw toAppError(failure ?? new ConnectorError('signature_invalid', 'the signature does not verify'));
+  }
+
+  return {
+    async receive(target: string, req: InboundRequest): Promise<ReceiveResult> {
+      const { connector, found } = await candidates(target, req);
+      const inbound = connector.inbound;
+      if (!inbound)
+        throw new AppError('installation_not_found', `${connector.name} installations receive no webhooks`);
+      if (inbound.isHandshake?.(req)) return { status: 'ignored', requestId: null, eventIds: [] };
+      const { row, ctx } = await verified(connector, inbound, found, req);
 
       const requestId = newId('inboundRequest');
       const base = {

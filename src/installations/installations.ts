@@ -158,8 +158,8 @@ export function createInstallationService(
       const { code, message } = e as { code?: string; message?: string };
       if (
         code === '23505' &&
-        (message?.includes('installations_route_idx') ||
-          (e as { constraint?: string }).constraint === 'installations_route_idx')
+        (message?.includes('installations_org_route_idx') ||
+          (e as { constraint?: string }).constraint === 'installations_org_route_idx')
       ) {
         return true;
       }
@@ -167,6 +167,8 @@ export function createInstallationService(
     return false;
   }
 
+  // Only this organization's own installations can clash: other organizations may install the
+  // same account (two apps on one hub), and must not learn that anyone did.
   async function guarded<T>(fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
@@ -174,17 +176,18 @@ export function createInstallationService(
       if (routeConflict(err)) {
         throw new AppError(
           'conflict',
-          'another active installation of this connector already serves that account',
+          'this organization already has an active installation of this connector for that account',
         );
       }
       throw err;
     }
   }
 
-  const cache = new Map<string, { at: number; value: Promise<CachedInstallation | undefined> }>();
-  function remember(key: string, load: () => Promise<CachedInstallation | undefined>) {
+  type Cached = CachedInstallation | CachedInstallation[] | undefined;
+  const cache = new Map<string, { at: number; value: Promise<Cached> }>();
+  function remember<T extends Cached>(key: string, load: () => Promise<T>): Promise<T> {
     const hit = cache.get(key);
-    if (hit && Date.now() - hit.at < CACHE_MS) return hit.value;
+    if (hit && Date.now() - hit.at < CACHE_MS) return hit.value as Promise<T>;
     if (cache.size > 10_000) cache.clear();
     const value = load();
     cache.set(key, { at: Date.now(), value });
@@ -192,15 +195,20 @@ export function createInstallationService(
     value.catch(() => cache.delete(key));
     return value;
   }
+  const routeCacheKey = (connectorId: string, routeKey: string) => `route:${connectorId}:${routeKey}`;
   function forget(id: string): void {
     for (const [key, entry] of cache) {
       if (key === id) cache.delete(key);
       else
         void entry.value.then(
-          (v) => v?.row.id === id && cache.delete(key),
+          (v) => (Array.isArray(v) ? v.some((c) => c.row.id === id) : v?.row.id === id) && cache.delete(key),
           () => {},
         );
     }
+  }
+  /** A route's candidates changed (an installation of that account was added or moved). */
+  function forgetRoute(connectorId: string, routeKey: string | null | undefined): void {
+    if (routeKey) cache.delete(routeCacheKey(connectorId, routeKey));
   }
 
   return {
@@ -232,6 +240,7 @@ export function createInstallationService(
           })
           .returning(),
       );
+      forgetRoute(connector.id, row?.routeKey);
       return { ...present(row as InstallationRow), revealedSecrets: generated };
     },
 
@@ -251,10 +260,11 @@ export function createInstallationService(
       });
     },
 
-    async cachedByRoute(connectorId: string, routeKey: string): Promise<CachedInstallation | undefined> {
-      return remember(`route:${connectorId}:${routeKey}`, async () => {
-        const row = await this.findByRoute(connectorId, routeKey);
-        return row && { row, secrets: this.secretsOf(row) };
+    /** Like `cached`, for POST /hooks/<connector>: every active installation of one account, oldest first. */
+    async cachedByRoute(connectorId: string, routeKey: string): Promise<CachedInstallation[]> {
+      return remember(routeCacheKey(connectorId, routeKey), async () => {
+        const rows = await this.findByRoute(connectorId, routeKey);
+        return rows.map((row) => ({ row, secrets: this.secretsOf(row) }));
       });
     },
 
@@ -268,8 +278,9 @@ export function createInstallationService(
       return row;
     },
 
-    async findByRoute(connectorId: string, routeKey: string): Promise<InstallationRow | undefined> {
-      const [row] = await db
+    /** Every organization's active installations for one account, oldest first (no tenant: see ingest). */
+    async findByRoute(connectorId: string, routeKey: string): Promise<InstallationRow[]> {
+      return db
         .select()
         .from(installations)
         .where(
@@ -278,8 +289,8 @@ export function createInstallationService(
             eq(installations.routeKey, routeKey),
             eq(installations.status, 'active'),
           ),
-        );
-      return row;
+        )
+        .orderBy(asc(installations.id));
     },
 
     secretsOf(row: InstallationRow): Record<string, unknown> {
@@ -339,6 +350,7 @@ export function createInstallationService(
           .returning(),
       );
       forget(row.id);
+      forgetRoute(row.connectorId, updated?.routeKey);
       if (!updated) throw notFound(id);
       return present(updated);
     },

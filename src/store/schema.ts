@@ -117,8 +117,14 @@ export const installations = pgTable(
   },
   (t) => [
     index('installations_organization_idx').on(t.organizationId, t.id),
-    uniqueIndex('installations_route_idx')
+    // POST /hooks/<connector> finds the candidates by account; several organizations may install
+    // the same account (each with its own app secret), the signature picks the one (src/ingest).
+    index('installations_route_idx')
       .on(t.connectorId, t.routeKey)
+      .where(sql`status = 'active' and route_key is not null`),
+    // Within one organization, one active installation per connector and account (409 otherwise).
+    uniqueIndex('installations_org_route_idx')
+      .on(t.organizationId, t.connectorId, t.routeKey)
       .where(sql`status = 'active' and route_key is not null`),
   ],
 );

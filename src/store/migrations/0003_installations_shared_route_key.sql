@@ -1,0 +1,3 @@
+DROP INDEX "installations_route_idx";--> statement-breakpoint
+CREATE UNIQUE INDEX "installations_org_route_idx" ON "installations" USING btree ("organization_id","connector_id","route_key") WHERE status = 'active' and route_key is not null;--> statement-breakpoint
+CREATE INDEX "installations_route_idx" ON "installations" USING btree ("connector_id","route_key") WHERE status = 'active' and route_key is not null;
