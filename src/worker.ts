@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { connectorById } from './connectors/catalog.ts';
-import { createRouter, ROUTER_GROUP } from './delivery/router.ts';
+import { createRouter, ROUTER_CONSUMER } from './delivery/router.ts';
 import { startSender } from './delivery/sender.ts';
 import { TOPICS } from './events/types.ts';
 import type { Metrics } from './observability/metrics.ts';
@@ -24,7 +24,7 @@ export function startWorker(parts: {
 }): Worker {
   const { config, store, services, metrics, logger } = parts;
   const router = services.log.consume({
-    group: ROUTER_GROUP,
+    ...ROUTER_CONSUMER,
     topics: TOPICS,
     handler: createRouter(store.db, connectorById),
   });

@@ -6,12 +6,20 @@ import { fileURLToPath } from 'node:url';
 import { sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
+import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { newId } from '../src/ids.ts';
 import { partitionOf } from '../src/log/partitioner.ts';
-import type { AppendEntry, Appended, Consumer, EventLog } from '../src/log/port.ts';
+import type {
+  AppendEntry,
+  Appended,
+  Consumer,
+  ConsumerOptions,
+  EventLog,
+  LogRecord,
+} from '../src/log/port.ts';
 import { createPostgresLog } from '../src/log/postgres.ts';
-import type { Db } from '../src/store/db.ts';
+import { type Db, queryRows } from '../src/store/db.ts';
 import { organizations, schema } from '../src/store/schema.ts';
 import { onPostgres } from './helpers/database.ts';
 import { eventLogContract } from './helpers/log-contract.ts';
@@ -75,6 +83,156 @@ describe('postgres log', () => {
       'lag 0',
     );
   });
+});
+
+describe('postgres log: handlers slower than the lease (maxPollIntervalMs)', () => {
+  const leaseMs = 300;
+  /** Lets go of every handler a test holds, so a failed test does not leave its consumers unstoppable. */
+  let gates: Array<() => void> = [];
+  afterEach(() => {
+    for (const open of gates) open();
+    gates = [];
+  });
+  const consume = (log: EventLog, o: Omit<ConsumerOptions, 'topics'>) => {
+    const c = log.consume({ topics: ['order-events'], pollMs: 20, leaseMs, ...o });
+    consumers.push(c);
+    return c;
+  };
+  const offsetRow = async (group: string, partition: number) => {
+    const [row] = await queryRows<{ committed: string | number; owner: string | null }>(
+      f.store.db,
+      sql`select committed, owner from consumer_offsets
+          where group_id = ${group} and topic = 'order-events' and partition = ${partition}`,
+    );
+    return row;
+  };
+
+  it('keeps the partitions of a handler that runs 3 leases: a member started meanwhile gets none of its records', async () => {
+    const log = createPostgresLog({ db: f.store.db, logger: f.logger });
+    const slow: LogRecord[] = [];
+    let calls = 0;
+    let finish: () => void = () => {};
+    const finished = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    gates.push(finish);
+    let returned = false;
+    const a = consume(log, {
+      group: 'slow',
+      handler: async (records) => {
+        calls++;
+        slow.push(...records);
+        await finished;
+        returned = true;
+      },
+    });
+    await until(() => a.assignment().length > 0, 10_000, 'the first member to join');
+    const appended = await f.append(log, Array(5).fill({ key: 'slow-handler.myshopify.com' }));
+    const ids = appended.map((x) => x.eventId);
+    const partition = `order-events/${appended[0]?.partition}`;
+    await until(() => slow.length > 0, 10_000, 'the slow handler to start');
+
+    const r = recorder();
+    const b = consume(log, { group: 'slow', handler: r.handler });
+    await until(
+      async () =>
+        (
+          await queryRows(
+            f.store.db,
+            sql`select 1 from consumer_members where group_id = 'slow' and member_id = ${b.memberId}`,
+          )
+        ).length > 0,
+      10_000,
+      'the second member to join',
+    );
+    // The handler runs three leases while the second member rebalances every lease/5.
+    const heldByB: string[][] = [];
+    const since = Date.now();
+    while (Date.now() - since < 3 * leaseMs) {
+      heldByB.push(b.assignment());
+      await sleep(20);
+    }
+    finish();
+    await until(() => returned, 10_000, 'the slow handler to return');
+    await until(
+      async () => Number((await offsetRow('slow', appended[0]?.partition ?? -1))?.committed) === ids.length,
+      10_000,
+      'the slow member to commit',
+    );
+    await sleep(3 * leaseMs);
+    expect(heldByB.some((held) => held.includes(partition))).toBe(false);
+    expect(r.ids().filter((id) => ids.includes(id))).toEqual([]);
+    expect(calls).toBe(1);
+    expect(slow.map((x) => x.event.id)).toEqual(ids);
+  }, 60_000);
+
+  it('gives the partitions of a handler stuck past maxPollIntervalMs to another member, and discards its late commit', async () => {
+    const warnings: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push(JSON.parse(line)) });
+    const log = createPostgresLog({ db: f.store.db, logger });
+    const stuck: LogRecord[] = [];
+    let releaseA: () => void = () => {};
+    const wedgedA = new Promise<void>((resolve) => {
+      releaseA = resolve;
+    });
+    gates.push(releaseA);
+    const a = consume(log, {
+      group: 'overdue',
+      maxPollIntervalMs: 3 * leaseMs,
+      handler: async (records) => {
+        stuck.push(...records);
+        await wedgedA;
+      },
+    });
+    await until(() => a.assignment().length > 0, 10_000, 'the first member to join');
+    const appended = await f.append(log, Array(6).fill({ key: 'overdue-handler.myshopify.com' }));
+    const ids = appended.map((x) => x.eventId);
+    const partition = appended[0]?.partition ?? -1;
+    await until(() => stuck.length > 0, 10_000, 'the first member to take the records');
+    expect(stuck.map((x) => x.event.id)).toEqual(ids);
+
+    // The second member takes one record at a time and holds the first until released.
+    const seen: LogRecord[] = [];
+    let releaseB: () => void = () => {};
+    const gateB = new Promise<void>((resolve) => {
+      releaseB = resolve;
+    });
+    gates.push(releaseB);
+    const b = consume(log, {
+      group: 'overdue',
+      batchSize: 1,
+      handler: async (records) => {
+        seen.push(...records);
+        await gateB;
+      },
+    });
+    await until(() => seen.length > 0, 30_000, 'the second member to take the wedged partition');
+    expect(b.assignment()).toContain(`order-events/${partition}`);
+    expect(warnings).toContainEqual(
+      expect.objectContaining({
+        level: 40,
+        consumer_group: 'overdue',
+        member: a.memberId,
+        partitions: expect.arrayContaining([`order-events/${partition}`]),
+      }),
+    );
+
+    // The first handler returns at last: stopping waits for its commit, which must not pass over
+    // the records the new owner has not handled yet.
+    releaseA();
+    await a.stop();
+    expect(await offsetRow('overdue', partition)).toMatchObject({ owner: b.memberId });
+    expect(Number((await offsetRow('overdue', partition))?.committed)).toBe(0);
+
+    releaseB();
+    await until(() => seen.length >= ids.length, 10_000, 'the second member to handle every record');
+    await until(
+      async () => Number((await offsetRow('overdue', partition))?.committed) === ids.length,
+      10_000,
+      'the second member to commit',
+    );
+    expect(seen.map((x) => x.event.id)).toEqual(ids);
+  }, 60_000);
 });
 
 /** The late-commit trap of ARCHITECTURE §6, played on two connections of a real server. */

@@ -3,12 +3,11 @@
 // disabled; and `delivery.exhausted` / `endpoint.disabled` enter the organization's log. A batch of
 // successes only (the common case) is one statement; any failure makes it a transaction.
 import { sql } from 'drizzle-orm';
-import { v7 as uuidv7 } from 'uuid';
 import type { DeliveryResult } from '../connectors/sdk.ts';
 import { topicOf } from '../events/types.ts';
-import { newId } from '../ids.ts';
+import { newId, uuidv7 } from '../ids.ts';
 import type { EventLog } from '../log/port.ts';
-import { type Db, queryRows } from '../store/db.ts';
+import { type Db, queryPrepared, queryRows } from '../store/db.ts';
 import { deliveryAttempts, events } from '../store/schema.ts';
 import type { Claimed } from './queue.ts';
 import { MAX_RETRY_AFTER_MS, nextDelay, type RetryPolicy } from './retry.ts';
@@ -171,8 +170,9 @@ async function settleDelivered(ctx: OutcomeContext, records: AttemptRecord[]): P
       };
     }),
   );
-  const done = await queryRows<{ id: string }>(
+  const done = await queryPrepared<{ id: string }>(
     ctx.db,
+    'delivery_settle_delivered',
     sql`with a as (
           select * from json_to_recordset(${batch}::json) as x(id text, delivery_id text, organization_id text,
             installation_id text, attempt int, started_at timestamptz, duration_ms int, status_code int, response text)

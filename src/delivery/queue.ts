@@ -5,7 +5,7 @@
 // destinations are claimed in one statement; rate-limited ones in a transaction of their own.
 import { type SQL, sql } from 'drizzle-orm';
 import { type EventRow, eventFromSql, type SqlEventRow } from '../events/envelope.ts';
-import { type Db, queryRows } from '../store/db.ts';
+import { type Db, queryPrepared, queryRows } from '../store/db.ts';
 
 /** How far ahead a claim may book send slots of a rate-limited destination. */
 export const SLOT_HORIZON_MS = 1000;
@@ -130,8 +130,9 @@ export async function claimUnlimited(
     order by ${order}
     limit ${Math.max(0, o.limit) * 2}
     for update of d skip locked`;
-  const rows = await queryRows<Partial<ClaimedRow> & { rate_limited: boolean }>(
+  const rows = await queryPrepared<Partial<ClaimedRow> & { rate_limited: boolean }>(
     db,
+    'delivery_claim_unlimited',
     sql`with waiting as (${due(waiting, sql`d.next_attempt_at`)}),
         expired as (${due(leaseEnded, sql`d.lease_until`)}),
         candidates as (select * from waiting union all select * from expired),

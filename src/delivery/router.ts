@@ -2,16 +2,23 @@
 // event's organization (unique per event × destination, so re-reading a record adds nothing). A
 // replayed record queues its deliveries again. Fresh deliveries are inserted in one statement, in
 // log order (a destination's `seq`, which ordered delivery follows, is assigned in that order).
+// It reads envelopes only (`ROUTER_CONSUMER`): an event's data is fetched just when a destination
+// of its organization has a filter, or for an operational event (which names its destination).
 import { and, inArray, isNotNull, ne, sql } from 'drizzle-orm';
 import type { AnyConnector } from '../connectors/sdk.ts';
 import { SYSTEM_EVENT_TYPES } from '../events/types.ts';
 import { newId } from '../ids.ts';
 import type { LogRecord } from '../log/port.ts';
-import { type Db, queryRows } from '../store/db.ts';
+import { type Db, queryPrepared } from '../store/db.ts';
 import { type DestinationSettings, deliveries, installations } from '../store/schema.ts';
 import { subscriptionMatcher } from './subscription.ts';
 
 export const ROUTER_GROUP = 'router';
+
+/** How the router reads the log: every topic, envelopes without their data. */
+export const ROUTER_CONSUMER = { group: ROUTER_GROUP, withoutData: true } as const;
+
+const isSystemType = (type: string) => (SYSTEM_EVENT_TYPES as readonly string[]).includes(type);
 
 interface Destination {
   id: string;
@@ -60,8 +67,8 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
   function wanted(d: Destination, record: LogRecord): boolean {
     const { type, data } = record.event;
     // Never tell a destination about its own failures: that would feed a loop.
-    if ((SYSTEM_EVENT_TYPES as readonly string[]).includes(type)) {
-      if ((data as { destination_id?: unknown }).destination_id === d.id) return false;
+    if (isSystemType(type)) {
+      if ((data as { destination_id?: unknown } | null)?.destination_id === d.id) return false;
     }
     if (d.connector.destination?.accepts && !d.connector.destination.accepts(type)) return false;
     return d.matches(type, data);
@@ -72,6 +79,7 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
     const organizationIds = [...new Set(records.map((r) => r.event.organization))];
     const destinations = await destinationsOf(organizationIds);
     if (destinations.length === 0) return;
+    await fillData(db, records, destinations);
     const fresh: (typeof deliveries.$inferInsert)[] = [];
     const replayed: (typeof deliveries.$inferInsert)[] = [];
     for (const record of records) {
@@ -105,6 +113,26 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
   };
 }
 
+/**
+ * The data of the records that a destination must look into and the log left out (null): those of
+ * organizations with a filtering destination, and operational events. One query for the batch.
+ */
+async function fillData(db: Db, records: LogRecord[], destinations: Destination[]): Promise<void> {
+  const filtering = new Set(destinations.filter((d) => d.settings.filter).map((d) => d.organizationId));
+  const wanting = records.filter(
+    (r) => r.event.data === null && (filtering.has(r.event.organization) || isSystemType(r.event.type)),
+  );
+  if (wanting.length === 0) return;
+  const rows = await queryPrepared<{ id: string; data: unknown }>(
+    db,
+    'router_event_data',
+    sql`select e.id, e.data from json_array_elements_text(${JSON.stringify(wanting.map((r) => r.event.id))}::json) as x(id)
+        join events e on e.id = x.id`,
+  );
+  const data = new Map(rows.map((r) => [r.id, typeof r.data === 'string' ? JSON.parse(r.data) : r.data]));
+  for (const r of wanting) r.event.data = data.get(r.event.id) ?? null;
+}
+
 /** New deliveries, one bind parameter for the whole batch; one already there is left as it is. */
 async function insertFresh(db: Db, rows: (typeof deliveries.$inferInsert)[]): Promise<void> {
   const batch = JSON.stringify(
@@ -116,8 +144,9 @@ async function insertFresh(db: Db, rows: (typeof deliveries.$inferInsert)[]): Pr
       order_key: r.orderKey ?? null,
     })),
   );
-  await queryRows(
+  await queryPrepared(
     db,
+    'router_insert_fresh',
     sql`insert into deliveries (id, organization_id, event_id, installation_id, order_key)
         select id, organization_id, event_id, installation_id, order_key
         from json_to_recordset(${batch}::json)

@@ -1,8 +1,9 @@
 // The events API's service: list and read an organization's events, replay one into the log,
 // and take custom events sent by the organization's own systems (idempotent by their `id`).
+
 import { and, asc, eq, gt, gte, like, lt, type SQL } from 'drizzle-orm';
-import { v7 as uuidv7 } from 'uuid';
 import { AppError } from '../errors.ts';
+import { uuidv7 } from '../ids.ts';
 import type { Committer } from '../ingest/committer.ts';
 import type { EventLog } from '../log/port.ts';
 import type { Db } from '../store/db.ts';
@@ -152,12 +153,22 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
         status: 'accepted',
         events: [event],
       });
-      const eventId = outcome.status === 'rejected' ? undefined : outcome.eventIds[0];
+      if (outcome.status === 'accepted') {
+        // Stored as given: answered from memory, without reading the row back (a round trip).
+        return {
+          created: true,
+          event: toEnvelope({
+            ...event,
+            organizationId,
+            installationId: null,
+            rawRequestId: null,
+            createdAt: new Date(),
+          }),
+        };
+      }
+      const eventId = outcome.status === 'duplicate' ? outcome.eventIds[0] : undefined;
       if (!eventId) throw new AppError('conflict', 'an event with this id was accepted before but is gone');
-      return {
-        created: outcome.status === 'accepted',
-        event: toEnvelope((await find(organizationId, eventId)) as EventRow),
-      };
+      return { created: false, event: toEnvelope((await find(organizationId, eventId)) as EventRow) };
     },
   };
 }

@@ -2,7 +2,6 @@
 // normalize into canonical events, and persist the raw request and its events in one
 // transaction (group commit). The caller answers 2xx only once `receive` resolves.
 import type { Logger } from 'pino';
-import { v7 as uuidv7 } from 'uuid';
 import {
   type AnyConnector,
   ConnectorError,
@@ -12,7 +11,7 @@ import {
 } from '../connectors/sdk.ts';
 import { AppError, type ErrorCode } from '../errors.ts';
 import { isEventType, parseEventData, topicOf } from '../events/types.ts';
-import { newId } from '../ids.ts';
+import { newId, uuidv7 } from '../ids.ts';
 import type { CachedInstallation, InstallationService } from '../installations/installations.ts';
 import type { Committer, IngestItem, PreparedEvent } from './committer.ts';
 

@@ -1,5 +1,6 @@
 // One member of a Kafka consumer group behind the EventLog port: each partition's records go to the
-// handler in offset order and are committed when it resolves; a handler that outlives its lease makes it leave.
+// handler in offset order and are committed when it resolves; a handler that outlives maxPollIntervalMs
+// (default: its lease) makes it leave.
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import {
@@ -43,6 +44,9 @@ export function startKafkaConsumer(ctx: KafkaConsumerContext, options: ConsumerO
   const batchSize = options.batchSize ?? 100;
   const leaseMs = Math.max(MIN_SESSION_MS, options.leaseMs ?? DEFAULT_LEASE_MS);
   const pollMs = options.pollMs ?? 100;
+  // The client heartbeats on its own timer, so the member keeps its partitions while a handler runs;
+  // this bounds how long (the client has no max.poll.interval.ms of its own).
+  const maxPollIntervalMs = options.maxPollIntervalMs ?? leaseMs;
   const maxBuffered = Math.max(1000, batchSize * 10);
   const log = ctx.logger.child({ consumer_group: options.group, member: memberId });
   let running = true;
@@ -87,7 +91,7 @@ export function startKafkaConsumer(ctx: KafkaConsumerContext, options: ConsumerO
 
   /**
    * One membership: join, hand records over until stopped or failed. Returns the still-running
-   * handler call when it outlived the lease (the member has then left the group).
+   * handler call when it outlived maxPollIntervalMs (the member has then left the group).
    */
   async function session(): Promise<Promise<void> | undefined> {
     await ctx.ensureTopics();
@@ -156,10 +160,10 @@ export function startKafkaConsumer(ctx: KafkaConsumerContext, options: ConsumerO
             const records = chunk.flatMap(toRecord);
             if (records.length > 0) {
               const call = options.handler(records);
-              if (!(await settlesWithin(call, leaseMs))) {
+              if (!(await settlesWithin(call, maxPollIntervalMs))) {
                 log.warn(
-                  { lease_ms: leaseMs },
-                  'handler outlived its lease: leaving the group to live members',
+                  { max_poll_interval_ms: maxPollIntervalMs },
+                  'handler outlived maxPollIntervalMs: leaving the group to live members',
                 );
                 return call.then(
                   () => {},

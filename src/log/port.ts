@@ -36,7 +36,24 @@ export interface ConsumerOptions {
   batchSize?: number;
   /** How long a member may hold partitions without renewing (and how soon a dead one's are taken over). */
   leaseMs?: number;
+  /**
+   * How long one poll's handler calls may run while the member keeps its partitions, like Kafka's
+   * `max.poll.interval.ms`: a slow handler keeps heartbeating and renewing its leases until then, so
+   * no other member takes its records meanwhile; a handler stuck longer lets its partitions go to
+   * the group's other members when their lease ends (its late commit is then discarded).
+   * Postgres log: default 5 minutes. Kafka log: default `leaseMs`, the session timeout.
+   *
+   * @example
+   * log.consume({ group: 'exports', topics: ['order-events'], handler, maxPollIntervalMs: 15 * 60_000 });
+   */
+  maxPollIntervalMs?: number;
   pollMs?: number;
+  /**
+   * The handler reads only the envelope: the Postgres log then leaves each record's `event.data`
+   * null (an event's data is never null), so the data is neither read from the table nor parsed,
+   * and a handler that needs some of it fetches it. The Kafka log delivers it all the same.
+   */
+  withoutData?: boolean;
 }
 
 export interface Consumer {

@@ -1,7 +1,8 @@
 // The event log in PostgreSQL (and PGlite). Appends take the partition's row lock in
 // log_partitions until commit, so one partition's offsets become visible strictly in order and a
 // reader never passes a row that commits late. Consumer groups share partitions among live
-// members by lease; a member that stops heartbeating loses its partitions when the lease ends.
+// members by lease; a member that stops heartbeating loses its partitions when the lease ends, and
+// a member whose handler runs longer than maxPollIntervalMs stops heartbeating.
 
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -9,7 +10,7 @@ import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { eventFromSql, type SqlEventRow, toEnvelope } from '../events/envelope.ts';
 import { TOPICS, type Topic } from '../events/types.ts';
-import { type Db, queryRows } from '../store/db.ts';
+import { type Db, queryPrepared, queryRows } from '../store/db.ts';
 import { consumerOffsets, logEntries } from '../store/schema.ts';
 import { DEFAULT_PARTITIONS, partitionOf } from './partitioner.ts';
 import type {
@@ -23,6 +24,14 @@ import type {
 } from './port.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Every column of `events` but its data, for consumers that read only envelopes. */
+const ENVELOPE_COLUMNS =
+  sql.raw(`e.id, e.organization_id, e.installation_id, e.source, e.type, e.subject, e.time,
+  e.partition_key, e.topic, e.user_id, null::jsonb as data, e.raw_request_id, e.created_at`);
+
+/** Like Kafka's `max.poll.interval.ms` default. */
+const DEFAULT_MAX_POLL_INTERVAL_MS = 5 * 60_000;
 
 export interface PostgresLogOptions {
   db: Db;
@@ -140,6 +149,8 @@ function startConsumer(db: Db, logger: Logger, partitions: number, options: Cons
   const leaseMs = options.leaseMs ?? 5000;
   const pollMs = options.pollMs ?? 100;
   const rebalanceMs = Math.max(100, Math.floor(leaseMs / 5));
+  const maxPollIntervalMs = options.maxPollIntervalMs ?? DEFAULT_MAX_POLL_INTERVAL_MS;
+  const renewMs = Math.max(20, Math.floor(leaseMs / 3));
   const all = topics.flatMap((topic) => Array.from({ length: partitions }, (_, p) => `${topic}/${p}`));
   const log = logger.child({ consumer_group: group, member: memberId });
   let owned: string[] = [];
@@ -187,11 +198,60 @@ function startConsumer(db: Db, logger: Logger, partitions: number, options: Cons
     lastRebalance = Date.now();
   }
 
+  /**
+   * While a poll's handler calls run (the loop cannot rebalance meanwhile), heartbeats and renews
+   * the leases this member holds every leaseMs/3, for at most maxPollIntervalMs: a handler stuck
+   * longer lets its partitions go to other members when their lease ends.
+   */
+  function keepAlive(): { overdue(): boolean; stop(): Promise<void> } {
+    const started = Date.now();
+    let overdue = false;
+    let stopped = false;
+    let renewing: Promise<void> = Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    const tick = () => {
+      if (stopped) return;
+      if (Date.now() - started >= maxPollIntervalMs) {
+        overdue = true;
+        log.warn(
+          // `log` names the group and the member.
+          { partitions: owned, max_poll_interval_ms: maxPollIntervalMs },
+          'handler outlived maxPollIntervalMs: no longer renewing, its partitions go to other members when their lease ends',
+        );
+        return;
+      }
+      renewing = db
+        .execute(sql`with heartbeat as (
+            update consumer_members set heartbeat_at = now() where group_id = ${group} and member_id = ${memberId}
+          )
+          update consumer_offsets set lease_until = now() + ${leaseInterval}
+          where group_id = ${group} and owner = ${memberId}`)
+        .then(
+          () => {},
+          (err) => log.warn({ err }, 'could not renew leases while the handler runs; retrying'),
+        )
+        .then(() => {
+          if (!stopped) timer = setTimeout(tick, renewMs);
+        });
+    };
+    timer = setTimeout(tick, renewMs);
+    return {
+      overdue: () => overdue,
+      async stop() {
+        stopped = true;
+        clearTimeout(timer);
+        await renewing;
+      },
+    };
+  }
+
   /** One read across every owned partition; each partition's records go to the handler in order. */
   async function poll(): Promise<boolean> {
-    const rows = await queryRows<EventRowWithLog>(
+    const rows = await queryPrepared<EventRowWithLog>(
       db,
-      sql`select l.topic as log_topic, l.partition as log_partition, l.offset as log_offset, l.replay as log_replay, e.*
+      options.withoutData ? 'log_poll_envelopes' : 'log_poll',
+      sql`select l.topic as log_topic, l.partition as log_partition, l.offset as log_offset, l.replay as log_replay,
+            ${options.withoutData ? ENVELOPE_COLUMNS : sql`e.*`}
           from consumer_offsets c
           cross join lateral (
             select * from log_entries l where l.topic = c.topic and l.partition = c.partition and l.offset >= c.committed
@@ -230,19 +290,26 @@ function startConsumer(db: Db, logger: Logger, partitions: number, options: Cons
     // Each partition's records go to the handler in turn; the offsets of every partition that was
     // handled are committed together, in one statement, even when a later partition's handler fails.
     const done: { topic: string; partition: number; next: number }[] = [];
+    const alive = keepAlive();
     try {
       for (const { topic, partition, last, records } of byPartition.values()) {
-        if (!running) break;
+        // Overdue: the partitions may be another member's by now; what is left is read again.
+        if (!running || alive.overdue()) break;
         if (records.length > 0) await handler(records);
         done.push({ topic, partition, next: last + 1 });
       }
     } finally {
+      await alive.stop();
       if (done.length > 0) {
         // Only while this member still holds the partition: otherwise its new owner re-reads (at least once).
-        await db.execute(sql`update consumer_offsets c set committed = x.next, lease_until = now() + ${leaseInterval}
+        await queryPrepared(
+          db,
+          'log_commit',
+          sql`update consumer_offsets c set committed = x.next, lease_until = now() + ${leaseInterval}
           from json_to_recordset(${JSON.stringify(done)}::json) as x(topic text, partition int, next bigint)
           where c.group_id = ${group} and c.topic = x.topic and c.partition = x.partition
-            and c.owner = ${memberId} and c.committed < x.next`);
+            and c.owner = ${memberId} and c.committed < x.next`,
+        );
       }
     }
     return true;

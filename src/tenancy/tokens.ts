@@ -1,7 +1,7 @@
 // Access tokens: short-lived JWTs (RFC 9068 profile, HS256) issued by the client-credentials
 // grant. Signing keys live in the database sealed by the secret box, so every api process
 // sharing the database verifies every other's tokens, and `secrets rotate` re-seals them.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID, webcrypto } from 'node:crypto';
 import { desc } from 'drizzle-orm';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { aadFor, type SecretBox } from '../crypto/secret-box.ts';
@@ -41,18 +41,29 @@ export async function ensureSigningKey(db: Db, box: SecretBox): Promise<void> {
 }
 
 export function createTokenService({ db, box, issuer, ttlSeconds }: TokenServiceOptions) {
-  let keys = new Map<string, Uint8Array>();
+  // Imported once per key: handing jose raw bytes made it import a CryptoKey at every call.
+  let keys = new Map<string, webcrypto.CryptoKey>();
   let newest: string | undefined;
   let loadedAt = 0;
 
   async function load(): Promise<void> {
     const rows = await db.select().from(signingKeys).orderBy(desc(signingKeys.createdAt));
-    keys = new Map(rows.map((r) => [r.id, Buffer.from(box.decrypt(r.secret, aad(r.id)), 'base64url')]));
+    const imported = await Promise.all(
+      rows.map(async (r): Promise<[string, webcrypto.CryptoKey]> => {
+        const raw = Buffer.from(box.decrypt(r.secret, aad(r.id)), 'base64url');
+        const key = await webcrypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: 'SHA-256' }, false, [
+          'sign',
+          'verify',
+        ]);
+        return [r.id, key];
+      }),
+    );
+    keys = new Map(imported);
     newest = rows[0]?.id;
     loadedAt = Date.now();
   }
 
-  async function keyFor(kid: string | undefined): Promise<Uint8Array> {
+  async function keyFor(kid: string | undefined): Promise<webcrypto.CryptoKey> {
     if (kid && !keys.has(kid) && Date.now() - loadedAt > RELOAD_INTERVAL_MS) await load();
     const key = kid ? keys.get(kid) : undefined;
     if (!key) throw new AppError('invalid_token', 'token was not issued by this service');

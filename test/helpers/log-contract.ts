@@ -187,10 +187,12 @@ export function eventLogContract(name: string, makeLog: MakeLog, options: Contra
         const wedged = new Promise<void>((resolve) => {
           release = resolve;
         });
-        // A member whose handler never returns: it neither commits nor heartbeats any more.
+        // A member whose handler never returns: it never commits, and past maxPollIntervalMs it no
+        // longer heartbeats (so the takeover may take maxPollIntervalMs plus a lease).
         const a = consume(log, {
           group: 'takeover',
           leaseMs: options.leaseMs,
+          maxPollIntervalMs: options.leaseMs,
           handler: async (records) => {
             stuck.push(...records);
             await wedged;
