@@ -4,7 +4,13 @@
 import type { AddressInfo } from 'node:net';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hubspotEvent, hubspotPropertyChange, hubspotRetry, hubspotWebhookRequest } from '../sim/hubspot.ts';
+import {
+  hubspotEvent,
+  hubspotPropertyChange,
+  hubspotRetry,
+  hubspotWebhookRequest,
+  type SimHubSpotEvent as SimEvent,
+} from '../sim/hubspot.ts';
 import {
   type SimStripeEvent,
   sendStripeWebhook,
@@ -294,6 +300,36 @@ describe('HubSpot (signature v3)', () => {
     // The answer names every event the first delivery made, and nothing new.
     expect(retry.body.event_ids).toEqual(res.body.event_ids);
     expect(await events(`installation_id=${ins.hubspot}`)).toEqual(got);
+  });
+
+  it('de-duplicates each event on its own when a retry regroups them with new ones', async () => {
+    const [a, b, c, d] = [4001, 4002, 4003, 4004].map((objectId) =>
+      hubspotEvent('contact.creation', { objectId, portalId: PORTAL }),
+    ) as [SimEvent, SimEvent, SimEvent, SimEvent];
+    const first = await hubspot([a, b], { url: inboundUrl, sentTo: sentTo() });
+    expect(first.body.status).toBe('accepted');
+    expect(first.body.event_ids).toHaveLength(2);
+    // b is retried beside c, which is new: only c is stored, and only c is named.
+    const mixed = await hubspot([...hubspotRetry([b]), c], { url: inboundUrl, sentTo: sentTo() });
+    expect(mixed.status, JSON.stringify(mixed.body)).toBe(200);
+    expect(mixed.body.status).toBe('accepted');
+    expect(mixed.body.event_ids).toHaveLength(1);
+    // Everything seen before, in a batch of its own: a duplicate naming the events first stored.
+    const old = await hubspot(hubspotRetry([c, a]), { url: inboundUrl, sentTo: sentTo() });
+    expect(old.body).toMatchObject({
+      status: 'duplicate',
+      event_ids: [mixed.body.event_ids?.[0], first.body.event_ids?.[0]],
+    });
+    // One event twice in one batch is stored once.
+    const twice = await hubspot([d, d], { url: inboundUrl, sentTo: sentTo() });
+    expect(twice.body.event_ids).toHaveLength(1);
+
+    const stored = await subjects(ins.hubspot);
+    for (const id of [4001, 4002, 4003, 4004])
+      expect(
+        stored.filter((s) => s === `contacts/${id}`),
+        String(id),
+      ).toHaveLength(1);
   });
 
   it('refuses a timestamp older than 5 minutes with 401 timestamp_stale', async () => {

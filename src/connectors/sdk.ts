@@ -77,6 +77,13 @@ export interface EventDraft {
   data: unknown;
   /** The provider's id of the customer concerned, to attach the organization's user id. */
   customerExternalId?: string | null | undefined;
+  /**
+   * For a provider that batches events and may regroup them when it retries (HubSpot): this
+   * event's own key, the same on every retry. When every event of a request has one, each is
+   * de-duplicated on its own (a retry that mixes old and new events stores only the new ones) and
+   * the request's `dedupeKey` only describes it.
+   */
+  dedupeKey?: string | undefined;
 }
 
 export interface InboundSpec<C, S, P = unknown> {

@@ -24,6 +24,11 @@ export interface PreparedEvent {
   userId: string | null;
   data: unknown;
   /**
+   * The provider's id of this one event when a request carries several that the provider may
+   * regroup on retry (HubSpot): each is then de-duplicated on its own (see `keyedPerEvent`).
+   */
+  dedupeKey?: string | undefined;
+  /**
    * The provider's customer id, to be resolved to the organization's user id inside the batch
    * (one query per batch, not one per request). Ignored when `userId` is set.
    */
@@ -160,12 +165,16 @@ export function createCommitter({ store, log, logger, concurrency = 2, maxBatch 
   }
 
   async function writeAndAnswer(db: Db, items: IngestItem[]): Promise<IngestOutcome[]> {
-    const verdicts = await writeBatch(db, log, items);
-    const duplicates = await duplicateOutcomes(db, items, verdicts);
+    const written = await writeBatch(db, log, items);
+    const duplicates = await duplicateOutcomes(
+      db,
+      items,
+      written.map((w) => w.verdict),
+    );
     return items.map((item, i): IngestOutcome => {
-      const verdict = verdicts[i];
+      const verdict = written[i]?.verdict;
       if (verdict === 'accepted')
-        return { status: 'accepted', requestId: item.requestId, eventIds: item.events.map((e) => e.id) };
+        return { status: 'accepted', requestId: item.requestId, eventIds: written[i]?.eventIds ?? [] };
       if (verdict === 'rejected') return { status: 'rejected', requestId: item.requestId };
       return duplicates.get(i) ?? { status: 'duplicate', requestId: null, eventIds: [] };
     });

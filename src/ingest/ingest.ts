@@ -178,6 +178,7 @@ export function createIngestService({ installations, committer, logger }: Ingest
         customer: d.customerExternalId
           ? { platform: connector.id, externalId: d.customerExternalId }
           : undefined,
+        dedupeKey: d.dedupeKey,
         data: d.data,
       }));
       const item: IngestItem = { ...base, dedupeKey, status: 'accepted', events: prepared };

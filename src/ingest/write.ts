@@ -16,36 +16,65 @@ import type { IngestItem, IngestOutcome } from './committer.ts';
 /** What the statement says of each item: accepted, or a duplicate of something committed. */
 export type Verdict = 'accepted' | 'duplicate' | 'rejected';
 
+export interface Written {
+  verdict: Verdict;
+  /** The events stored for an accepted item, in order (with per-event keys, the ones not seen before). */
+  eventIds: string[];
+}
+
+/** Event-level keys live beside request-level ones in dedupe_keys, in a namespace of their own. */
+export const EVENT_KEY_PREFIX = 'event:';
+
 /**
- * Writes the batch and returns each item's verdict, in order. A key that two items of the batch
- * share goes to the first; the unique key on dedupe_keys also settles races with other batches
- * and processes (a racing insert waits for the other's commit and then yields to it).
+ * True when each of the item's events carries its own de-duplication key (a HubSpot batch): the
+ * events are then de-duplicated one by one, and the request's own key is not used.
  */
-export async function writeBatch(db: Db, log: EventLog, items: IngestItem[]): Promise<Verdict[]> {
+export function keyedPerEvent(item: IngestItem): boolean {
+  return item.events.length > 0 && item.events.every((e) => e.dedupeKey !== undefined);
+}
+
+/**
+ * Writes the batch and returns each item's verdict and stored events, in order. A key that two
+ * items (or two events) of the batch share goes to the first; the unique key on dedupe_keys also
+ * settles races with other batches and processes (a racing insert waits for the other's commit and
+ * then yields to it). An item keyed per event is accepted when any of its events is new, and only
+ * those are stored; a duplicate when none is.
+ */
+export async function writeBatch(db: Db, log: EventLog, items: IngestItem[]): Promise<Written[]> {
   const firstOfKey = new Set<string>();
   const batchDuplicate = new Set<number>();
+  const skippedEvents = new Set<string>();
   const keys: { o: string; s: string; k: string; r: string | null; e: string | null }[] = [];
   const judged: { i: number; o: string; s: string; k: string | null }[] = [];
+  const claim = (o: string, s: string, k: string): boolean => {
+    const key = `${o}\0${s}\0${k}`;
+    if (firstOfKey.has(key)) return false;
+    firstOfKey.add(key);
+    return true;
+  };
   items.forEach((item, i) => {
     if (item.status !== 'accepted') return;
-    if (item.dedupeKey === null) {
-      judged.push({ i, o: item.organizationId, s: item.scope, k: null });
+    const { organizationId: o, scope: s } = item;
+    const r = item.request ? item.requestId : null;
+    if (keyedPerEvent(item)) {
+      for (const e of item.events) {
+        const k = `${EVENT_KEY_PREFIX}${e.dedupeKey}`;
+        if (claim(o, s, k)) keys.push({ o, s, k, r, e: e.id });
+        else skippedEvents.add(e.id);
+      }
+      judged.push({ i, o, s, k: null });
       return;
     }
-    const key = `${item.organizationId}\0${item.scope}\0${item.dedupeKey}`;
-    if (firstOfKey.has(key)) {
+    if (item.dedupeKey === null) {
+      judged.push({ i, o, s, k: null });
+      return;
+    }
+    if (!claim(o, s, item.dedupeKey)) {
       batchDuplicate.add(i);
       return;
     }
-    firstOfKey.add(key);
-    keys.push({
-      o: item.organizationId,
-      s: item.scope,
-      k: item.dedupeKey,
-      r: item.request ? item.requestId : null,
-      e: item.events[0]?.id ?? null,
-    });
-    judged.push({ i, o: item.organizationId, s: item.scope, k: item.dedupeKey });
+    keys.push({ o, s, k: item.dedupeKey, r, e: item.events[0]?.id ?? null });
+    judged.push({ i, o, s, k: item.dedupeKey });
   });
 
   const blob = new BlobBuilder();
@@ -66,7 +95,7 @@ export async function writeBatch(db: Db, log: EventLog, items: IngestItem[]): Pr
             rj: item.status === 'rejected',
             ec: item.errorCode ?? null,
             dk: item.dedupeKey,
-            ev: item.events.length,
+            pe: keyedPerEvent(item),
           },
         ]
       : [],
@@ -75,28 +104,32 @@ export async function writeBatch(db: Db, log: EventLog, items: IngestItem[]): Pr
   const eventRows = items.flatMap((item, i) =>
     item.status !== 'accepted' || batchDuplicate.has(i)
       ? []
-      : item.events.map((e) => ({
-          i,
-          q: seq++,
-          id: e.id,
-          o: item.organizationId,
-          ins: item.installationId,
-          src: e.source,
-          t: e.type,
-          sub: e.subject,
-          tm: e.time.toISOString(),
-          pk: e.partitionKey,
-          tp: e.topic,
-          pt: log.partitionOf(e.partitionKey),
-          u: e.userId,
-          pl: e.userId === null && e.customer ? e.customer.platform : null,
-          xid: e.userId === null && e.customer ? e.customer.externalId : null,
-          r: item.request ? item.requestId : null,
-          ...dataSlice(blob, e.data),
-        })),
+      : item.events
+          .filter((e) => !skippedEvents.has(e.id))
+          .map((e) => ({
+            i,
+            q: seq++,
+            id: e.id,
+            o: item.organizationId,
+            ins: item.installationId,
+            src: e.source,
+            t: e.type,
+            sub: e.subject,
+            tm: e.time.toISOString(),
+            pk: e.partitionKey,
+            tp: e.topic,
+            pt: log.partitionOf(e.partitionKey),
+            u: e.userId,
+            pl: e.userId === null && e.customer ? e.customer.platform : null,
+            xid: e.userId === null && e.customer ? e.customer.externalId : null,
+            r: item.request ? item.requestId : null,
+            sc: item.scope,
+            ek: e.dedupeKey === undefined ? null : `${EVENT_KEY_PREFIX}${e.dedupeKey}`,
+            ...dataSlice(blob, e.data),
+          })),
   );
 
-  const rows = await queryPrepared<{ i: number }>(
+  const rows = await queryPrepared<{ i: number; id: string | null }>(
     db,
     'ingest_write_batch',
     sql`with blob as (select ${blob.build()}::bytea as b), keys as (
@@ -110,26 +143,33 @@ export async function writeBatch(db: Db, log: EventLog, items: IngestItem[]): Pr
       select x.i from json_to_recordset(${JSON.stringify(judged)}::json) as x(i int, o text, s text, k text)
       where x.k is null
          or exists (select 1 from keys where keys.organization_id = x.o and keys.scope = x.s and keys.key = x.k)
-    ), requests as (
-      insert into inbound_requests (id, organization_id, installation_id, received_at, method, path, headers,
-        body, body_size, status, error_code, dedupe_key, event_count)
-      select x.id, x.o, x.ins, x.at, x.m, x.p, x.h,
-        case when x.rj or w.i is not null then substring((select b from blob) from x.bo + 1 for x.n) end, x.n,
-        case when x.rj then 'rejected' when w.i is not null then 'accepted' else 'duplicate' end,
-        x.ec, x.dk, case when w.i is not null then x.ev else 0 end
-      from json_to_recordset(${JSON.stringify(requests)}::json)
-        as x(i int, id text, o text, ins text, at timestamptz, m text, p text, h jsonb, bo int, n int,
-             rj boolean, ec text, dk text, ev int)
-      left join won w on w.i = x.i
     ), fresh as (
       select x.*, coalesce(x.u, ue.user_id) as user_id,
         convert_from(substring((select b from blob) from x.dof + 1 for x.dn), 'UTF8')::jsonb as d
       from json_to_recordset(${JSON.stringify(eventRows)}::json)
         as x(i int, q int, id text, o text, ins text, src text, t text, sub text, tm timestamptz, pk text,
-             tp text, pt int, u text, pl text, xid text, r text, dof int, dn int)
+             tp text, pt int, u text, pl text, xid text, r text, sc text, ek text, dof int, dn int)
       join won w on w.i = x.i
       left join user_external_ids ue on x.u is null and ue.organization_id = x.o and ue.platform = x.pl
         and ue.external_id = x.xid
+      where x.ek is null
+         or exists (select 1 from keys where keys.organization_id = x.o and keys.scope = x.sc and keys.key = x.ek)
+    ), requests as (
+      insert into inbound_requests (id, organization_id, installation_id, received_at, method, path, headers,
+        body, body_size, status, error_code, dedupe_key, event_count)
+      select x.id, x.o, x.ins, x.at, x.m, x.p, x.h,
+        case when x.rj or k.accepted then substring((select b from blob) from x.bo + 1 for x.n) end, x.n,
+        case when x.rj then 'rejected' when k.accepted then 'accepted' else 'duplicate' end,
+        x.ec, x.dk, case when k.accepted then k.kept else 0 end
+      from json_to_recordset(${JSON.stringify(requests)}::json)
+        as x(i int, id text, o text, ins text, at timestamptz, m text, p text, h jsonb, bo int, n int,
+             rj boolean, ec text, dk text, pe boolean)
+      left join won w on w.i = x.i
+      cross join lateral (
+        select count(f.*)::int as kept,
+          w.i is not null and (not x.pe or count(f.*) > 0) as accepted
+        from fresh f where f.i = x.i
+      ) k
     ), stored as (
       insert into events (id, organization_id, installation_id, source, type, subject, time, partition_key,
         topic, user_id, data, raw_request_id)
@@ -137,12 +177,21 @@ export async function writeBatch(db: Db, log: EventLog, items: IngestItem[]): Pr
     ), appended as (
       select tp as topic, pt as partition, q as seq, id as event_id from fresh
     )${sql.raw(log.appendCtes('appended'))}
-    select i from won`,
+    select w.i, f.id from won w left join fresh f on f.i = w.i order by w.i, f.q`,
   );
-  const won = new Set(rows.map((r) => Number(r.i)));
-  return items.map((item, i) =>
-    item.status === 'rejected' ? 'rejected' : won.has(i) ? 'accepted' : 'duplicate',
-  );
+  const kept = new Map<number, string[]>();
+  for (const row of rows) {
+    const list = kept.get(Number(row.i)) ?? [];
+    if (row.id !== null) list.push(row.id);
+    kept.set(Number(row.i), list);
+  }
+  return items.map((item, i): Written => {
+    if (item.status === 'rejected') return { verdict: 'rejected', eventIds: [] };
+    const ids = kept.get(i);
+    if (ids === undefined || (keyedPerEvent(item) && ids.length === 0))
+      return { verdict: 'duplicate', eventIds: [] };
+    return { verdict: 'accepted', eventIds: ids };
+  });
 }
 
 /**
@@ -180,11 +229,14 @@ export async function duplicateOutcomes(
   items: IngestItem[],
   verdicts: Verdict[],
 ): Promise<Map<number, IngestOutcome>> {
-  const wanted = items.flatMap((item, i) =>
-    verdicts[i] === 'duplicate' && item.dedupeKey !== null
-      ? [{ i, o: item.organizationId, s: item.scope, k: item.dedupeKey }]
-      : [],
-  );
+  // One row per key: the request's, or each event's (`n` keeps the events' order).
+  const wanted = items.flatMap((item, i) => {
+    if (verdicts[i] !== 'duplicate') return [];
+    const { organizationId: o, scope: s } = item;
+    if (keyedPerEvent(item))
+      return item.events.map((e, n) => ({ i, n, o, s, k: `${EVENT_KEY_PREFIX}${e.dedupeKey}`, pe: true }));
+    return item.dedupeKey === null ? [] : [{ i, n: 0, o, s, k: item.dedupeKey, pe: false }];
+  });
   const outcomes = new Map<number, IngestOutcome>();
   if (wanted.length === 0) return outcomes;
   const rows = await queryRows<{
@@ -195,18 +247,23 @@ export async function duplicateOutcomes(
   }>(
     db,
     sql`select x.i, k.request_id, k.event_id,
-          (select json_agg(e.id order by e.id) from events e
-            where e.organization_id = k.organization_id and e.raw_request_id = k.request_id) as made
-        from json_to_recordset(${JSON.stringify(wanted)}::json) as x(i int, o text, s text, k text)
-        join dedupe_keys k on k.organization_id = x.o and k.scope = x.s and k.key = x.k`,
+          case when not x.pe then (select json_agg(e.id order by e.id) from events e
+            where e.organization_id = k.organization_id and e.raw_request_id = k.request_id) end as made
+        from json_to_recordset(${JSON.stringify(wanted)}::json) as x(i int, n int, o text, s text, k text, pe boolean)
+        join dedupe_keys k on k.organization_id = x.o and k.scope = x.s and k.key = x.k
+        order by x.i, x.n`,
   );
   for (const row of rows) {
     const made = typeof row.made === 'string' ? (JSON.parse(row.made) as string[]) : (row.made ?? []);
-    outcomes.set(Number(row.i), {
-      status: 'duplicate',
-      requestId: row.request_id,
-      eventIds: made.length > 0 ? made : row.event_id ? [row.event_id] : [],
-    });
+    const i = Number(row.i);
+    const before = outcomes.get(i);
+    const eventIds = made.length > 0 ? made : row.event_id ? [row.event_id] : [];
+    outcomes.set(
+      i,
+      before && before.status === 'duplicate'
+        ? { ...before, eventIds: [...before.eventIds, ...eventIds] }
+        : { status: 'duplicate', requestId: row.request_id, eventIds },
+    );
   }
   return outcomes;
 }

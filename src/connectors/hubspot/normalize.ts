@@ -36,7 +36,13 @@ function draft(event: HubSpotEvent, installationId: string): EventDraft {
   const id = String(event.objectId);
   const at = new Date(event.occurredAt).toISOString();
   const external_ids = { [installationId]: id };
-  const base = { subject: `contacts/${id}`, time: at, customerExternalId: id };
+  // HubSpot may regroup events when it retries: each is de-duplicated on its own id.
+  const base = {
+    subject: `contacts/${id}`,
+    time: at,
+    customerExternalId: id,
+    dedupeKey: `${event.portalId}:${event.eventId}`,
+  };
   if (type === 'customer.deleted') return { ...base, type, data: { customer_id: id, external_ids } };
   if (type === 'customer.created') {
     const data: Customer = { customer_id: id, created_at: at, external_ids };
@@ -73,8 +79,9 @@ export function normalizeHubSpotBatch(batch: HubSpotBatch, installationId: strin
 }
 
 /**
- * HubSpot retries a failed request with the same events (same eventIds, a higher attemptNumber),
- * so the batch's identity is its set of (portal, eventId) pairs, sorted, hashed.
+ * The batch's identity, its set of (portal, eventId) pairs, sorted, hashed: recorded with the
+ * request. De-duplication itself is per event (each draft's `dedupeKey`), since HubSpot may retry
+ * an event in another batch than the first.
  */
 export function hubspotDedupeKey(batch: HubSpotBatch): string {
   const ids = [...new Set(batch.map((e) => `${e.portalId}:${e.eventId}`))].sort();
