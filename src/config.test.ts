@@ -111,6 +111,28 @@ describe('loadConfig', () => {
     expect(err.message).not.toContain('hunter2');
   });
 
+  it('reads INTERCHANGE_METRICS_TOKEN, unset by default', () => {
+    expect(loadConfig({}).metricsToken).toBeUndefined();
+    expect(loadConfig({ INTERCHANGE_METRICS_TOKEN: '  0123456789abcdef  ' }).metricsToken).toBe(
+      '0123456789abcdef',
+    );
+  });
+
+  it('rejects a short or spaced INTERCHANGE_METRICS_TOKEN naming it, without echoing it', () => {
+    for (const token of [
+      'hunter2-short',
+      'hunter2 with a space',
+      'hunter2-\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9',
+    ]) {
+      const err = configError({ INTERCHANGE_METRICS_TOKEN: token });
+      expectOneLineNaming(err, 'INTERCHANGE_METRICS_TOKEN');
+      expect(err.message).not.toContain('hunter2');
+    }
+    expect(configError({ INTERCHANGE_METRICS_TOKEN: 'hunter2-short' }).message).toContain(
+      'at least 16 characters',
+    );
+  });
+
   it('rejects a bad LOG_LEVEL naming it', () => {
     const err = configError({ LOG_LEVEL: 'verbose' });
     expectOneLineNaming(err, 'LOG_LEVEL');

@@ -35,6 +35,11 @@ const envSchema = z.object({
     .optional(),
   INTERCHANGE_DATA_DIR: z.string().min(1).default('.interchange'),
   INTERCHANGE_SECRET_KEY: z.string().optional(),
+  INTERCHANGE_METRICS_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters')
+    .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces (it is sent in an HTTP header)')
+    .optional(),
   INTERCHANGE_TOKEN_TTL: z.coerce.number().int().min(60).max(86_400).default(3600),
   INTERCHANGE_DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
   INTERCHANGE_EGRESS_ALLOW: z
@@ -87,6 +92,8 @@ export type Config = Readonly<{
   dataDir: string;
   /** Raw INTERCHANGE_SECRET_KEY: one key, or several comma-separated (the first encrypts). */
   secretKey: string | undefined;
+  /** Bearer token GET /metrics requires; unset: /metrics is open (keep it on the internal network). */
+  metricsToken: string | undefined;
   tokenTtlSeconds: number;
   dbPoolSize: number;
   logLevel: (typeof LOG_LEVELS)[number];
@@ -104,6 +111,9 @@ export type Config = Readonly<{
   embedded: boolean;
 }>;
 
+/** Keys whose values a ConfigError never repeats (secrets; URLs carry passwords). */
+const UNECHOED = /^(INTERCHANGE_SECRET_KEY|INTERCHANGE_METRICS_TOKEN|.*_URL)$/;
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
@@ -120,7 +130,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const issue = parsed.error.issues[0];
     const key = String(issue?.path[0] ?? 'environment');
     const got = key in present ? ` (got ${JSON.stringify(present[key])})` : '';
-    const shown = key === 'INTERCHANGE_SECRET_KEY' || /_URL$/.test(key) ? '' : got;
+    const shown = UNECHOED.test(key) ? '' : got;
     throw new ConfigError(`invalid configuration: ${key} ${issue?.message ?? 'is invalid'}${shown}`);
   }
   const e = parsed.data;
@@ -149,6 +159,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     kafkaTopicPrefix: e.KAFKA_TOPIC_PREFIX ?? '',
     dataDir: resolve(e.INTERCHANGE_DATA_DIR),
     secretKey: e.INTERCHANGE_SECRET_KEY,
+    metricsToken: e.INTERCHANGE_METRICS_TOKEN,
     tokenTtlSeconds: e.INTERCHANGE_TOKEN_TTL,
     dbPoolSize: e.INTERCHANGE_DB_POOL_SIZE,
     logLevel: e.LOG_LEVEL,

@@ -67,6 +67,86 @@ describe('operations endpoints', () => {
   });
 });
 
+describe('metrics behind INTERCHANGE_METRICS_TOKEN', () => {
+  const TOKEN = 'mtk_7f3c9a21e4b85d60c1a2';
+  const WRONG = 'mtk_7f3c9a21e4b85d60c1a3';
+  let m: TestApp;
+
+  beforeAll(async () => {
+    m = await startTestApp({ INTERCHANGE_METRICS_TOKEN: TOKEN, LOG_LEVEL: 'trace' });
+  });
+  afterAll(() => m?.close());
+
+  it('is open without the setting, and says so in the OpenAPI document', async () => {
+    expect((await t.call('GET', '/metrics')).statusCode).toBe(200);
+    const op = (await t.call('GET', '/openapi.json')).json().paths['/metrics'].get;
+    expect(op.security).toEqual([]);
+    expect(op.description).toContain('INTERCHANGE_METRICS_TOKEN');
+  });
+
+  it('answers 401 unauthorized without a bearer token', async () => {
+    const basic = `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}`;
+    const headerSets: Record<string, string>[] = [{}, { authorization: basic }];
+    for (const headers of headerSets) {
+      const res = await m.call('GET', '/metrics', { headers });
+      expect(res.statusCode).toBe(401);
+      expect(res.headers['www-authenticate']).toBe('Bearer realm="metrics"');
+      expect(res.json()).toEqual({
+        error: {
+          code: 'unauthorized',
+          message: 'a metrics token is required: Authorization: Bearer <token>',
+        },
+      });
+    }
+  });
+
+  it('answers 401 invalid_token for a wrong token, its prefix, or an API access token', async () => {
+    const org = await m.organization('Scraper');
+    for (const token of [WRONG, TOKEN.slice(0, -1), `${TOKEN}x`, org.token]) {
+      const res = await m.call('GET', '/metrics', { token });
+      expect(res.statusCode, token).toBe(401);
+      expect(res.headers['www-authenticate']).toBe('Bearer realm="metrics", error="invalid_token"');
+      expect(res.json().error.code).toBe('invalid_token');
+      expect(res.body).not.toContain('interchange_');
+    }
+  });
+
+  it('serves Prometheus text for the right token, in process and over a socket', async () => {
+    const res = await m.call('GET', '/metrics', { headers: { authorization: `bearer ${TOKEN}` } });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toContain('text/plain');
+    expect(res.body).toMatch(/^# HELP /);
+    expect(res.body).toContain('# TYPE interchange_http_request_duration_seconds histogram');
+
+    const address = await m.app.server.listen({ port: 0, host: '127.0.0.1' });
+    const scraped = await fetch(`${address}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(scraped.status).toBe(200);
+    expect(await scraped.text()).toContain('interchange_process_resident_memory_bytes');
+    const refused = await fetch(`${address}/metrics`);
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get('www-authenticate')).toBe('Bearer realm="metrics"');
+  });
+
+  it('keeps /healthz and /readyz open, and documents the token in OpenAPI', async () => {
+    expect((await m.call('GET', '/healthz')).statusCode).toBe(200);
+    expect((await m.call('GET', '/readyz')).statusCode).toBe(200);
+    const doc = (await m.call('GET', '/openapi.json')).json();
+    expect(doc.paths['/metrics'].get.security).toEqual([{ metricsToken: [] }]);
+    expect(doc.paths['/healthz'].get.security).toBeUndefined();
+    expect(doc.components.securitySchemes.metricsToken).toMatchObject({ type: 'http', scheme: 'bearer' });
+  });
+
+  it('logs refused scrapes without the token, right or wrong', async () => {
+    await m.call('GET', '/metrics', { token: WRONG });
+    await m.call('GET', '/metrics', { token: TOKEN });
+    const logs = m.logs();
+    expect(logs).toContain('metrics scrape refused');
+    expect(logs).not.toContain(TOKEN);
+    expect(logs).not.toContain(WRONG);
+    expect(logs).not.toContain('7f3c9a21');
+  });
+});
+
 describe('request ids', () => {
   it('gives every response an X-Request-Id, echoing a sane one from the caller', async () => {
     const generated = await t.call('GET', '/healthz');

@@ -66,7 +66,8 @@ export function installErrorHandling(app: FastifyInstance): void {
       reply.headers(err.headers);
       if (err.status === 503 && !reply.hasHeader('retry-after'))
         reply.header('retry-after', String(RETRY_AFTER_SECONDS));
-      if (err.status === 401) reply.header('www-authenticate', `Bearer error="invalid_token"`);
+      if (err.status === 401 && !reply.hasHeader('www-authenticate'))
+        reply.header('www-authenticate', `Bearer error="invalid_token"`);
       return reply.code(err.status).send(toErrorBody(err.code, err.message, err.details));
     }
     if (hasZodFastifySchemaValidationErrors(err)) {

@@ -129,6 +129,11 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       components: {
         securitySchemes: {
           bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+          metricsToken: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'INTERCHANGE_METRICS_TOKEN, for GET /metrics when the hub sets one',
+          },
           oauth2: { type: 'oauth2', flows: { clientCredentials: { tokenUrl: '/oauth/token', scopes: {} } } },
         },
       },
@@ -139,7 +144,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true, logLevel: 'warn' });
   app.get('/openapi.json', { schema: { hide: true }, logLevel: 'warn' }, async () => app.swagger());
 
-  await app.register(healthRoutes);
+  await app.register(healthRoutes, { metricsToken: config.metricsToken });
   await app.register(oauthRoutes);
   await app.register(hookRoutes);
   await app.register(async (v1) => {

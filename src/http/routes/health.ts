@@ -1,13 +1,48 @@
-// Operations: liveness, readiness (database reachable) and Prometheus metrics.
+// Operations: liveness, readiness (database reachable) and Prometheus metrics. /metrics shows every
+// tenant's destination ids, so INTERCHANGE_METRICS_TOKEN puts it behind a bearer token.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { AppError } from '../../errors.ts';
 import { driverError } from '../../store/db.ts';
 import { RETRY_AFTER_SECONDS, toErrorBody } from '../errors.ts';
 import { errorSchema } from '../schemas.ts';
 
 const READY_TIMEOUT_MS = 2000;
 
-export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
+const sha256 = (text: string) => createHash('sha256').update(text).digest();
+
+/**
+ * An onRequest hook admitting only `Authorization: Bearer <token>`. Equal-length digests are
+ * compared in constant time, so neither the token's length nor a guess's common prefix shows in
+ * the response time.
+ */
+function requireMetricsToken(token: string) {
+  const expected = sha256(token);
+  return async (req: FastifyRequest) => {
+    const given = req.headers.authorization?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
+    const ok = given !== undefined && timingSafeEqual(sha256(given), expected);
+    if (ok) return;
+    // Never the header itself: a wrong token may be a right one for something else.
+    req.log.warn(
+      { reason: given === undefined ? 'no bearer token' : 'wrong token' },
+      'metrics scrape refused',
+    );
+    throw given === undefined
+      ? new AppError('unauthorized', 'a metrics token is required: Authorization: Bearer <token>', {
+          headers: { 'www-authenticate': 'Bearer realm="metrics"' },
+        })
+      : new AppError('invalid_token', 'the metrics token is not valid', {
+          headers: { 'www-authenticate': 'Bearer realm="metrics", error="invalid_token"' },
+        });
+  };
+}
+
+export const healthRoutes: FastifyPluginAsyncZod<{ metricsToken?: string | undefined }> = async (
+  app,
+  { metricsToken },
+) => {
   app.get(
     '/healthz',
     {
@@ -57,9 +92,30 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
     '/metrics',
     {
       logLevel: 'warn',
-      schema: { tags: ['Operations'], summary: 'Prometheus metrics', produces: ['text/plain'] },
+      ...(metricsToken ? { onRequest: requireMetricsToken(metricsToken) } : {}),
+      schema: {
+        tags: ['Operations'],
+        summary: 'Prometheus metrics',
+        description:
+          'Prometheus text format. Gauges are labelled with destination installation ids of every ' +
+          'organization: with `INTERCHANGE_METRICS_TOKEN` set, this requires ' +
+          '`Authorization: Bearer <that token>` (401 `unauthorized` without one, `invalid_token` for ' +
+          'a wrong one); unset, it is open and belongs on the internal network only.',
+        security: metricsToken ? [{ metricsToken: [] }] : [],
+        response: {
+          200: {
+            description: 'Prometheus text exposition format',
+            content: { 'text/plain': { schema: z.string() } },
+          },
+          401: {
+            description: 'no metrics token, or a wrong one',
+            content: { 'application/json': { schema: errorSchema } },
+          },
+        },
+      },
     },
     async (_req, reply) => {
+      // A string under a text content type is sent as it is, not through the JSON serializer.
       reply.header('content-type', app.metrics.registry.contentType);
       return app.metrics.registry.metrics();
     },
