@@ -110,6 +110,52 @@ describe('claiming and settling an unlimited destination', () => {
       { outcome: 'succeeded', status_code: 204, response: 'ok', duration_ms: 12 },
     ]);
   });
+
+  it('does not let a destination at its cap fill the window with its backlog and stall the others', async () => {
+    const acme = await t.organization('Acme');
+    const install = async () => {
+      const ep = await t.call('POST', '/v1/installations', {
+        token: acme.token,
+        body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/hook' } },
+      });
+      expect(ep.statusCode, ep.body).toBe(201);
+      return ep.json().id as string;
+    };
+    const [slow, other] = [await install(), await install()];
+    const event = async (n: number) =>
+      (
+        await t.call('POST', '/v1/events', { token: acme.token, body: { type: 'custom.fair', data: { n } } })
+      ).json().id as string;
+    const db = t.app.store.db;
+    const queue = async (destination: string, count: number, dueAgoMs: number) => {
+      const ids: string[] = [];
+      for (let n = 0; n < count; n++) {
+        const id = newId('delivery');
+        ids.push(id);
+        await db.insert(deliveries).values({
+          id,
+          organizationId: acme.id,
+          eventId: await event(n),
+          installationId: destination,
+          nextAttemptAt: new Date(Date.now() - dueAgoMs + n),
+        });
+      }
+      return ids;
+    };
+    // The slow destination's backlog is older than anything else, and larger than a claim's window.
+    await queue(slow, 12, 60_000);
+    const others = await queue(other, 3, 1_000);
+    // This worker already has as many requests open to the slow destination as it may.
+    const claim = await claimUnlimited(db, {
+      owner: 'fair',
+      limit: 4,
+      leaseMs: 60_000,
+      perDestination: 2,
+      busy: new Map([[slow, 2]]),
+    });
+    expect(claim.claimed.map((c) => c.installationId)).toEqual([other, other]);
+    expect(others).toEqual(expect.arrayContaining(claim.claimed.map((c) => c.id)));
+  });
 });
 
 describe.skipIf(!onPostgres)('rate-limit slots of a claim that waited for the lock (PostgreSQL only)', () => {

@@ -110,8 +110,9 @@ export async function claimDeliveries(db: Db, o: ClaimOptions): Promise<Claimed[
 
 /**
  * Destinations without a rate limit, in one autocommit statement: lock up to twice the limit of
- * the earliest due (skipping those other workers hold), keep at most `perDestination` per
- * destination less what this worker already sends there, lease them and read their events.
+ * the earliest due (skipping those other workers hold, and destinations this worker already sends
+ * `perDestination` to), keep at most `perDestination` per destination less what this worker
+ * already sends there, lease them and read their events.
  * Waiting deliveries and ended leases are found apart, each along its own index and in order.
  * It also tells whether any rate-limited destination has work outstanding (`claimRateLimited`
  * is worth its transaction then), so a hub without such destinations never runs that.
@@ -121,12 +122,16 @@ export async function claimUnlimited(
   o: ClaimOptions,
 ): Promise<{ claimed: Claimed[]; rateLimitedWork: boolean }> {
   const busy = busyJson(o.busy);
+  // Destinations this worker already sends its most to are left out of the scans: their backlog
+  // would otherwise fill the window and keep every other destination waiting until it drains.
+  const full = JSON.stringify([...o.busy].flatMap(([id, n]) => (n >= o.perDestination ? [id] : [])));
   const due = (which: SQL, order: SQL) => sql`
     select d.id, d.installation_id, d.next_attempt_at, d.seq
     from deliveries d
     join installations i on i.id = d.installation_id
     left join destination_state s on s.installation_id = d.installation_id
     where ${which} and i.status = 'active' and (i.destination->>'rateLimit') is null and ${claimable}
+      and d.installation_id <> all (select json_array_elements_text(${full}::json))
     order by ${order}
     limit ${Math.max(0, o.limit) * 2}
     for update of d skip locked`;
