@@ -110,9 +110,10 @@ export async function claimDeliveries(db: Db, o: ClaimOptions): Promise<Claimed[
 
 /**
  * Destinations without a rate limit, in one autocommit statement: lock up to twice the limit of
- * the earliest due (skipping those other workers hold, and destinations this worker already sends
- * `perDestination` to), keep at most `perDestination` per destination less what this worker
- * already sends there, lease them and read their events.
+ * the earliest due (skipping those other workers hold), keep at most `perDestination` per
+ * destination less what this worker already sends there, lease them and read their events. When
+ * that finds nothing while some destination is at its cap, the window may be all that
+ * destination's backlog: `claimPerDestination` then looks at every other destination.
  * Waiting deliveries and ended leases are found apart, each along its own index and in order.
  * It also tells whether any rate-limited destination has work outstanding (`claimRateLimited`
  * is worth its transaction then), so a hub without such destinations never runs that.
@@ -122,20 +123,16 @@ export async function claimUnlimited(
   o: ClaimOptions,
 ): Promise<{ claimed: Claimed[]; rateLimitedWork: boolean }> {
   const busy = busyJson(o.busy);
-  // Destinations this worker already sends its most to are left out of the scans: their backlog
-  // would otherwise fill the window and keep every other destination waiting until it drains.
-  const full = JSON.stringify([...o.busy].flatMap(([id, n]) => (n >= o.perDestination ? [id] : [])));
   const due = (which: SQL, order: SQL) => sql`
     select d.id, d.installation_id, d.next_attempt_at, d.seq
     from deliveries d
     join installations i on i.id = d.installation_id
     left join destination_state s on s.installation_id = d.installation_id
     where ${which} and i.status = 'active' and (i.destination->>'rateLimit') is null and ${claimable}
-      and d.installation_id <> all (select json_array_elements_text(${full}::json))
     order by ${order}
     limit ${Math.max(0, o.limit) * 2}
     for update of d skip locked`;
-  const rows = await queryPrepared<Partial<ClaimedRow> & { rate_limited: boolean }>(
+  const rows = await queryPrepared<Partial<ClaimedRow> & { rate_limited: boolean; window_full: boolean }>(
     db,
     'delivery_claim_unlimited',
     sql`with waiting as (${due(waiting, sql`d.next_attempt_at`)}),
@@ -153,8 +150,8 @@ export async function claimUnlimited(
               order by r.next_attempt_at
               limit ${Math.max(0, o.limit)}`,
         )}
-        select l.*, f.rate_limited
-        from (select exists (
+        select l.*, f.rate_limited, f.window_full
+        from (select (select count(*) from waiting) >= ${Math.max(0, o.limit) * 2} as window_full, exists (
             select 1 from installations ri
             where ri.status = 'active' and (ri.destination->>'rateLimit') is not null
               and exists (select 1 from deliveries rd where rd.installation_id = ri.id
@@ -162,12 +159,49 @@ export async function claimUnlimited(
           ) as rate_limited) f
         left join leased l on true`,
   );
+  const claimed = rows.flatMap((r) =>
+    r.id ? [toClaimed(r as ClaimedRow, new Date(r.now as Date | string))] : [],
+  );
+  // Starved only if the window was all there was room for: fewer rows means it saw every due one.
+  const full = [...o.busy].flatMap(([id, n]) => (n >= o.perDestination ? [id] : []));
+  const starved = claimed.length === 0 && full.length > 0 && Boolean(rows[0]?.window_full);
   return {
-    claimed: rows.flatMap((r) =>
-      r.id ? [toClaimed(r as ClaimedRow, new Date(r.now as Date | string))] : [],
-    ),
+    claimed: starved ? await claimPerDestination(db, o, full) : claimed,
     rateLimitedWork: Boolean(rows[0]?.rate_limited),
   };
+}
+
+/**
+ * Unlimited destinations one by one (their due deliveries found per destination), leaving out the
+ * ones this worker sends its most to. A slow endpoint at its cap whose backlog is older than
+ * everything else fills `claimUnlimited`'s window on every claim; without this, no other
+ * destination would get a delivery until that backlog drained. It costs an index probe per
+ * destination, so it runs only when a full window gave nothing.
+ */
+async function claimPerDestination(db: Db, o: ClaimOptions, full: string[]): Promise<Claimed[]> {
+  if (o.limit <= 0) return [];
+  const rows = await queryPrepared<ClaimedRow>(
+    db,
+    'delivery_claim_per_destination',
+    sql`with ${leaseAndRead(
+      o,
+      sql`select d.id from installations i
+          left join destination_state s on s.installation_id = i.id
+          cross join lateral (
+            select d.id, d.next_attempt_at from deliveries d
+            where d.installation_id = i.id and (${waiting}) and ${claimable}
+            order by d.next_attempt_at
+            limit greatest(0, ${o.perDestination} - coalesce((${busyJson(o.busy)}::jsonb ->> i.id)::int, 0))
+            for update of d skip locked
+          ) d
+          where i.status = 'active' and i.destination is not null and (i.destination->>'rateLimit') is null
+            and i.id <> all (select json_array_elements_text(${JSON.stringify(full)}::json))
+          order by d.next_attempt_at
+          limit ${o.limit}`,
+    )}
+    select * from leased`,
+  );
+  return rows.map((r) => toClaimed(r, new Date(r.now)));
 }
 
 interface CandidateRow {
