@@ -25,10 +25,13 @@ import type {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Every column of `events` but its data, for consumers that read only envelopes. */
-const ENVELOPE_COLUMNS =
-  sql.raw(`e.id, e.organization_id, e.installation_id, e.source, e.type, e.subject, e.time,
-  e.partition_key, e.topic, e.user_id, null::jsonb as data, e.raw_request_id, e.created_at`);
+// The columns of `events` a record is made of, named (not `e.*`): the poll is a prepared
+// statement, and a column added by a newer release's migration must not break a running one.
+const EVENT_COLUMNS = `e.id, e.organization_id, e.installation_id, e.source, e.type, e.subject, e.time,
+  e.partition_key, e.topic, e.user_id, e.raw_request_id, e.created_at`;
+/** With the data, or (for consumers that read only envelopes) without it. */
+const RECORD_COLUMNS = sql.raw(`${EVENT_COLUMNS}, e.data`);
+const ENVELOPE_COLUMNS = sql.raw(`${EVENT_COLUMNS}, null::jsonb as data`);
 
 /** Like Kafka's `max.poll.interval.ms` default. */
 const DEFAULT_MAX_POLL_INTERVAL_MS = 5 * 60_000;
@@ -251,7 +254,7 @@ function startConsumer(db: Db, logger: Logger, partitions: number, options: Cons
       db,
       options.withoutData ? 'log_poll_envelopes' : 'log_poll',
       sql`select l.topic as log_topic, l.partition as log_partition, l.offset as log_offset, l.replay as log_replay,
-            ${options.withoutData ? ENVELOPE_COLUMNS : sql`e.*`}
+            ${options.withoutData ? ENVELOPE_COLUMNS : RECORD_COLUMNS}
           from consumer_offsets c
           cross join lateral (
             select * from log_entries l where l.topic = c.topic and l.partition = c.partition and l.offset >= c.committed
