@@ -154,22 +154,22 @@ export async function writeBatch(db: Db, log: EventLog, items: IngestItem[]): Pr
         and ue.external_id = x.xid
       where x.ek is null
          or exists (select 1 from keys where keys.organization_id = x.o and keys.scope = x.sc and keys.key = x.ek)
+    ), kept as (
+      select i, count(*)::int as n from fresh group by i
     ), requests as (
       insert into inbound_requests (id, organization_id, installation_id, received_at, method, path, headers,
         body, body_size, status, error_code, dedupe_key, event_count)
       select x.id, x.o, x.ins, x.at, x.m, x.p, x.h,
-        case when x.rj or k.accepted then substring((select b from blob) from x.bo + 1 for x.n) end, x.n,
-        case when x.rj then 'rejected' when k.accepted then 'accepted' else 'duplicate' end,
-        x.ec, x.dk, case when k.accepted then k.kept else 0 end
+        case when x.rj or a.ok then substring((select b from blob) from x.bo + 1 for x.n) end, x.n,
+        case when x.rj then 'rejected' when a.ok then 'accepted' else 'duplicate' end,
+        x.ec, x.dk, case when a.ok then coalesce(k.n, 0) else 0 end
       from json_to_recordset(${JSON.stringify(requests)}::json)
         as x(i int, id text, o text, ins text, at timestamptz, m text, p text, h jsonb, bo int, n int,
              rj boolean, ec text, dk text, pe boolean)
       left join won w on w.i = x.i
-      cross join lateral (
-        select count(f.*)::int as kept,
-          w.i is not null and (not x.pe or count(f.*) > 0) as accepted
-        from fresh f where f.i = x.i
-      ) k
+      left join kept k on k.i = x.i
+      -- Accepted: the request won its key, and (keyed per event) some event of it was new.
+      cross join lateral (select w.i is not null and (not x.pe or k.n is not null) as ok) a
     ), stored as (
       insert into events (id, organization_id, installation_id, source, type, subject, time, partition_key,
         topic, user_id, data, raw_request_id)
