@@ -1,6 +1,7 @@
 // The worker role: the `router` consumer group turning logged events into deliveries, and the
-// delivery sender. Several worker processes may share one PostgreSQL: the consumer group splits
-// the log's partitions among them and the queue's leases split the deliveries.
+// delivery sender, which takes the fresh deliveries it has room for straight from the router.
+// Several worker processes may share one PostgreSQL: the consumer group splits the log's
+// partitions among them and the queue's leases split the deliveries.
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { connectorById } from './connectors/catalog.ts';
@@ -23,11 +24,6 @@ export function startWorker(parts: {
   logger: Logger;
 }): Worker {
   const { config, store, services, metrics, logger } = parts;
-  const router = services.log.consume({
-    ...ROUTER_CONSUMER,
-    topics: TOPICS,
-    handler: createRouter(store.db, connectorById),
-  });
   const sender = startSender({
     db: store.db,
     log: services.log,
@@ -41,9 +37,16 @@ export function startWorker(parts: {
     timeoutMs: config.deliveryTimeoutMs,
     leaseMs: config.deliveryLeaseMs,
   });
+  const router = services.log.consume({
+    ...ROUTER_CONSUMER,
+    topics: TOPICS,
+    handler: createRouter(store.db, connectorById, sender.handoff),
+  });
   return {
     async stop() {
-      await Promise.all([router.stop(), sender.stop()]);
+      // The router first: what it hands over while stopping still has a running sender.
+      await router.stop();
+      await sender.stop();
     },
   };
 }

@@ -49,7 +49,7 @@ const claimable = sql`(s.throttled_until is null or s.throttled_until <= now())
 
 const busyJson = (busy: ReadonlyMap<string, number>) => JSON.stringify(Object.fromEntries(busy));
 
-interface ClaimedRow {
+export interface ClaimedRow {
   id: string;
   organization_id: string;
   event_id: string;
@@ -63,6 +63,19 @@ interface ClaimedRow {
   event: SqlEventRow;
 }
 
+/**
+ * The CTE `leased`: the deliveries a CTE `claimed` just leased (its rows: id, organization_id,
+ * event_id, installation_id, attempts, round_attempts) with what sending them takes, events included.
+ */
+export const leasedFromClaimed = sql`leased as (
+      select c.*, i.connector_id, si.connector_id as source_connector, now() as now,
+        row_to_json(e) as event
+      from claimed c
+      join events e on e.id = c.event_id
+      join installations i on i.id = c.installation_id
+      left join installations si on si.id = e.installation_id
+    )`;
+
 /** CTEs leasing the deliveries `picked` selects (a query yielding `id`): `leased` has them with their events. */
 function leaseAndRead(o: ClaimOptions, picked: SQL) {
   return sql`picked as (${picked}),
@@ -73,17 +86,10 @@ function leaseAndRead(o: ClaimOptions, picked: SQL) {
       where d.id = any(array(select id from picked))
       returning d.id, d.organization_id, d.event_id, d.installation_id, d.attempts, d.round_attempts
     ),
-    leased as (
-      select c.*, i.connector_id, si.connector_id as source_connector, now() as now,
-        row_to_json(e) as event
-      from claimed c
-      join events e on e.id = c.event_id
-      join installations i on i.id = c.installation_id
-      left join installations si on si.id = e.installation_id
-    )`;
+    ${leasedFromClaimed}`;
 }
 
-function toClaimed(r: ClaimedRow, sendAt: Date): Claimed {
+export function toClaimed(r: ClaimedRow, sendAt: Date): Claimed {
   return {
     id: r.id,
     organizationId: r.organization_id,

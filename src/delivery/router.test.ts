@@ -10,7 +10,9 @@ import { uuidv7 } from '../ids.ts';
 import type { LogRecord } from '../log/port.ts';
 import { queryRows } from '../store/db.ts';
 import { events } from '../store/schema.ts';
+import type { Claimed } from './queue.ts';
 import { createRouter, ROUTER_CONSUMER } from './router.ts';
+import type { Handoff } from './sender.ts';
 
 describe('the router, on envelopes without data', () => {
   let t: TestApp;
@@ -102,5 +104,118 @@ describe('the router, on envelopes without data', () => {
         .sort();
     expect(to(everything)).toEqual([sent.small, sent.big].sort());
     expect(to(bigCarts)).toEqual([sent.big]);
+  });
+
+  it('hands fresh deliveries to its sender leased, as far as the sender has room and the destination allows', async () => {
+    const acme = await t.organization('Handoff');
+    const install = async (subscription: object) => {
+      const res = await t.call('POST', '/v1/installations', {
+        token: acme.token,
+        body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/hook' }, subscription },
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      return res.json().id as string;
+    };
+    const plain = await install({ event_types: ['custom.*'] });
+    const ordered = await install({ event_types: ['custom.*'], ordered: true });
+    const paused = await install({ event_types: ['custom.*'] });
+    const crowded = await install({ event_types: ['custom.*'] });
+    const db = t.app.store.db;
+    await db.execute(
+      sql`insert into destination_state (installation_id, throttled_until) values (${paused}, now() + interval '1 hour')`,
+    );
+    const ids: string[] = [];
+    for (const n of [1, 2, 3]) {
+      const res = await t.call('POST', '/v1/events', {
+        token: acme.token,
+        body: { type: 'custom.visit', subject: 'visitor-1', data: { n } },
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      ids.push(res.json().id);
+    }
+
+    // The sender's side: room for everything but one delivery to `crowded`.
+    const reserved: Map<string, number>[] = [];
+    const adopted: { claimed: Claimed[]; granted: Map<string, number> }[] = [];
+    const handoff: Handoff = {
+      owner: 'test-sender',
+      leaseMs: 60_000,
+      reserve: (wanted) => {
+        const granted = new Map([...wanted].map(([id, n]) => [id, id === crowded ? Math.min(n, 1) : n]));
+        reserved.push(new Map(wanted));
+        return granted;
+      },
+      adopt: (claimed, granted) => {
+        adopted.push({ claimed, granted: new Map(granted) });
+      },
+      room: async () => {},
+    };
+    const route = createRouter(db, connectorById, handoff);
+    const consumer = t.app.services.log.consume({
+      ...ROUTER_CONSUMER,
+      group: 'router-handoff-test',
+      topics: TOPICS,
+      leaseMs: 2000,
+      pollMs: 20,
+      handler: route,
+    });
+    try {
+      const deadline = Date.now() + 20_000;
+      const count = async () =>
+        (
+          await queryRows<{ n: number }>(
+            db,
+            sql`select count(*)::int as n from deliveries where organization_id = ${acme.id}`,
+          )
+        )[0]?.n;
+      while ((await count()) !== 12 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      await consumer.stop();
+    }
+
+    // Ordered destinations are never offered; the others are, one slot per delivery.
+    const offered = (id: string) => reserved.reduce((sum, m) => sum + (m.get(id) ?? 0), 0);
+    expect([offered(plain), offered(paused), offered(crowded), offered(ordered)]).toEqual([3, 3, 3, 0]);
+    // Leased to the sender and given to it with their events: every one to `plain`, the one slot of `crowded`.
+    const claimed = adopted.flatMap((a) => a.claimed);
+    const to = (id: string) => claimed.filter((c) => c.installationId === id);
+    expect(
+      to(plain)
+        .map((c) => c.eventId)
+        .sort(),
+    ).toEqual([...ids].sort());
+    expect(to(crowded)).toHaveLength(1);
+    expect(to(paused)).toHaveLength(0);
+    for (const c of claimed) {
+      expect(c.attempt).toBe(1);
+      expect(c.connectorId).toBe('webhook');
+      expect(c.event.type).toBe('custom.visit');
+      expect(c.event.data).toMatchObject({ n: expect.any(Number) });
+    }
+    // Every granted slot came back with the batch it was granted for, used or not.
+    for (const a of adopted) {
+      for (const [id, n] of a.granted)
+        expect(a.claimed.filter((c) => c.installationId === id).length).toBeLessThanOrEqual(n);
+    }
+    expect(adopted.reduce((sum, a) => sum + (a.granted.get(paused) ?? 0), 0)).toBe(3);
+
+    const rows = await queryRows<{
+      installation_id: string;
+      status: string;
+      lease_owner: string | null;
+      attempts: number;
+    }>(
+      db,
+      sql`select installation_id, status, lease_owner, attempts from deliveries where organization_id = ${acme.id}`,
+    );
+    const statuses = (id: string) =>
+      rows
+        .filter((r) => r.installation_id === id)
+        .map((r) => `${r.status}/${r.lease_owner ?? '-'}/${r.attempts}`)
+        .sort();
+    expect(statuses(plain)).toEqual(Array(3).fill('delivering/test-sender/1'));
+    expect(statuses(crowded)).toEqual(['delivering/test-sender/1', 'pending/-/0', 'pending/-/0']);
+    expect(statuses(paused)).toEqual(Array(3).fill('pending/-/0'));
+    expect(statuses(ordered)).toEqual(Array(3).fill('pending/-/0'));
   });
 });

@@ -11,6 +11,8 @@ import { newId } from '../ids.ts';
 import type { LogRecord } from '../log/port.ts';
 import { type Db, queryPrepared } from '../store/db.ts';
 import { type DestinationSettings, deliveries, installations } from '../store/schema.ts';
+import { type Claimed, type ClaimedRow, leasedFromClaimed, toClaimed } from './queue.ts';
+import type { Handoff } from './sender.ts';
 import { subscriptionMatcher } from './subscription.ts';
 
 export const ROUTER_GROUP = 'router';
@@ -28,7 +30,18 @@ interface Destination {
   matches: (type: string, data: unknown) => boolean;
 }
 
-export function createRouter(db: Db, catalog: (id: string) => AnyConnector | undefined) {
+/** How long a batch of the router waits for its worker's sender to have room for it. */
+const HANDOFF_WAIT_MS = 250;
+
+/**
+ * `handoff`: the sender of the router's own process. Fresh deliveries to destinations that are
+ * neither ordered nor rate-limited are then created already leased to it, in the statement that
+ * creates them, and sent at once (no claim, no claim statement), as many as it has room for; a
+ * batch waits a moment for room when it has none, so a backlog is not all left to claims. The rest
+ * is created pending and claimed as usual. Should the process die, the leases end and any worker
+ * claims them.
+ */
+export function createRouter(db: Db, catalog: (id: string) => AnyConnector | undefined, handoff?: Handoff) {
   // Compiled matchers, reused while an installation is unchanged.
   const compiled = new Map<string, { updatedAt: number; matches: Destination['matches'] }>();
 
@@ -80,22 +93,50 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
     const destinations = await destinationsOf(organizationIds);
     if (destinations.length === 0) return;
     await fillData(db, records, destinations);
-    const fresh: (typeof deliveries.$inferInsert)[] = [];
+    const fresh: FreshDelivery[] = [];
     const replayed: (typeof deliveries.$inferInsert)[] = [];
+    // Fresh deliveries the sender could take at once, per destination.
+    const direct = new Map<string, number>();
     for (const record of records) {
       for (const d of destinations) {
         if (d.organizationId !== record.event.organization || !wanted(d, record)) continue;
-        (record.replay ? replayed : fresh).push({
+        const row = {
           id: newId('delivery'),
           organizationId: d.organizationId,
           eventId: record.event.id,
           installationId: d.id,
           orderKey: d.settings.ordered ? record.event.partitionkey : null,
-        });
+        };
+        if (record.replay) replayed.push(row);
+        else {
+          const handOver = handoff !== undefined && !d.settings.ordered && d.settings.rateLimit == null;
+          if (handOver) direct.set(d.id, (direct.get(d.id) ?? 0) + 1);
+          fresh.push({ ...row, handOver });
+        }
       }
     }
     if (replayed.length === 0) {
-      if (fresh.length > 0) await insertFresh(db, fresh);
+      if (fresh.length === 0) return;
+      if (!handoff || direct.size === 0) {
+        await insertFresh(db, fresh);
+        return;
+      }
+      const total = [...direct.values()].reduce((a, b) => a + b, 0);
+      await handoff.room(total, HANDOFF_WAIT_MS);
+      const granted = handoff.reserve(direct);
+      // The first deliveries of each destination, as many as it was granted.
+      const left = new Map(granted);
+      for (const row of fresh) {
+        const n = left.get(row.installationId) ?? 0;
+        row.handOver = row.handOver && n > 0;
+        if (row.handOver) left.set(row.installationId, n - 1);
+      }
+      let leased: Claimed[] = [];
+      try {
+        leased = await insertFresh(db, fresh, handoff);
+      } finally {
+        handoff.adopt(leased, granted);
+      }
       return;
     }
     await db.transaction(async (txDb) => {
@@ -133,24 +174,63 @@ async function fillData(db: Db, records: LogRecord[], destinations: Destination[
   for (const r of wanting) r.event.data = data.get(r.event.id) ?? null;
 }
 
-/** New deliveries, one bind parameter for the whole batch; one already there is left as it is. */
-async function insertFresh(db: Db, rows: (typeof deliveries.$inferInsert)[]): Promise<void> {
+type FreshDelivery = typeof deliveries.$inferInsert & { handOver?: boolean };
+
+/**
+ * New deliveries, one bind parameter for the whole batch, in order (ordered destinations follow
+ * `seq`); one already there is left as it is. With `handoff`, those marked `handOver` are created
+ * leased to its sender (first attempt under way) when their destination is active and not paused,
+ * and come back with their events, as a claim would give them.
+ */
+async function insertFresh(db: Db, rows: FreshDelivery[], handoff?: Handoff): Promise<Claimed[]> {
   const batch = JSON.stringify(
-    rows.map((r) => ({
+    rows.map((r, n) => ({
+      n,
       id: r.id,
       organization_id: r.organizationId,
       event_id: r.eventId,
       installation_id: r.installationId,
       order_key: r.orderKey ?? null,
+      h: Boolean(handoff && r.handOver),
     })),
   );
-  await queryPrepared(
+  if (!handoff || !rows.some((r) => r.handOver)) {
+    await queryPrepared(
+      db,
+      'router_insert_fresh',
+      sql`insert into deliveries (id, organization_id, event_id, installation_id, order_key)
+          select id, organization_id, event_id, installation_id, order_key
+          from json_to_recordset(${batch}::json)
+            as x(n int, id text, organization_id text, event_id text, installation_id text, order_key text, h boolean)
+          order by x.n
+          on conflict do nothing`,
+    );
+    return [];
+  }
+  const rowsLeased = await queryPrepared<ClaimedRow>(
     db,
-    'router_insert_fresh',
-    sql`insert into deliveries (id, organization_id, event_id, installation_id, order_key)
-        select id, organization_id, event_id, installation_id, order_key
-        from json_to_recordset(${batch}::json)
-          as x(id text, organization_id text, event_id text, installation_id text, order_key text)
-        on conflict do nothing`,
+    'router_insert_handed_over',
+    sql`with claimed as (
+          insert into deliveries (id, organization_id, event_id, installation_id, order_key, status,
+            attempts, round_attempts, lease_owner, lease_until)
+          select x.id, x.organization_id, x.event_id, x.installation_id, x.order_key,
+            case when k.ok then 'delivering' else 'pending' end,
+            case when k.ok then 1 else 0 end, case when k.ok then 1 else 0 end,
+            case when k.ok then ${handoff.owner} end,
+            case when k.ok then now() + ${`${handoff.leaseMs} milliseconds`}::interval end
+          from json_to_recordset(${batch}::json)
+            as x(n int, id text, organization_id text, event_id text, installation_id text, order_key text, h boolean)
+          left join installations i on x.h and i.id = x.installation_id
+          left join destination_state s on x.h and s.installation_id = x.installation_id
+          cross join lateral (select coalesce(x.h and x.order_key is null and i.status = 'active'
+            and (i.destination->>'rateLimit') is null
+            and (s.throttled_until is null or s.throttled_until <= now()), false) as ok) k
+          order by x.n
+          on conflict do nothing
+          returning id, organization_id, event_id, installation_id, attempts, round_attempts, status
+        ),
+        ${leasedFromClaimed}
+        select * from leased where status = 'delivering'`,
   );
+  return rowsLeased.map((r) => toClaimed(r, new Date(r.now)));
 }

@@ -20,6 +20,19 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)))
 
 type Destination = CachedInstallation;
 
+/** How the router gives this worker's sender the deliveries it creates (see `startSender`). */
+export interface Handoff {
+  /** The lease owner the router writes, so that this sender settles them. */
+  owner: string;
+  leaseMs: number;
+  /** Reserves slots for up to `wanted` deliveries per destination; answers how many it got. */
+  reserve(wanted: ReadonlyMap<string, number>): Map<string, number>;
+  /** Sends the deliveries leased with the reservation, and gives back the slots left unused. */
+  adopt(claimed: Claimed[], granted: ReadonlyMap<string, number>): void;
+  /** Resolves once there is room for `wanted` (or a claim's worth), or after `waitMs`. */
+  room(wanted: number, waitMs: number): Promise<void>;
+}
+
 export interface SenderOptions {
   db: Db;
   log: EventLog;
@@ -73,7 +86,7 @@ export function startSender(o: SenderOptions) {
     inFlight++;
   }
   /** The destination's request slot: given back once answered, before the attempt is settled. */
-  function answered(c: Claimed) {
+  function answered(c: Pick<Claimed, 'installationId'>) {
     const n = (busy.get(c.installationId) ?? 0) - 1;
     if (n > 0) busy.set(c.installationId, n);
     else busy.delete(c.installationId);
@@ -85,7 +98,10 @@ export function startSender(o: SenderOptions) {
     inFlight--;
     released++;
     if (waiter?.ready()) waiter.resolve();
+    for (const w of [...roomWaiters]) if (w.ready()) w.resolve();
   }
+  // Routers waiting for room to hand deliveries over (`handoff.room`).
+  const roomWaiters = new Set<{ ready: () => boolean; resolve: () => void }>();
 
   async function sendBatch(claimed: Claimed[], connectorId: string, destination: Destination | undefined) {
     const connector = o.catalog(connectorId);
@@ -203,6 +219,61 @@ export function startSender(o: SenderOptions) {
   const roomToClaim = () => concurrency - inFlight >= claimAtLeast;
   const enoughReleased = () => released >= wakeAfter;
 
+  /**
+   * Deliveries the router leases to this worker as it creates them (`createRouter`'s `handoff`):
+   * sent at once, with no claim to wait for and no claim statement. Slots are reserved before the
+   * router's statement and given back for what it did not lease (a paused or disabled destination).
+   */
+  const handoff: Handoff = {
+    owner,
+    leaseMs: o.leaseMs,
+    reserve(wanted) {
+      const granted = new Map<string, number>();
+      if (!running) return granted;
+      for (const [id, n] of wanted) {
+        const k = Math.min(n, concurrency - inFlight, perDestination - (busy.get(id) ?? 0));
+        if (k <= 0) continue;
+        granted.set(id, k);
+        busy.set(id, (busy.get(id) ?? 0) + k);
+        inFlight += k;
+      }
+      return granted;
+    },
+    adopt(claimed, granted) {
+      const used = new Map<string, number>();
+      for (const c of claimed) used.set(c.installationId, (used.get(c.installationId) ?? 0) + 1);
+      for (const [installationId, n] of granted) {
+        for (let i = used.get(installationId) ?? 0; i < n; i++) {
+          answered({ installationId });
+          done();
+        }
+      }
+      if (claimed.length === 0) return;
+      dispatch(claimed).catch((err) => {
+        // Nothing was sent: the leases end and the deliveries are claimed again.
+        log.error({ err }, 'could not send deliveries handed over by the router');
+        for (const c of claimed) {
+          answered(c);
+          done();
+        }
+      });
+    },
+    room(wanted, waitMs) {
+      const ready = () => !running || concurrency - inFlight >= Math.min(wanted, claimAtLeast);
+      if (ready()) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const w = { ready, resolve: finish };
+        const timer = setTimeout(finish, waitMs);
+        function finish() {
+          clearTimeout(timer);
+          roomWaiters.delete(w);
+          resolve();
+        }
+        roomWaiters.add(w);
+      });
+    },
+  };
+
   const loop = (async () => {
     while (running) {
       try {
@@ -250,10 +321,12 @@ export function startSender(o: SenderOptions) {
 
   return {
     owner,
+    handoff,
     /** Stops claiming and waits for the sends under way to be settled. */
     async stop() {
       running = false;
       waiter?.resolve();
+      for (const w of [...roomWaiters]) w.resolve();
       await loop;
       await Promise.allSettled([...tasks]);
     },
