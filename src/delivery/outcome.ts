@@ -111,7 +111,7 @@ function attemptRow(ctx: OutcomeContext, a: AttemptRecord) {
 export async function settleAll(ctx: OutcomeContext, records: AttemptRecord[]): Promise<Settled[]> {
   if (records.length === 0) return [];
   if (records.every((a) => a.result.status === 'delivered')) return settleDelivered(ctx, records);
-  return ctx.db.transaction(async (txDb) => {
+  const settled = await ctx.db.transaction(async (txDb) => {
     const tx = txDb as unknown as Db;
     await tx.insert(deliveryAttempts).values(records.map((a) => attemptRow(ctx, a)));
     const settled: Settled[] = records.map(() => 'lost');
@@ -146,6 +146,9 @@ export async function settleAll(ctx: OutcomeContext, records: AttemptRecord[]): 
     }
     return settled;
   });
+  // A failure may have logged `delivery.exhausted` or `endpoint.disabled`.
+  ctx.log.committed();
+  return settled;
 }
 
 /**

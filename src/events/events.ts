@@ -118,6 +118,7 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
           { eventId: row.id, topic: topicOf(row.type), partitionKey: row.partitionKey, replay: true },
         ]),
       );
+      log.committed();
       return appended;
     },
 

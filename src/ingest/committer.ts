@@ -142,6 +142,7 @@ export function createCommitter({ store, log, logger, concurrency = 2, maxBatch 
           return result;
         })
       : await writeAndAnswer(store.db, items);
+    if (outcomes.some((o) => o.status === 'accepted')) log.committed();
     batch.forEach((p, i) => {
       p.resolve(outcomes[i] as IngestOutcome);
     });

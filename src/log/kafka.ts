@@ -161,6 +161,8 @@ export function createKafkaLog(options: KafkaLogOptions): EventLog {
     append: (tx, entries) => outbox.append(tx, entries),
     appendCtes: (source) => outbox.appendCtes(source),
     partitionOf: (key) => outbox.partitionOf(key),
+    // The relay reads the outbox: it publishes at once.
+    committed: () => outbox.committed(),
     consume(consumerOptions) {
       if ((options.relay ?? 'on-consume') === 'on-consume') startRelayOnce();
       const consumer = startKafkaConsumer(context, consumerOptions);

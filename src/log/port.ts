@@ -81,6 +81,11 @@ export interface EventLog {
   appendCtes(source: string): string;
   /** The partition of a key, as `append` computes it. */
   partitionOf(key: string): number;
+  /**
+   * Tells the log that appended entries were committed: this process's consumers read now rather
+   * than at their next poll (other processes' at theirs). Call it after the commit, never before.
+   */
+  committed(): void;
   consume(options: ConsumerOptions): Consumer;
   lag(): Promise<LagRow[]>;
   close(): Promise<void>;

@@ -48,6 +48,8 @@ export function createPostgresLog({
   partitions = DEFAULT_PARTITIONS,
 }: PostgresLogOptions): EventLog {
   const consumers = new Set<Consumer>();
+  // Each running consumer's wake-up: `committed()` ends its wait between polls.
+  const wakes = new Set<() => void>();
 
   async function append(tx: Db, entries: AppendEntry[]): Promise<Appended[]> {
     if (entries.length === 0) return [];
@@ -88,7 +90,7 @@ export function createPostgresLog({
   }
 
   function consume(options: ConsumerOptions): Consumer {
-    const consumer = startConsumer(db, logger, partitions, options);
+    const consumer = startConsumer(db, logger, partitions, options, wakes);
     consumers.add(consumer);
     const stop = consumer.stop;
     return Object.assign(consumer, {
@@ -114,6 +116,9 @@ export function createPostgresLog({
     append,
     appendCtes,
     partitionOf: (key) => partitionOf(key, partitions),
+    committed() {
+      for (const wake of wakes) wake();
+    },
     consume,
     lag,
     async close() {
@@ -144,7 +149,13 @@ function appendCtes(source: string): string {
   )`;
 }
 
-function startConsumer(db: Db, logger: Logger, partitions: number, options: ConsumerOptions): Consumer {
+function startConsumer(
+  db: Db,
+  logger: Logger,
+  partitions: number,
+  options: ConsumerOptions,
+  wakes: Set<() => void>,
+): Consumer {
   const memberId = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   const { group, handler } = options;
   const topics = options.topics.filter((t) => TOPICS.includes(t));
@@ -161,6 +172,27 @@ function startConsumer(db: Db, logger: Logger, partitions: number, options: Cons
   let lastRebalance = 0;
 
   const leaseInterval = sql`(${leaseMs} || ' milliseconds')::interval`;
+
+  // Between polls the loop waits `pollMs`, or less when this process commits entries: a commit
+  // while a poll is under way makes the next wait end at once (the poll may have missed it).
+  let woken = false;
+  let endWait: (() => void) | undefined;
+  const wake = () => {
+    woken = true;
+    endWait?.();
+  };
+  wakes.add(wake);
+  const idle = () =>
+    new Promise<void>((resolve) => {
+      if (woken || !running) return resolve();
+      const timer = setTimeout(finish, pollMs);
+      function finish() {
+        clearTimeout(timer);
+        endWait = undefined;
+        resolve();
+      }
+      endWait = finish;
+    });
 
   async function join(): Promise<void> {
     const rows = topics.flatMap((topic) =>
@@ -328,8 +360,9 @@ function startConsumer(db: Db, logger: Logger, partitions: number, options: Cons
           joined = true;
         }
         if (Date.now() - lastRebalance >= rebalanceMs) await rebalance();
+        woken = false;
         const worked = await poll();
-        if (!worked) await sleep(pollMs);
+        if (!worked) await idle();
       } catch (err) {
         log.error({ err }, 'consumer iteration failed; retrying');
         await sleep(Math.min(5000, pollMs * 10));
@@ -342,6 +375,8 @@ function startConsumer(db: Db, logger: Logger, partitions: number, options: Cons
     assignment: () => [...owned],
     async stop() {
       running = false;
+      wakes.delete(wake);
+      endWait?.();
       await loop;
       try {
         await db.execute(

@@ -102,6 +102,22 @@ export function eventLogContract(name: string, makeLog: MakeLog, options: Contra
     );
 
     it(
+      'reads what this process committed when told so, not at its next poll',
+      async () => {
+        const log = open();
+        const r = recorder();
+        // A poll interval far longer than the wait: only the wake-up can bring the record in time.
+        const c = consume(log, { group: 'woken', pollMs: 10 * 60_000, handler: r.handler });
+        await until(() => c.assignment().length > 0, waitMs, 'partitions assigned');
+        await sleep(100);
+        const appended = await append(log, [[{ key: 'acme-store.myshopify.com' }]]);
+        log.committed();
+        await until(() => r.has(appended.map((a) => a.eventId)), waitMs, 'the record, on wake-up');
+      },
+      testMs,
+    );
+
+    it(
       'keeps per-key order across many keys, topics and transactions',
       async () => {
         const log = open();
