@@ -148,7 +148,6 @@ describe('the router, on envelopes without data', () => {
       adopt: (claimed, granted) => {
         adopted.push({ claimed, granted: new Map(granted) });
       },
-      room: async () => {},
     };
     const route = createRouter(db, connectorById, handoff);
     const consumer = t.app.services.log.consume({

@@ -30,16 +30,12 @@ interface Destination {
   matches: (type: string, data: unknown) => boolean;
 }
 
-/** How long a batch of the router waits for its worker's sender to have room for it. */
-const HANDOFF_WAIT_MS = 250;
-
 /**
  * `handoff`: the sender of the router's own process. Fresh deliveries to destinations that are
  * neither ordered nor rate-limited are then created already leased to it, in the statement that
- * creates them, and sent at once (no claim, no claim statement), as many as it has room for; a
- * batch waits a moment for room when it has none, so a backlog is not all left to claims. The rest
- * is created pending and claimed as usual. Should the process die, the leases end and any worker
- * claims them.
+ * creates them, and sent at once (no claim, no claim statement), as many as it has room for (the
+ * router never waits for room: routing goes on at its pace). The rest is created pending and
+ * claimed as usual. Should the process die, the leases end and any worker claims them.
  */
 export function createRouter(db: Db, catalog: (id: string) => AnyConnector | undefined, handoff?: Handoff) {
   // Compiled matchers, reused while an installation is unchanged.
@@ -121,8 +117,6 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
         await insertFresh(db, fresh);
         return;
       }
-      const total = [...direct.values()].reduce((a, b) => a + b, 0);
-      await handoff.room(total, HANDOFF_WAIT_MS);
       const granted = handoff.reserve(direct);
       // The first deliveries of each destination, as many as it was granted.
       const left = new Map(granted);

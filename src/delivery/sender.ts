@@ -29,8 +29,6 @@ export interface Handoff {
   reserve(wanted: ReadonlyMap<string, number>): Map<string, number>;
   /** Sends the deliveries leased with the reservation, and gives back the slots left unused. */
   adopt(claimed: Claimed[], granted: ReadonlyMap<string, number>): void;
-  /** Resolves once there is room for `wanted` (or a claim's worth), or after `waitMs`. */
-  room(wanted: number, waitMs: number): Promise<void>;
 }
 
 export interface SenderOptions {
@@ -98,10 +96,7 @@ export function startSender(o: SenderOptions) {
     inFlight--;
     released++;
     if (waiter?.ready()) waiter.resolve();
-    for (const w of [...roomWaiters]) if (w.ready()) w.resolve();
   }
-  // Routers waiting for room to hand deliveries over (`handoff.room`).
-  const roomWaiters = new Set<{ ready: () => boolean; resolve: () => void }>();
 
   async function sendBatch(claimed: Claimed[], connectorId: string, destination: Destination | undefined) {
     const connector = o.catalog(connectorId);
@@ -258,20 +253,6 @@ export function startSender(o: SenderOptions) {
         }
       });
     },
-    room(wanted, waitMs) {
-      const ready = () => !running || concurrency - inFlight >= Math.min(wanted, claimAtLeast);
-      if (ready()) return Promise.resolve();
-      return new Promise<void>((resolve) => {
-        const w = { ready, resolve: finish };
-        const timer = setTimeout(finish, waitMs);
-        function finish() {
-          clearTimeout(timer);
-          roomWaiters.delete(w);
-          resolve();
-        }
-        roomWaiters.add(w);
-      });
-    },
   };
 
   const loop = (async () => {
@@ -326,7 +307,6 @@ export function startSender(o: SenderOptions) {
     async stop() {
       running = false;
       waiter?.resolve();
-      for (const w of [...roomWaiters]) w.resolve();
       await loop;
       await Promise.allSettled([...tasks]);
     },
