@@ -30,7 +30,7 @@ export function createServices(
   options: { log?: EventLog | undefined } = {},
 ) {
   const db = store.db;
-  const log = options.log ?? createPostgresLog({ db, logger });
+  const log = options.log ?? createPostgresLog({ db, logger, notifier: store.notifier });
   const committer = createCommitter({ store, log, logger });
   // Every outbound request of a connector goes through the egress guard.
   const egress = createEgressGuard({ allow: config.egressAllow });
@@ -63,6 +63,7 @@ export async function openEventLog(
   const { createKafkaLog } = await import('./log/kafka.ts');
   return createKafkaLog({
     db: store.db,
+    notifier: store.notifier,
     logger,
     brokers: config.kafkaBrokers,
     topicPrefix: config.kafkaTopicPrefix,

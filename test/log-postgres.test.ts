@@ -35,7 +35,7 @@ import {
 
 eventLogContract(
   `EventLog contract: postgres log on ${onPostgres ? 'PostgreSQL' : 'PGlite'}`,
-  (f) => createPostgresLog({ db: f.store.db, logger: f.logger }),
+  (f) => createPostgresLog({ db: f.store.db, logger: f.logger, notifier: f.store.notifier }),
   { leaseMs: 1000, takeoverMs: 5000, waitMs: 10_000, settleMs: 1000 },
 );
 
@@ -322,6 +322,56 @@ describe.skipIf(!onPostgres)(
     });
   },
 );
+
+describe.skipIf(!onPostgres)('wake-ups across processes (PostgreSQL only: LISTEN/NOTIFY)', () => {
+  it("wakes another process's consumer when this one commits (NOTIFY), long before its next poll", async () => {
+    const writer = createPostgresLog({ db: f.store.db, logger: f.logger, notifier: f.store.notifier });
+    const reader = createPostgresLog({ db: f.store.db, logger: f.logger, notifier: f.store.notifier });
+    try {
+      const r = recorder();
+      // A poll interval far longer than the wait: only a notification can bring the record in time.
+      const c = reader.consume({
+        group: 'notified',
+        topics: ['order-events'],
+        pollMs: 10 * 60_000,
+        handler: r.handler,
+      });
+      consumers.push(c);
+      await until(() => c.assignment().length > 0, 10_000, 'partitions assigned');
+      // The listener connects on its own; give it a moment, as a process would have had.
+      await sleep(500);
+      const appended = await f.append(writer, [{ key: 'acme-store.myshopify.com' }]);
+      writer.committed();
+      await until(() => r.has(appended.map((a) => a.eventId)), 10_000, 'the record, on notification');
+      expect(r.ids()).toEqual(appended.map((a) => a.eventId));
+
+      // The listening connections lost (a server restart, a failover): they come back on their own.
+      const listeners = async () =>
+        (
+          await queryRows<{ pid: number }>(
+            f.store.db,
+            sql`select pid from pg_stat_activity where datname = current_database() and query ilike 'listen %'`,
+          )
+        ).map((x) => x.pid);
+      const before = await listeners();
+      expect(before.length).toBeGreaterThan(0);
+      await f.store.db.execute(
+        sql`select pg_terminate_backend(pid) from pg_stat_activity where pid = any(${sql.raw(`array[${before.join(',')}]`)}::int[])`,
+      );
+      await until(
+        async () => (await listeners()).filter((pid) => !before.includes(pid)).length >= before.length,
+        10_000,
+        'the listeners reconnected',
+      );
+      const again = await f.append(writer, [{ key: 'acme-store.myshopify.com' }]);
+      writer.committed();
+      await until(() => r.has(again.map((a) => a.eventId)), 10_000, 'the next record, after reconnecting');
+    } finally {
+      await reader.close();
+      await writer.close();
+    }
+  });
+});
 
 const READER = fileURLToPath(new URL('./helpers/log-reader.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

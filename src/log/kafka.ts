@@ -3,7 +3,7 @@
 import { Admin, ListOffsetTimestamps, Producer, stringSerializers } from '@platformatic/kafka';
 import type { Logger } from 'pino';
 import { TOPICS, type Topic } from '../events/types.ts';
-import type { Db } from '../store/db.ts';
+import type { Db, Notifier } from '../store/db.ts';
 import { startKafkaConsumer } from './kafka-consumer.ts';
 import { RELAY_GROUP, startRelay } from './kafka-relay.ts';
 import { DEFAULT_PARTITIONS, murmur2 } from './partitioner.ts';
@@ -13,6 +13,8 @@ import { createPostgresLog } from './postgres.ts';
 export interface KafkaLogOptions {
   db: Db;
   logger: Logger;
+  /** Wakes the relay of another process when this one commits to the outbox (PostgreSQL). */
+  notifier?: Notifier | undefined;
   /** `host:port` of one or more brokers (KAFKA_BROKERS). */
   brokers: readonly string[];
   /** Put before every topic name (KAFKA_TOPIC_PREFIX), so several environments can share a cluster. */
@@ -41,7 +43,7 @@ export function createKafkaLog(options: KafkaLogOptions): EventLog {
   const { db, logger, topicPrefix = '', clientId = 'interchange', partitions = DEFAULT_PARTITIONS } = options;
   const brokers = [...options.brokers];
   const log = logger.child({ event_log: 'kafka' });
-  const outbox = createPostgresLog({ db, logger });
+  const outbox = createPostgresLog({ db, logger, notifier: options.notifier });
   const topicName = (topic: Topic) => `${topicPrefix}${topic}`;
   const topicOf = (name: string) => TOPICS.find((t) => topicName(t) === name);
 

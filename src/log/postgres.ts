@@ -10,7 +10,7 @@ import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { eventFromSql, type SqlEventRow, toEnvelope } from '../events/envelope.ts';
 import { TOPICS, type Topic } from '../events/types.ts';
-import { type Db, queryPrepared, queryRows } from '../store/db.ts';
+import { type Db, type Notifier, queryPrepared, queryRows } from '../store/db.ts';
 import { consumerOffsets, logEntries } from '../store/schema.ts';
 import { DEFAULT_PARTITIONS, partitionOf } from './partitioner.ts';
 import type {
@@ -40,16 +40,65 @@ export interface PostgresLogOptions {
   db: Db;
   logger: Logger;
   partitions?: number;
+  /** PostgreSQL's LISTEN/NOTIFY: `committed()` in one process wakes the consumers of the others. */
+  notifier?: Notifier | undefined;
 }
+
+/** The NOTIFY channel of committed log entries; the payload names the process that committed. */
+export const LOG_CHANNEL = 'interchange_log';
+const NOTIFY_EVERY_MS = 20;
 
 export function createPostgresLog({
   db,
   logger,
   partitions = DEFAULT_PARTITIONS,
+  notifier,
 }: PostgresLogOptions): EventLog {
   const consumers = new Set<Consumer>();
   // Each running consumer's wake-up: `committed()` ends its wait between polls.
   const wakes = new Set<() => void>();
+  const wakeAll = () => {
+    for (const wake of wakes) wake();
+  };
+  // Other processes hear of commits through NOTIFY, at most one per NOTIFY_EVERY_MS: the commits
+  // made meanwhile are told by the next (a busy process would otherwise send one per commit, and a
+  // round trip costs more than the wake-up is worth).
+  const self = randomBytes(8).toString('hex');
+  let notifying = false;
+  let notifyAgain = false;
+  let lastNotify = 0;
+  const tellOthers = () => {
+    if (!notifier) return;
+    if (notifying) {
+      notifyAgain = true;
+      return;
+    }
+    notifying = true;
+    setTimeout(
+      () => {
+        lastNotify = Date.now();
+        notifier
+          .notify(LOG_CHANNEL, self)
+          .catch((err) => logger.debug({ err }, 'could not notify other processes of committed log entries'))
+          .finally(() => {
+            notifying = false;
+            if (notifyAgain) {
+              notifyAgain = false;
+              tellOthers();
+            }
+          });
+      },
+      Math.max(0, lastNotify + NOTIFY_EVERY_MS - Date.now()),
+    ).unref();
+  };
+  // Listening starts with the first consumer: a process that only appends listens to nothing.
+  let listener: { close(): Promise<void> } | undefined;
+  const listen = () => {
+    if (!notifier || listener) return;
+    listener = notifier.listen(LOG_CHANNEL, (from) => {
+      if (from !== self) wakeAll();
+    });
+  };
 
   async function append(tx: Db, entries: AppendEntry[]): Promise<Appended[]> {
     if (entries.length === 0) return [];
@@ -90,6 +139,7 @@ export function createPostgresLog({
   }
 
   function consume(options: ConsumerOptions): Consumer {
+    listen();
     const consumer = startConsumer(db, logger, partitions, options, wakes);
     consumers.add(consumer);
     const stop = consumer.stop;
@@ -117,12 +167,15 @@ export function createPostgresLog({
     appendCtes,
     partitionOf: (key) => partitionOf(key, partitions),
     committed() {
-      for (const wake of wakes) wake();
+      wakeAll();
+      tellOthers();
     },
     consume,
     lag,
     async close() {
       await Promise.all([...consumers].map((c) => c.stop()));
+      await listener?.close();
+      listener = undefined;
     },
   };
 }

@@ -13,9 +13,22 @@ import { schema } from './schema.ts';
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 
+/**
+ * PostgreSQL's LISTEN/NOTIFY, for waking other processes (the event log's consumers). A hint,
+ * never the only way work is found: a notification lost while a listener reconnects costs a poll.
+ */
+export interface Notifier {
+  /** Sends `payload` on `channel` to every listening session, of any process. */
+  notify(channel: string, payload: string): Promise<void>;
+  /** Calls `onNotify` with each notification's payload on its own connection, reconnecting as needed. */
+  listen(channel: string, onNotify: (payload: string) => void): { close(): Promise<void> };
+}
+
 export interface Store {
   db: Db;
   kind: 'pglite' | 'postgres';
+  /** On PostgreSQL (several processes may share it); PGlite belongs to one process. */
+  notifier?: Notifier;
   /** Runs `fn` on one connection holding a session-level advisory lock (migrations, bootstrap). */
   withLock<T>(lockId: number, fn: (db: Db) => Promise<T>): Promise<T>;
   ping(): Promise<void>;
@@ -85,6 +98,7 @@ async function openPostgres(url: string, poolSize: number): Promise<Store> {
   return {
     db,
     kind: 'postgres',
+    notifier: postgresNotifier(url, pool),
     async withLock(lockId, fn) {
       const client = await pool.connect();
       try {
@@ -103,6 +117,61 @@ async function openPostgres(url: string, poolSize: number): Promise<Store> {
     },
     async close() {
       await pool.end();
+    },
+  };
+}
+
+const LISTEN_RETRY_MAX_MS = 5000;
+
+function postgresNotifier(url: string, pool: pg.Pool): Notifier {
+  return {
+    async notify(channel, payload) {
+      await pool.query('select pg_notify($1, $2)', [channel, payload]);
+    },
+    listen(channel, onNotify) {
+      let closed = false;
+      let client: pg.Client | undefined;
+      let retryMs = 100;
+      let timer: NodeJS.Timeout | undefined;
+      const connect = async () => {
+        if (closed) return;
+        const c = new pg.Client({
+          connectionString: url,
+          connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+          keepAlive: true,
+        });
+        client = c;
+        const retry = () => {
+          if (closed || client !== c) return;
+          client = undefined;
+          c.end().catch(() => {});
+          timer = setTimeout(connect, retryMs);
+          retryMs = Math.min(LISTEN_RETRY_MAX_MS, retryMs * 2);
+        };
+        c.on('error', retry);
+        c.on('end', retry);
+        c.on('notification', (n) => {
+          if (n.channel === channel) onNotify(n.payload ?? '');
+        });
+        try {
+          await c.connect();
+          // The channel is an identifier: quoted, as our own constant it holds no quote.
+          await c.query(`listen "${channel}"`);
+          retryMs = 100;
+        } catch {
+          retry();
+        }
+      };
+      void connect();
+      return {
+        async close() {
+          closed = true;
+          clearTimeout(timer);
+          const c = client;
+          client = undefined;
+          await c?.end().catch(() => {});
+        },
+      };
     },
   };
 }
