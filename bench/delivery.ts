@@ -13,7 +13,7 @@ import pg from 'pg';
 import { Webhook } from 'standardwebhooks';
 import { Agent, request } from 'undici';
 import { v7 as uuidv7 } from 'uuid';
-import { benchToken, DEFAULT_SERVER, hubStorage, now } from './hub.ts';
+import { benchToken, DEFAULT_SERVER, HUB_NODE_FLAGS, hubStorage, now } from './hub.ts';
 import {
   api,
   type Child,
@@ -250,6 +250,7 @@ async function startHub(storage: 'pglite' | 'postgres', target: string) {
     await child?.stop();
     child = startChild(
       [
+        ...HUB_NODE_FLAGS,
         ...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []),
         'bin/interchange.js',
         'start',

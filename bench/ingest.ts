@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { shopifyOrder, signShopifyWebhook } from '../sim/shopify.ts';
-import { benchToken, hubStorage } from './hub.ts';
+import { benchToken, HUB_NODE_FLAGS, hubStorage } from './hub.ts';
 import {
   api,
   freePort,
@@ -41,7 +41,12 @@ async function startHub(mode: 'pglite' | 'postgres') {
   const { base, env, cleanup } = await hubStorage(mode);
   const profile = option('--cpu-prof');
   const hub = startChild(
-    [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []), 'bin/interchange.js', 'start'],
+    [
+      ...HUB_NODE_FLAGS,
+      ...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []),
+      'bin/interchange.js',
+      'start',
+    ],
     env,
   );
   await waitFor(`${base}/healthz`, hub);
