@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
-import { type Hub, type Storage, startHub, storageName } from './hub.ts';
+import { HUB_NODE_FLAGS, type Hub, type Storage, startHub, storageName } from './hub.ts';
 import {
   api,
   freePort,
@@ -190,7 +190,7 @@ async function main() {
   const fixturePath = join(dir, 'fixtures.json');
   writeFileSync(fixturePath, JSON.stringify(fixtures));
   const port = await freePort();
-  const bare = startChild(['--import', 'tsx', 'bench/bare-server.ts'], {
+  const bare = startChild([...HUB_NODE_FLAGS, '--import', 'tsx', 'bench/bare-server.ts'], {
     ...process.env,
     PORT: String(port),
     BARE_FIXTURES: fixturePath,

@@ -104,7 +104,7 @@ async function measure(
   return results;
 }
 
-const bareChild = startChild(['--import', 'tsx', 'bench/bare-server.ts'], {
+const bareChild = startChild([...HUB_NODE_FLAGS, '--import', 'tsx', 'bench/bare-server.ts'], {
   ...process.env,
   PORT: String(await freePort()),
 });
