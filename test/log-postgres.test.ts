@@ -107,6 +107,56 @@ describe('postgres log: handlers slower than the lease (maxPollIntervalMs)', () 
     return row;
   };
 
+  it('hands several partitions to the handler at once with `concurrency`, each still in order, and commits them all', async () => {
+    const log = createPostgresLog({ db: f.store.db, logger: f.logger });
+    // Keys in four different partitions, three records each.
+    const keys: string[] = [];
+    for (let i = 0; keys.length < 4; i++) {
+      const key = `shop-${i}.myshopify.com`;
+      if (!keys.some((k) => partitionOf(k, 16) === partitionOf(key, 16))) keys.push(key);
+    }
+    const appended = await f.append(
+      log,
+      [0, 1, 2].flatMap(() => keys.map((key) => ({ key }))),
+    );
+    let running = 0;
+    let most = 0;
+    const r = recorder();
+    let release: () => void = () => {};
+    const allIn = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const c = log.consume({
+      group: 'concurrent',
+      topics: ['order-events'],
+      concurrency: 4,
+      batchSize: 2,
+      pollMs: 20,
+      handler: async (records) => {
+        running++;
+        most = Math.max(most, running);
+        // The first four calls wait for one another: they can only all be under way together.
+        if (most < 4) await Promise.race([allIn, sleep(5000)]);
+        else release();
+        running--;
+        await r.handler(records);
+      },
+    });
+    consumers.push(c);
+    await until(() => r.has(appended.map((a) => a.eventId)), 20_000, 'every record');
+    expect(most).toBe(4);
+    expect(r.records).toHaveLength(appended.length);
+    expect(r.byKey()).toEqual(idsByKey(appended));
+    // Committed: a new member of the group reads nothing again.
+    await c.stop();
+    const again = recorder();
+    consumers.push(
+      log.consume({ group: 'concurrent', topics: ['order-events'], pollMs: 20, handler: again.handler }),
+    );
+    await sleep(500);
+    expect(again.records).toHaveLength(0);
+  });
+
   it('keeps the partitions of a handler that runs 3 leases: a member started meanwhile gets none of its records', async () => {
     const log = createPostgresLog({ db: f.store.db, logger: f.logger });
     const slow: LogRecord[] = [];

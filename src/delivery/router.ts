@@ -17,8 +17,11 @@ import { subscriptionMatcher } from './subscription.ts';
 
 export const ROUTER_GROUP = 'router';
 
-/** How the router reads the log: every topic, envelopes without their data. */
-export const ROUTER_CONSUMER = { group: ROUTER_GROUP, withoutData: true } as const;
+/**
+ * How the router reads the log: envelopes without their data, four partitions at a time (a batch
+ * costs a few round trips, and a poll may span dozens of partitions).
+ */
+export const ROUTER_CONSUMER = { group: ROUTER_GROUP, withoutData: true, concurrency: 4 } as const;
 
 const isSystemType = (type: string) => (SYSTEM_EVENT_TYPES as readonly string[]).includes(type);
 

@@ -54,6 +54,13 @@ export interface ConsumerOptions {
    * and a handler that needs some of it fetches it. The Kafka log delivers it all the same.
    */
   withoutData?: boolean;
+  /**
+   * Partitions whose records go to the handler at the same time (each partition's still in order,
+   * one call at a time): a handler that waits on round trips gets through a poll that spans many
+   * partitions that much sooner. Default 1. Postgres log only; the Kafka log handles a batch's
+   * partitions one after another.
+   */
+  concurrency?: number;
 }
 
 export interface Consumer {

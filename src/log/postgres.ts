@@ -217,6 +217,7 @@ function startConsumer(
   const pollMs = options.pollMs ?? 100;
   const rebalanceMs = Math.max(100, Math.floor(leaseMs / 5));
   const maxPollIntervalMs = options.maxPollIntervalMs ?? DEFAULT_MAX_POLL_INTERVAL_MS;
+  const concurrency = Math.max(1, Math.floor(options.concurrency ?? 1));
   const renewMs = Math.max(20, Math.floor(leaseMs / 3));
   const all = topics.flatMap((topic) => Array.from({ length: partitions }, (_, p) => `${topic}/${p}`));
   const log = logger.child({ consumer_group: group, member: memberId });
@@ -377,15 +378,30 @@ function startConsumer(
     }
     // Each partition's records go to the handler in turn; the offsets of every partition that was
     // handled are committed together, in one statement, even when a later partition's handler fails.
+    // With `concurrency`, several partitions are handled at once; the first failure stops the
+    // others from starting, and those already handled are still committed.
     const done: { topic: string; partition: number; next: number }[] = [];
     const alive = keepAlive();
     try {
-      for (const { topic, partition, last, records } of byPartition.values()) {
-        // Overdue: the partitions may be another member's by now; what is left is read again.
-        if (!running || alive.overdue()) break;
-        if (records.length > 0) await handler(records);
-        done.push({ topic, partition, next: last + 1 });
-      }
+      const queue = [...byPartition.values()];
+      let failed = false;
+      const work = async () => {
+        for (let next = queue.shift(); next; next = queue.shift()) {
+          // Overdue: the partitions may be another member's by now; what is left is read again.
+          if (!running || failed || alive.overdue()) return;
+          const { topic, partition, last, records } = next;
+          try {
+            if (records.length > 0) await handler(records);
+          } catch (err) {
+            failed = true;
+            throw err;
+          }
+          done.push({ topic, partition, next: last + 1 });
+        }
+      };
+      const results = await Promise.allSettled(Array.from({ length: concurrency }, work));
+      const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (rejected) throw rejected.reason;
     } finally {
       await alive.stop();
       if (done.length > 0) {
