@@ -23,16 +23,19 @@ describe('the router, on envelopes without data', () => {
     await t?.close();
   });
 
+  /** A webhook destination (its URL never answers: these tests only route). */
+  async function installWebhook(token: string, subscription: object): Promise<string> {
+    const res = await t.call('POST', '/v1/installations', {
+      token,
+      body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/hook' }, subscription },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    return res.json().id as string;
+  }
+
   it('filters on data it fetches, and keeps operational events from the destination they name', async () => {
     const acme = await t.organization('Acme');
-    const install = async (subscription: object) => {
-      const res = await t.call('POST', '/v1/installations', {
-        token: acme.token,
-        body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/hook' }, subscription },
-      });
-      expect(res.statusCode, res.body).toBe(201);
-      return res.json().id as string;
-    };
+    const install = (subscription: object) => installWebhook(acme.token, subscription);
     const everything = await install({ event_types: ['*'] });
     const bigCarts = await install({ event_types: ['custom.cart'], filter: { total: { $gte: '100' } } });
 
@@ -108,14 +111,7 @@ describe('the router, on envelopes without data', () => {
 
   it('hands fresh deliveries to its sender leased, as far as the sender has room and the destination allows', async () => {
     const acme = await t.organization('Handoff');
-    const install = async (subscription: object) => {
-      const res = await t.call('POST', '/v1/installations', {
-        token: acme.token,
-        body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/hook' }, subscription },
-      });
-      expect(res.statusCode, res.body).toBe(201);
-      return res.json().id as string;
-    };
+    const install = (subscription: object) => installWebhook(acme.token, subscription);
     const plain = await install({ event_types: ['custom.*'] });
     const ordered = await install({ event_types: ['custom.*'], ordered: true });
     const paused = await install({ event_types: ['custom.*'] });
