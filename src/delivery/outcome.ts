@@ -63,20 +63,21 @@ async function emit(tx: Db, log: EventLog, organizationId: string, type: string,
   await log.append(tx, [{ eventId: id, topic, partitionKey: key }]);
 }
 
+/** Disables the destination if it is still active; true when it did (and logged `endpoint.disabled`). */
 async function disable(
   tx: Db,
   ctx: OutcomeContext,
   a: AttemptRecord,
   reason: 'gone' | 'failing',
   failingSince: Date | null,
-) {
+): Promise<boolean> {
   const rows = await queryRows<{ disabled_at: Date | string }>(
     tx,
     sql`update installations set status = 'disabled', disabled_reason = ${reason}, disabled_at = now(), updated_at = now()
         where id = ${a.claimed.installationId} and status = 'active' returning disabled_at`,
   );
   const row = rows[0];
-  if (!row) return;
+  if (!row) return false;
   await emit(tx, ctx.log, a.claimed.organizationId, 'endpoint.disabled', a.claimed.installationId, {
     destination_id: a.claimed.installationId,
     connector: a.connector,
@@ -84,6 +85,7 @@ async function disable(
     failing_since: failingSince ? failingSince.toISOString() : null,
     disabled_at: new Date(row.disabled_at).toISOString(),
   });
+  return true;
 }
 
 function attemptRow(ctx: OutcomeContext, a: AttemptRecord) {
@@ -115,6 +117,7 @@ export async function settleAll(ctx: OutcomeContext, records: AttemptRecord[]): 
     const tx = txDb as unknown as Db;
     await tx.insert(deliveryAttempts).values(records.map((a) => attemptRow(ctx, a)));
     const settled: Settled[] = records.map(() => 'lost');
+    let logged = false;
     const ok = records.flatMap((a, i) => (a.result.status === 'delivered' ? [i] : []));
     if (ok.length > 0) {
       const values = sql.join(
@@ -142,13 +145,16 @@ export async function settleAll(ctx: OutcomeContext, records: AttemptRecord[]): 
       );
     }
     for (const [i, a] of records.entries()) {
-      if (a.result.status !== 'delivered') settled[i] = await settleFailure(tx, ctx, a);
+      if (a.result.status === 'delivered') continue;
+      const failure = await settleFailure(tx, ctx, a);
+      settled[i] = failure.settled;
+      logged ||= failure.logged;
     }
-    return settled;
+    return { settled, logged };
   });
-  // A failure may have logged `delivery.exhausted` or `endpoint.disabled`.
-  ctx.log.committed();
-  return settled;
+  // Consumers are woken only when a failure logged `delivery.exhausted` or `endpoint.disabled`.
+  if (settled.logged) ctx.log.committed();
+  return settled.settled;
 }
 
 /**
@@ -200,8 +206,15 @@ async function settleDelivered(ctx: OutcomeContext, records: AttemptRecord[]): P
   return records.map((a) => (won.has(a.claimed.id) ? 'succeeded' : 'lost'));
 }
 
-/** A retry or a final failure: reschedule or bury the delivery, and judge the destination. */
-async function settleFailure(tx: Db, ctx: OutcomeContext, a: AttemptRecord): Promise<Settled> {
+/**
+ * A retry or a final failure: reschedule or bury the delivery, and judge the destination. `logged`:
+ * an operational event went into the log with it.
+ */
+async function settleFailure(
+  tx: Db,
+  ctx: OutcomeContext,
+  a: AttemptRecord,
+): Promise<{ settled: Settled; logged: boolean }> {
   const { claimed, result } = a;
   if (result.status === 'delivered') throw new Error('not a failure');
   const mine = sql`id = ${claimed.id} and status = 'delivering' and lease_owner = ${ctx.owner}`;
@@ -210,6 +223,7 @@ async function settleFailure(tx: Db, ctx: OutcomeContext, a: AttemptRecord): Pro
   const delay =
     result.status === 'retry' ? nextDelay(ctx.policy, claimed.roundAttempts, result.retryAfterMs) : undefined;
   let settled: Settled;
+  let logged = false;
   if (delay !== undefined) {
     const rows = await queryRows(
       tx,
@@ -234,11 +248,12 @@ async function settleFailure(tx: Db, ctx: OutcomeContext, a: AttemptRecord): Pro
         last_status_code: code,
         last_error: error,
       });
+      logged = true;
     }
   }
 
   if (result.status === 'failed' && result.disable) {
-    await disable(tx, ctx, a, 'gone', null);
+    logged = (await disable(tx, ctx, a, 'gone', null)) || logged;
   } else if (result.status === 'retry') {
     // The destination is failing: note since when, pause it when it asks to slow down, and
     // disable it once it has failed without a break for too long.
@@ -257,11 +272,11 @@ async function settleFailure(tx: Db, ctx: OutcomeContext, a: AttemptRecord): Pro
     if (state) {
       const since = new Date(state.failing_since);
       if (new Date(state.now).getTime() - since.getTime() >= ctx.disableAfterMs) {
-        await disable(tx, ctx, a, 'failing', since);
+        logged = (await disable(tx, ctx, a, 'failing', since)) || logged;
       }
     }
   }
-  return settled;
+  return { settled, logged };
 }
 
 /**

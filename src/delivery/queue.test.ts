@@ -4,7 +4,8 @@
 // destination's row lock (a settling transaction holds it): the slots must start when the lock is
 // had, not when the claim's transaction began, or every slot already past goes out at once and
 // the endpoint sees a burst (PostgreSQL only: an embedded PGlite is one connection, so nothing can
-// hold the lock meanwhile).
+// hold the lock meanwhile). Last, settling failures wakes the log's consumers only when it logged
+// an operational event.
 import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -155,6 +156,83 @@ describe('claiming and settling an unlimited destination', () => {
     });
     expect(claim.claimed.map((c) => c.installationId)).toEqual([other, other]);
     expect(others).toEqual(expect.arrayContaining(claim.claimed.map((c) => c.id)));
+  });
+});
+
+// A hub of its own: claims take the oldest due delivery of any organization, and the tests above
+// leave some behind.
+describe('settling failures', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ INTERCHANGE_EGRESS_ALLOW: '127.0.0.1/32' });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it("wakes the log's consumers after settling only when a failure logged an event", async () => {
+    const acme = await t.organization('Acme');
+    const ep = await t.call('POST', '/v1/installations', {
+      token: acme.token,
+      body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/hook' } },
+    });
+    expect(ep.statusCode, ep.body).toBe(201);
+    const destination = ep.json().id as string;
+    const db = t.app.store.db;
+    for (const n of [1, 2]) {
+      const e = await t.call('POST', '/v1/events', {
+        token: acme.token,
+        body: { type: 'custom.wake', data: { n } },
+      });
+      await db.insert(deliveries).values({
+        id: newId('delivery'),
+        organizationId: acme.id,
+        eventId: e.json().id,
+        installationId: destination,
+      });
+    }
+    const log = t.app.services.log;
+    let wakes = 0;
+    const counting = Object.assign(Object.create(log), {
+      committed() {
+        wakes++;
+        log.committed();
+      },
+    }) as typeof log;
+    const claim = async () => {
+      const c = await claimUnlimited(db, {
+        limit: 1,
+        leaseMs: 60_000,
+        perDestination: 5,
+        owner: 'w',
+        busy: new Map(),
+      });
+      expect(c.claimed).toHaveLength(1);
+      return c.claimed[0] as (typeof c.claimed)[0];
+    };
+    const settle = (claimed: Awaited<ReturnType<typeof claim>>, schedule: number[]) =>
+      settleAll({ db, log: counting, policy: { schedule }, disableAfterMs: 60_000, owner: 'w' }, [
+        {
+          claimed,
+          connector: 'webhook',
+          eventType: 'custom.wake',
+          startedAt: new Date(),
+          durationMs: 3,
+          result: { status: 'retry', error: 'HTTP 500', statusCode: 500 },
+        },
+      ]);
+
+    // A retry logs nothing: nobody is woken.
+    expect(await settle(await claim(), [60_000])).toEqual(['retrying']);
+    expect(wakes).toBe(0);
+    // An exhausted delivery logs `delivery.exhausted`: the consumers are woken to route it.
+    expect(await settle(await claim(), [])).toEqual(['dead']);
+    expect(wakes).toBe(1);
+    const exhausted = await queryRows<{ n: number }>(
+      db,
+      sql`select count(*)::int as n from events where organization_id = ${acme.id} and type = 'delivery.exhausted'`,
+    );
+    expect(exhausted[0]?.n).toBe(1);
   });
 });
 
