@@ -1,12 +1,11 @@
 // bench/delivery: signed webhook deliveries from an `interchange start` process to a local receiver,
-// next to a plain undici loop sending the same requests to the same receiver in the same run.
-// Prints deliveries/s, p50/p99 from event accepted to delivery received, and fails unless every
+// next to a plain undici loop sending the same requests to the same receiver in the same run and,
+// on PostgreSQL, the floor: the same loop fed by the least durable queue (`floorLoop`). Prints deliveries/s, p50/p99 from event accepted to delivery received, and fails unless every
 // event arrived exactly once. Run: npm run bench:delivery [-- --events 5000 --enqueue-concurrency 32
 // --backlog N --in-flight 64 --postgres --cpu-prof DIR --write]; PGlite unless --postgres or
 // DATABASE_URL (the server, on which a scratch database is created and dropped). --events defaults
 // to 2000 on PGlite, 5000 on PostgreSQL; --backlog to --events. --cpu-prof: the hub's V8 profiles.
 import { createHmac, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage } from 'node:http';
 import { cpus, loadavg, totalmem } from 'node:os';
 import pg from 'pg';
@@ -17,11 +16,13 @@ import { benchToken, DEFAULT_SERVER, HUB_NODE_FLAGS, hubStorage, now } from './h
 import {
   api,
   type Child,
+  cpuMsOf,
   freePort,
   memoryCell,
   percentile,
   progressBars,
   replaceMarked,
+  scratchPostgres,
   startChild,
   table,
   waitFor,
@@ -114,17 +115,6 @@ const TYPE = 'custom.cart.updated';
 const payload = (id: string, subject: string) =>
   JSON.stringify({ id, type: TYPE, timestamp: new Date().toISOString(), subject, user_id: null, data: DATA });
 
-/** CPU time (user + system, ms) of a process so far, from /proc; undefined off Linux. */
-function cpuMsOf(pid: number | undefined): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in 100 Hz clock ticks
-  } catch {
-    return undefined;
-  }
-}
-
 interface Analysis {
   distinct: number;
   duplicates: number;
@@ -192,7 +182,6 @@ async function startReceiver() {
 }
 type Receiver = Awaited<ReturnType<typeof startReceiver>>;
 
-/** The baseline: `inFlight` loops, each signing with node:crypto and POSTing through one keep-alive Agent. */
 /**
  * Requests the plain loop sends before each measurement. The first ten thousand or so go slower
  * while V8 compiles the loop's and the receiver's paths (measured after only 500, the loop made
@@ -200,6 +189,29 @@ type Receiver = Awaited<ReturnType<typeof startReceiver>>;
  */
 const PLAIN_WARM_UP = 15_000;
 
+/** One signed POST as the hub's webhook connector makes it; true on 2xx. */
+async function sendSigned(agent: Agent, url: string, key: Buffer, id: string, body: string) {
+  const timestamp = Math.floor(Date.now() / 1000);
+  const signature = createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64');
+  const res = await request(url, {
+    method: 'POST',
+    dispatcher: agent,
+    headers: {
+      'content-type': 'application/json',
+      'user-agent': 'Interchange-Webhooks/1',
+      'webhook-id': id,
+      'webhook-timestamp': String(timestamp),
+      'webhook-signature': `v1,${signature}`,
+    },
+    body,
+  });
+  await res.body.text();
+  return res.statusCode >= 200 && res.statusCode < 300;
+}
+
+const signingKey = (secret: string) => Buffer.from(secret.slice('whsec_'.length), 'base64');
+
+/** The baseline: `inFlight` loops, each signing with node:crypto and POSTing through one keep-alive Agent. */
 async function plainLoop(
   url: string,
   secret: string,
@@ -207,7 +219,7 @@ async function plainLoop(
   inFlight: number,
   tick: (n: number) => void,
 ) {
-  const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
+  const key = signingKey(secret);
   const agent = new Agent({ keepAliveTimeout: 30_000 });
   const sent = new Map<string, number>();
   let next = 0;
@@ -216,30 +228,112 @@ async function plainLoop(
     while (next < count) {
       const i = next++;
       const id = uuidv7();
-      const body = payload(id, `carts/c-${i}`);
-      const timestamp = Math.floor(Date.now() / 1000);
-      const signature = createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64');
       sent.set(id, now());
-      const res = await request(url, {
-        method: 'POST',
-        dispatcher: agent,
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'Interchange-Webhooks/1',
-          'webhook-id': id,
-          'webhook-timestamp': String(timestamp),
-          'webhook-signature': `v1,${signature}`,
-        },
-        body,
-      });
-      await res.body.text();
-      if (res.statusCode < 200 || res.statusCode >= 300) failures++;
+      if (!(await sendSigned(agent, url, key, id, payload(id, `carts/c-${i}`)))) failures++;
       tick(sent.size);
     }
   };
   await Promise.all(Array.from({ length: inFlight }, loop));
   await agent.close();
   return { sent, failures };
+}
+
+/**
+ * The floor (PostgreSQL only): the least a durable queue must do around the plain loop's requests.
+ * `count` rows wait in one table (a primary key and one partial index); `inFlight` loops send
+ * what one claim statement at a time leases (`FOR UPDATE SKIP LOCKED`, as the hub claims), and one
+ * statement at a time marks what was sent as succeeded. No events, routing, attempts history,
+ * retries, rate limits or metrics: the hub's ratio to this is its own overhead; this one's ratio to
+ * the plain loop is what the machine leaves to any durable sender.
+ */
+async function floorLoop(
+  url: string,
+  secret: string,
+  count: number,
+  inFlight: number,
+  tick: (n: number) => void,
+) {
+  const db = await scratchPostgres(process.env.DATABASE_URL ?? DEFAULT_SERVER);
+  const pool = new pg.Pool({ connectionString: db.url, max: 3 });
+  try {
+    await pool.query(`create table floor_deliveries (id text primary key, body text not null,
+      status text not null default 'pending', attempts int not null default 0,
+      next_attempt_at timestamptz not null default now(), leased_until timestamptz)`);
+    await pool.query(
+      `create index floor_pending on floor_deliveries (next_attempt_at) where status = 'pending'`,
+    );
+    const sent = new Map<string, number>();
+    const ids = Array.from({ length: count }, () => uuidv7());
+    for (let at = 0; at < count; at += 1000) {
+      const part = ids.slice(at, at + 1000);
+      await pool.query(
+        'insert into floor_deliveries (id, body) select * from unnest($1::text[], $2::text[])',
+        [part, part.map((id, i) => payload(id, `carts/c-${at + i}`))],
+      );
+    }
+    await pool.query('vacuum analyze floor_deliveries');
+    const key = signingKey(secret);
+    const agent = new Agent({ keepAliveTimeout: 30_000 });
+    const buffer: { id: string; body: string }[] = [];
+    let claiming: Promise<boolean> | undefined;
+    let exhausted = false;
+    let done: string[] = [];
+    let settling: Promise<void> | undefined;
+    let failures = 0;
+    const claim = async () => {
+      const { rows } = await pool.query<{ id: string; body: string }>({
+        name: 'floor_claim',
+        text: `update floor_deliveries d set status = 'delivering', attempts = attempts + 1,
+                 leased_until = now() + interval '30 seconds'
+               where d.id in (select id from floor_deliveries where status = 'pending'
+                 and next_attempt_at <= now() order by next_attempt_at limit $1 for update skip locked)
+               returning d.id, d.body`,
+        values: [inFlight],
+      });
+      buffer.push(...rows);
+      return rows.length > 0;
+    };
+    const settle = async () => {
+      while (done.length > 0) {
+        const batch = done;
+        done = [];
+        await pool.query({
+          name: 'floor_settle',
+          text: `update floor_deliveries set status = 'succeeded', leased_until = null where id = any($1::text[])`,
+          values: [batch],
+        });
+        tick(sent.size);
+      }
+      settling = undefined;
+    };
+    const loop = async () => {
+      for (;;) {
+        while (buffer.length === 0 && !exhausted) {
+          claiming ??= claim().finally(() => {
+            claiming = undefined;
+          });
+          if (!(await claiming) && buffer.length === 0) exhausted = true;
+        }
+        const item = buffer.shift();
+        if (!item) return;
+        sent.set(item.id, now());
+        if (!(await sendSigned(agent, url, key, item.id, item.body))) failures++;
+        done.push(item.id);
+        settling ??= settle();
+      }
+    };
+    await Promise.all(Array.from({ length: inFlight }, loop));
+    while (settling) await settling;
+    await agent.close();
+    const left = await pool.query(
+      "select count(*)::int as n from floor_deliveries where status <> 'succeeded'",
+    );
+    if (left.rows[0].n !== 0) throw new Error(`floor: ${left.rows[0].n} deliveries not settled`);
+    return { sent, failures };
+  } finally {
+    await pool.end();
+    await db.drop();
+  }
 }
 
 /**
@@ -458,6 +552,24 @@ async function main() {
       return { ...a, cpuMs: (cpu.user + cpu.system) / 1000, verified: got.verified, bad: got.badSignatures };
     };
     const plainBefore = await baseline('plain loop (before)');
+    // The floor, on PostgreSQL: the plain loop's requests from a durable queue of the least work.
+    let floor: (Analysis & { cpuMs: number }) | undefined;
+    if (storage === 'postgres') {
+      await receiver.reset(plainSecret, 16);
+      const bars = progressBars(count, ['floor']);
+      const cpu0 = process.cpuUsage();
+      const f = await floorLoop(receiver.url, plainSecret, count, inFlight, (n) => bars.update('floor', n));
+      const cpu = process.cpuUsage(cpu0);
+      bars.stop();
+      floor = {
+        ...analyse((await receiver.arrivals()).arrivals, f.sent),
+        cpuMs: (cpu.user + cpu.system) / 1000,
+      };
+      if (f.failures) problems.push(`floor: ${f.failures} non-2xx answers`);
+      if (floor.missing || floor.duplicates)
+        problems.push(`floor: ${floor.missing} missing, ${floor.duplicates} duplicates`);
+      say(`floor: ${f0(floor.rate)}/s`);
+    }
 
     // The hub, warmed up with a few events.
     hub = await startHub(storage, receiver.url);
@@ -585,6 +697,19 @@ async function main() {
         perDelivery(base.cpuMs, base.distinct),
         '1.00',
       ],
+      ...(floor
+        ? [
+            [
+              'floor: the same from a durable queue on PostgreSQL',
+              floor.distinct,
+              f0(floor.rate),
+              '—',
+              '—',
+              perDelivery(floor.cpuMs, floor.distinct),
+              (floor.rate / base.rate).toFixed(2),
+            ],
+          ]
+        : []),
       [
         `Interchange on ${storageName}: events arriving through the API`,
         res.distinct,

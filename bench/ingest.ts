@@ -1,15 +1,20 @@
 // bench/ingest: signed Shopify orders/create webhooks at increasing concurrency against a running
 // hub (`interchange start`, its own process), on PGlite and on PostgreSQL, next to a bare Fastify
-// route that only parses the same JSON, measured in the same run. Prints webhooks/s, p50/p99 and
-// the ratio to the bare route, and each process's memory after each level. Run: npm run bench:ingest
-// [-- --seconds 5 --levels 1,8,32,64 --only postgres --cpu-prof DIR --write]; --cpu-prof writes the
-// hub's V8 CPU profile into DIR.
+// route that only parses the same JSON, measured in the same run, and (with PostgreSQL) the floor:
+// a route that verifies and group-commits the body into one table and does nothing else
+// (bench/floor-server.ts). Prints webhooks/s, p50/p99 and the ratio to the bare route, and each
+// process's memory after each level. Run: npm run bench:ingest [-- --seconds 5 --levels 1,8,32,64
+// --only postgres --role api --cpu-prof DIR --write]; --role runs the hub with that role (api: no
+// consumers beside the ingest); --cpu-prof writes the hub's V8 CPU profile into DIR.
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { shopifyOrder, signShopifyWebhook } from '../sim/shopify.ts';
-import { benchToken, HUB_NODE_FLAGS, hubStorage } from './hub.ts';
+import { benchToken, DEFAULT_SERVER, HUB_NODE_FLAGS, hubStorage } from './hub.ts';
 import {
   api,
+  backendsCpuDiff,
+  backendsCpuMs,
+  cpuMsOf,
   freePort,
   type LoadResult,
   load,
@@ -17,6 +22,7 @@ import {
   machine,
   memoryCell,
   reportProgress,
+  scratchPostgres,
   startChild,
   table,
   waitFor,
@@ -28,7 +34,7 @@ const seconds = Number(option('--seconds')) || 5;
 const levels = (option('--levels') ?? '1,8,32,64').split(',').map(Number);
 const modes = (['pglite', 'postgres'] as const).filter((m) => (option('--only') ?? m) === m);
 const loadBefore = loadAverage();
-const steps = levels.length * (1 + modes.length);
+const steps = levels.length * (1 + modes.length + (modes.includes('postgres') ? 1 : 0));
 let stepsDone = 0;
 const SHOP = 'bench-shop.myshopify.com';
 const SECRET = 'shpss_bench_secret';
@@ -38,7 +44,7 @@ const ORDER = JSON.stringify(shopifyOrder({ id: 5550001n }), (_k, v) =>
 
 /** A hub with one organization and a Shopify installation; returns its base URL and installation id. */
 async function startHub(mode: 'pglite' | 'postgres') {
-  const { base, env, cleanup } = await hubStorage(mode);
+  const { base, env, cleanup, database } = await hubStorage(mode);
   const profile = option('--cpu-prof');
   const hub = startChild(
     [
@@ -46,6 +52,7 @@ async function startHub(mode: 'pglite' | 'postgres') {
       ...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []),
       'bin/interchange.js',
       'start',
+      ...(option('--role') ? ['--role', option('--role') as string] : []),
     ],
     env,
   );
@@ -64,6 +71,7 @@ async function startHub(mode: 'pglite' | 'postgres') {
     base,
     installationId: installation.id as string,
     pid: hub.proc.pid,
+    database,
     async stop() {
       await hub.stop();
       await cleanup();
@@ -83,69 +91,90 @@ const webhook = (installationId: string) => () => {
   return { path: `/hooks/${installationId}`, headers: signed.headers, body: signed.body };
 };
 
-/** Each level's result, with the memory of the process under test (`pid`) right after it. */
+type Level = LoadResult & { memory: string; cpu: string };
+
+/**
+ * Each level's result, with the memory of the process under test (`pid`) right after it and the
+ * CPU it spent per webhook (plus, given `database`, that of the PostgreSQL backends serving it).
+ */
 async function measure(
   label: string,
   base: string,
   installationId: string,
   pid: number | undefined,
   metrics: boolean,
-): Promise<(LoadResult & { memory: string })[]> {
-  const results: (LoadResult & { memory: string })[] = [];
+  database?: string,
+): Promise<Level[]> {
+  const results: Level[] = [];
+  const server = process.env.DATABASE_URL ?? DEFAULT_SERVER;
   await load(base, 8, 1, webhook(installationId)); // warm-up
   for (const c of levels) {
+    const [cpu0, db0] = [cpuMsOf(pid), database ? await backendsCpuMs(server, database) : undefined];
     const r = await load(base, c, seconds, webhook(installationId));
+    const [cpu1, db1] = [cpuMsOf(pid), database ? await backendsCpuMs(server, database) : undefined];
+    const per = (ms: number) => (r.total > 0 ? (ms / r.total).toFixed(2) : '—');
+    const own = cpu0 === undefined || cpu1 === undefined ? '—' : per(cpu1 - cpu0);
+    const cpu = db0 && db1 ? `${own} + ${per(backendsCpuDiff(db0, db1))}` : own;
     if (r.non2xx > 0 || r.errors > 0)
       console.warn(`${label} c=${c}: ${r.non2xx} non-2xx, ${r.errors} errors`);
-    results.push({ ...r, memory: await memoryCell(pid, metrics ? base : undefined) });
+    results.push({ ...r, cpu, memory: await memoryCell(pid, metrics ? base : undefined) });
     reportProgress('levels', ++stepsDone, steps);
     process.stderr.write(`${label} c=${c}: ${r.rps.toFixed(0)}/s p50 ${r.p50} ms p99 ${r.p99} ms\n`);
   }
   return results;
 }
 
-const bareChild = startChild([...HUB_NODE_FLAGS, '--import', 'tsx', 'bench/bare-server.ts'], {
-  ...process.env,
-  PORT: String(await freePort()),
-});
-await new Promise((r) => setTimeout(r, 300));
-const barePort = Number(
-  await (async () => {
-    for (let i = 0; i < 100 && !/listening \d+/.test(bareChild.output()); i++)
-      await new Promise((r) => setTimeout(r, 100));
-    return bareChild.output().match(/listening (\d+)/)?.[1];
-  })(),
-);
-const bare = await measure(
-  'bare fastify',
-  `http://127.0.0.1:${barePort}`,
-  'ins_bare',
-  bareChild.proc.pid,
-  false,
-);
-await bareChild.stop();
+/** Starts one of the baseline servers (bench/bare-server.ts, bench/floor-server.ts); its base URL. */
+async function startBaseline(script: string, env: NodeJS.ProcessEnv) {
+  const child = startChild([...HUB_NODE_FLAGS, '--import', 'tsx', script], {
+    ...process.env,
+    ...env,
+    PORT: String(await freePort()),
+  });
+  for (let i = 0; i < 300 && !/listening \d+/.test(child.output()); i++)
+    await new Promise((r) => setTimeout(r, 100));
+  const port = child.output().match(/listening (\d+)/)?.[1];
+  if (!port) throw new Error(`${script} did not start:\n${child.output()}`);
+  return { child, base: `http://127.0.0.1:${port}` };
+}
 
 const rows: (string | number)[][] = [];
-for (const [i, c] of levels.entries()) {
-  const b = bare[i] as LoadResult & { memory: string };
-  rows.push([`bare Fastify JSON route`, c, b.rps.toFixed(0), b.p50, b.p99, '1.00', b.memory]);
+let bare: Level[] = [];
+const addRows = (target: string, results: Level[]) => {
+  for (const [i, c] of levels.entries()) {
+    const r = results[i] as Level;
+    const ratio = (r.rps / (bare[i] as Level).rps).toFixed(2);
+    rows.push([target, c, r.rps.toFixed(0), r.p50, r.p99, ratio, r.cpu, r.memory]);
+  }
+};
+
+const bareServer = await startBaseline('bench/bare-server.ts', {});
+bare = await measure('bare fastify', bareServer.base, 'ins_bare', bareServer.child.proc.pid, false);
+await bareServer.child.stop();
+addRows('bare Fastify JSON route', bare);
+// The floor: verify, parse and group-commit the raw body into one table on PostgreSQL, nothing else.
+if (modes.includes('postgres')) {
+  const db = await scratchPostgres(process.env.DATABASE_URL ?? DEFAULT_SERVER);
+  const floorServer = await startBaseline('bench/floor-server.ts', {
+    DATABASE_URL: db.url,
+    FLOOR_SECRET: SECRET,
+  });
+  try {
+    const pid = floorServer.child.proc.pid;
+    addRows(
+      'floor: verify + commit body on PostgreSQL',
+      await measure('floor', floorServer.base, 'ins_floor', pid, false, db.name),
+    );
+  } finally {
+    await floorServer.child.stop();
+    await db.drop();
+  }
 }
 for (const mode of modes) {
   const hub = await startHub(mode);
   try {
-    const results = await measure(mode, hub.base, hub.installationId, hub.pid, true);
-    for (const [i, c] of levels.entries()) {
-      const r = results[i] as LoadResult & { memory: string };
-      rows.push([
-        `Interchange on ${mode === 'pglite' ? 'PGlite' : 'PostgreSQL'}`,
-        c,
-        r.rps.toFixed(0),
-        r.p50,
-        r.p99,
-        (r.rps / (bare[i] as LoadResult).rps).toFixed(2),
-        r.memory,
-      ]);
-    }
+    const results = await measure(mode, hub.base, hub.installationId, hub.pid, true, hub.database);
+    addRows(`Interchange on ${mode === 'pglite' ? 'PGlite' : 'PostgreSQL'}`, results);
   } finally {
     await hub.stop();
   }
@@ -154,7 +183,7 @@ for (const mode of modes) {
 const header = `Ingest: signed Shopify orders/create, ${seconds} s per level; ${machine()}; 1-min load average before the run ${loadBefore.toFixed(2)}`;
 const shown = args.filter((a) => a !== '--write');
 const command = ['npm run bench:ingest', ...(shown.length ? ['--', ...shown] : [])].join(' ');
-const out = `${header}\n\n${table(['target', 'connections', 'webhooks/s', 'p50 ms', 'p99 ms', 'vs bare', 'process memory after'], rows)}\n\n- \`${command}\`. Memory: RSS of the bare server, or RSS (and V8 heap, from \`/metrics\`) of the \`interchange start\` process, right after each level.\n`;
+const out = `${header}\n\n${table(['target', 'connections', 'webhooks/s', 'p50 ms', 'p99 ms', 'vs bare', 'CPU ms / webhook', 'process memory after'], rows)}\n\n- \`${command}\`. CPU: the server process's, plus (on PostgreSQL) that of the backends serving it, per webhook answered. Memory: RSS of the bare or floor server, or RSS (and V8 heap, from \`/metrics\`) of the \`interchange start\` process, right after each level.\n`;
 console.log(`\n${out}`);
 if (args.includes('--write')) {
   const path = 'BENCHMARKS.md';

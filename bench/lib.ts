@@ -230,3 +230,44 @@ export async function memoryCell(pid: number | undefined, base?: string): Promis
   if (rss === undefined) return '—';
   return heap === undefined ? `${rss.toFixed(0)} MiB` : `${rss.toFixed(0)} MiB (heap ${heap.toFixed(0)} MiB)`;
 }
+
+/** CPU time (user + system, ms) of a process so far, from /proc; undefined off Linux or once it exited. */
+export function cpuMsOf(pid: number | undefined): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in 100 Hz clock ticks
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU time so far (ms) of each PostgreSQL backend connected to `database` on the local server (the
+ * one in DATABASE_URL, default local), by pid. Compare two readings with `backendsCpuDiff`.
+ */
+export async function backendsCpuMs(server: string, database: string): Promise<Map<number, number>> {
+  const client = new pg.Client({ connectionString: server });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ pid: number }>(
+      'select pid from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()',
+      [database],
+    );
+    const out = new Map<number, number>();
+    for (const { pid } of rows) {
+      const ms = cpuMsOf(pid);
+      if (ms !== undefined) out.set(pid, ms);
+    }
+    return out;
+  } finally {
+    await client.end();
+  }
+}
+
+/** CPU ms the backends spent between two readings (a backend started in between counts in full). */
+export function backendsCpuDiff(before: Map<number, number>, after: Map<number, number>): number {
+  let ms = 0;
+  for (const [pid, now] of after) ms += now - (before.get(pid) ?? 0);
+  return ms;
+}
