@@ -57,6 +57,21 @@ describe('custom events', () => {
     expect(other.json().id).not.toBe(event.id);
   });
 
+  it('gives data back as it was sent: key order, big and exact numbers, unicode', async () => {
+    const data = {
+      zeta: 1,
+      alpha: { y: '2', b: [3, { d: 4, c: 5 }] },
+      amount: '12345678901234567.89',
+      name: 'Zoë 🛒',
+    };
+    const sent = await send(acme.token, { type: 'custom.order.noted', data });
+    expect(sent.statusCode, sent.body).toBe(201);
+    const read = await t.call('GET', `/v1/events/${sent.json().id}`, { token: acme.token });
+    expect(read.statusCode).toBe(200);
+    // Compared as text: the stored value keeps the order it was written in (jsonb would sort keys).
+    expect(JSON.stringify(read.json().data)).toBe(JSON.stringify(data));
+  });
+
   it('validates canonical types against their schema and attaches a known user', async () => {
     const user = (
       await t.call('POST', '/v1/users', { token: acme.token, body: { email: 'u@example.com' } })

@@ -145,7 +145,7 @@ export async function writeBatch(db: Db, log: EventLog, items: IngestItem[]): Pr
          or exists (select 1 from keys where keys.organization_id = x.o and keys.scope = x.s and keys.key = x.k)
     ), fresh as (
       select x.*, coalesce(x.u, ue.user_id) as user_id,
-        convert_from(substring((select b from blob) from x.dof + 1 for x.dn), 'UTF8')::jsonb as d
+        convert_from(substring((select b from blob) from x.dof + 1 for x.dn), 'UTF8')::json as d
       from json_to_recordset(${JSON.stringify(eventRows)}::json)
         as x(i int, q int, id text, o text, ins text, src text, t text, sub text, tm timestamptz, pk text,
              tp text, pt int, u text, pl text, xid text, r text, sc text, ek text, dof int, dn int)

@@ -31,7 +31,7 @@ const EVENT_COLUMNS = `e.id, e.organization_id, e.installation_id, e.source, e.t
   e.partition_key, e.topic, e.user_id, e.raw_request_id, e.created_at`;
 /** With the data, or (for consumers that read only envelopes) without it. */
 const RECORD_COLUMNS = sql.raw(`${EVENT_COLUMNS}, e.data`);
-const ENVELOPE_COLUMNS = sql.raw(`${EVENT_COLUMNS}, null::jsonb as data`);
+const ENVELOPE_COLUMNS = sql.raw(`${EVENT_COLUMNS}, null::json as data`);
 
 /** Like Kafka's `max.poll.interval.ms` default. */
 const DEFAULT_MAX_POLL_INTERVAL_MS = 5 * 60_000;

@@ -7,6 +7,7 @@ import {
   customType,
   index,
   integer,
+  json,
   jsonb,
   pgTable,
   primaryKey,
@@ -202,7 +203,11 @@ export const events = pgTable(
     partitionKey: text('partition_key').notNull(),
     topic: text('topic').notNull(),
     userId: text('user_id'),
-    data: jsonb('data').$type<unknown>().notNull(),
+    /**
+     * `json`, not `jsonb`: stored as the text the hub wrote (it is always JSON.stringify output),
+     * checked but not converted on the way in nor rebuilt on the way out; nothing queries inside it.
+     */
+    data: json('data').$type<unknown>().notNull(),
     rawRequestId: text('raw_request_id'),
     createdAt: createdAt(),
   },
