@@ -334,7 +334,12 @@ function startConsumer(
     };
   }
 
-  /** One read across every owned partition; each partition's records go to the handler in order. */
+  /**
+   * One read across every owned partition; each partition's records go to the handler in order.
+   * True when some partition filled its batch: more may be waiting, and the next poll comes at once.
+   * Otherwise everything committed before the read has been handled, and anything committed since
+   * has woken (or will wake) the loop, so it waits.
+   */
   async function poll(): Promise<boolean> {
     const rows = await queryPrepared<EventRowWithLog>(
       db,
@@ -353,7 +358,7 @@ function startConsumer(
     if (rows.length === 0) return false;
     const byPartition = new Map<
       string,
-      { topic: string; partition: number; last: number; records: LogRecord[] }
+      { topic: string; partition: number; last: number; rows: number; records: LogRecord[] }
     >();
     for (const row of rows) {
       const key = `${row.log_topic}/${row.log_partition}`;
@@ -361,9 +366,11 @@ function startConsumer(
         topic: row.log_topic,
         partition: Number(row.log_partition),
         last: 0,
+        rows: 0,
         records: [],
       };
       entry.last = Number(row.log_offset);
+      entry.rows++;
       // An entry whose event is gone (deleted with its organization) is passed over, not waited for.
       if (row.id !== null) {
         entry.records.push({
@@ -381,6 +388,7 @@ function startConsumer(
     // With `concurrency`, several partitions are handled at once; the first failure stops the
     // others from starting, and those already handled are still committed.
     const done: { topic: string; partition: number; next: number }[] = [];
+    const full = [...byPartition.values()].some((p) => p.rows >= batchSize);
     const alive = keepAlive();
     try {
       const queue = [...byPartition.values()];
@@ -416,7 +424,7 @@ function startConsumer(
         );
       }
     }
-    return true;
+    return full;
   }
 
   const loop = (async () => {
@@ -430,8 +438,8 @@ function startConsumer(
         }
         if (Date.now() - lastRebalance >= rebalanceMs) await rebalance();
         woken = false;
-        const worked = await poll();
-        if (!worked) await idle();
+        const more = await poll();
+        if (!more) await idle();
       } catch (err) {
         log.error({ err }, 'consumer iteration failed; retrying');
         await sleep(Math.min(5000, pollMs * 10));

@@ -118,6 +118,23 @@ export function eventLogContract(name: string, makeLog: MakeLog, options: Contra
     );
 
     it(
+      'reads a backlog larger than a batch in full after one wake-up',
+      async () => {
+        const log = open();
+        const r = recorder();
+        // The first poll fills its batch: the next must follow at once, not after the interval.
+        const c = consume(log, { group: 'backlog', pollMs: 10 * 60_000, batchSize: 2, handler: r.handler });
+        await until(() => c.assignment().length > 0, waitMs, 'partitions assigned');
+        await sleep(100);
+        const key = 'acme-store.myshopify.com';
+        const appended = await append(log, [[{ key }, { key }, { key }, { key }, { key }]]);
+        log.committed();
+        await until(() => r.has(appended.map((a) => a.eventId)), waitMs, 'all five records, on one wake-up');
+      },
+      testMs,
+    );
+
+    it(
       'keeps per-key order across many keys, topics and transactions',
       async () => {
         const log = open();
