@@ -17,6 +17,34 @@ import { deliveries } from '../store/schema.ts';
 import { settleAll } from './outcome.ts';
 import { claimDeliveries, claimUnlimited } from './queue.ts';
 
+/**
+ * An organization with a webhook destination (its URL never answers) and `count` deliveries to it
+ * waiting in the queue, one for each new event of `type`.
+ */
+async function queued(t: TestApp, count: number, type: string) {
+  const acme = await t.organization('Acme');
+  const ep = await t.call('POST', '/v1/installations', {
+    token: acme.token,
+    body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/hook' } },
+  });
+  expect(ep.statusCode, ep.body).toBe(201);
+  const destination = ep.json().id as string;
+  const eventIds: string[] = [];
+  for (let n = 0; n < count; n++) {
+    const e = await t.call('POST', '/v1/events', { token: acme.token, body: { type, data: { n } } });
+    eventIds.push(e.json().id);
+  }
+  await t.app.store.db.insert(deliveries).values(
+    eventIds.map((eventId) => ({
+      id: newId('delivery'),
+      organizationId: acme.id,
+      eventId,
+      installationId: destination,
+    })),
+  );
+  return { acme, destination, eventIds };
+}
+
 describe('claiming and settling an unlimited destination', () => {
   let t: TestApp;
   beforeAll(async () => {
@@ -27,30 +55,8 @@ describe('claiming and settling an unlimited destination', () => {
   });
 
   it('caps by what the worker already sends, reads the events, and settles a taken-over lease as lost', async () => {
-    const acme = await t.organization('Acme');
-    const ep = await t.call('POST', '/v1/installations', {
-      token: acme.token,
-      body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/hook' } },
-    });
-    expect(ep.statusCode, ep.body).toBe(201);
-    const destination = ep.json().id as string;
-    const eventIds: string[] = [];
-    for (let n = 0; n < 4; n++) {
-      const e = await t.call('POST', '/v1/events', {
-        token: acme.token,
-        body: { type: 'custom.claim', data: { n } },
-      });
-      eventIds.push(e.json().id);
-    }
+    const { acme, destination, eventIds } = await queued(t, 4, 'custom.claim');
     const db = t.app.store.db;
-    await db.insert(deliveries).values(
-      eventIds.map((eventId) => ({
-        id: newId('delivery'),
-        organizationId: acme.id,
-        eventId,
-        installationId: destination,
-      })),
-    );
     const options = { limit: 10, leaseMs: 60_000, perDestination: 3 };
 
     // One already under way in this worker: two more fit under the cap of three.
@@ -171,26 +177,8 @@ describe('settling failures', () => {
   });
 
   it("wakes the log's consumers after settling only when a failure logged an event", async () => {
-    const acme = await t.organization('Acme');
-    const ep = await t.call('POST', '/v1/installations', {
-      token: acme.token,
-      body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/hook' } },
-    });
-    expect(ep.statusCode, ep.body).toBe(201);
-    const destination = ep.json().id as string;
+    const { acme } = await queued(t, 2, 'custom.wake');
     const db = t.app.store.db;
-    for (const n of [1, 2]) {
-      const e = await t.call('POST', '/v1/events', {
-        token: acme.token,
-        body: { type: 'custom.wake', data: { n } },
-      });
-      await db.insert(deliveries).values({
-        id: newId('delivery'),
-        organizationId: acme.id,
-        eventId: e.json().id,
-        installationId: destination,
-      });
-    }
     const log = t.app.services.log;
     let wakes = 0;
     const counting = Object.assign(Object.create(log), {
