@@ -204,3 +204,36 @@ describe('queryPrepared', () => {
     }
   });
 });
+
+// PGlite plans every query it is given: Drizzle's repeated queries are prepared on their second
+// call and executed from then on, with the same rows and the same errors.
+describe.skipIf(Boolean(process.env.DATABASE_URL))('PGlite statement cache', () => {
+  it('prepares a repeated query, answers the same, and still fails as the query would', async () => {
+    const { organizations } = await import('./schema.ts');
+    const { migrate } = await import('./migrate.ts');
+    const { eq } = await import('drizzle-orm');
+    const store = await openStore({ kind: 'pglite', dataDir: undefined });
+    try {
+      await migrate(store);
+      await store.db.insert(organizations).values({ id: 'org_1', name: "O'Brien & Sons" });
+      const read = (id: string) => store.db.select().from(organizations).where(eq(organizations.id, id));
+      const first = await read('org_1');
+      expect(first).toMatchObject([{ id: 'org_1', name: "O'Brien & Sons" }]);
+      expect(await read('org_1')).toEqual(first);
+      expect(await read('org_1')).toEqual(first);
+      expect(await read("org_'; drop table organizations; --")).toEqual([]);
+      const statements = await queryRows<{ statement: string }>(
+        store.db,
+        sql`select statement from pg_prepared_statements where name like 'ic_s%'`,
+      );
+      expect(statements.some((s) => s.statement.includes('from "organizations"'))).toBe(true);
+      // A unique violation is the statement's own failure: it surfaces, with its code.
+      const insert = () => store.db.insert(organizations).values({ id: 'org_1', name: 'again' });
+      for (let i = 0; i < 3; i++)
+        await expect(insert()).rejects.toMatchObject({ cause: expect.objectContaining({ code: '23505' }) });
+      expect(await read('org_1')).toEqual(first);
+    } finally {
+      await store.close();
+    }
+  });
+});

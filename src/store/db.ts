@@ -2,7 +2,7 @@
 // node-postgres pool when it is set. Both are Postgres, so one schema and one migration set serve.
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
+import { PGlite, type QueryOptions, type Results } from '@electric-sql/pglite';
 import { DrizzleQueryError, type SQL, sql } from 'drizzle-orm';
 import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
@@ -203,11 +203,16 @@ async function openPglite(dataDir: string | undefined): Promise<Store> {
     release();
     throw err;
   }
-  const db = drizzlePglite(client, { schema }) as unknown as Db;
+  // With standard_conforming_strings on (PostgreSQL's default), a literal needs only its quotes doubled.
   const strings = await client.query<{ value: string }>(
     "select current_setting('standard_conforming_strings') as value",
   );
-  if (strings.rows[0]?.value === 'on') preparedRunners.set(db, pglitePrepared(client));
+  const literalsSafe = strings.rows[0]?.value === 'on';
+  const execute = pgliteStatements(client);
+  const db = drizzlePglite(literalsSafe ? cachingPglite(client, execute) : client, {
+    schema,
+  }) as unknown as Db;
+  if (literalsSafe) preparedRunners.set(db, pglitePrepared(client, execute));
   return {
     db,
     kind: 'pglite',
@@ -368,36 +373,103 @@ export function driverError(err: unknown): unknown {
 
 /**
  * PGlite's API has no named statements, and it parses and plans every query it is given (a log
- * poll: 0.6 ms, of which 0.2 ms is the execution). A hot statement is PREPAREd once in SQL and then
+ * poll: 0.6 ms, of which 0.2 ms is the execution). A statement is PREPAREd once in SQL and then
  * run with EXECUTE, its parameters written as literals that take the prepared parameters' types,
  * as text parameters of the protocol would. A parameter that is an array (no literal form here)
- * runs the statement the ordinary way.
+ * runs the statement the ordinary way. `execute` answers undefined when it did not run it.
  */
-function pglitePrepared(client: PGlite) {
-  const dialect = new PgDialect();
+function pgliteStatements(client: PGlite) {
   // Each name is prepared once, by the first call; calls meanwhile wait for that one.
   const prepared = new Map<string, Promise<unknown>>();
+  return async function execute(
+    name: string,
+    text: string,
+    params: unknown[],
+    options?: QueryOptions,
+  ): Promise<Results | undefined> {
+    const literals = params.map(sqlLiteral);
+    if (!/^[a-z_][a-z0-9_]*$/.test(name) || literals.some((l) => l === undefined)) return undefined;
+    let preparing = prepared.get(name);
+    if (!preparing) {
+      // One statement only: the extended protocol refuses several, which `exec` would run.
+      preparing = client.query(`prepare ${name} as ${text}`);
+      prepared.set(name, preparing);
+      preparing.catch(() => prepared.delete(name));
+    }
+    await preparing;
+    return client.query(
+      literals.length ? `execute ${name}(${literals.join(', ')})` : `execute ${name}`,
+      [],
+      options,
+    );
+  };
+}
+
+/** `queryPrepared` on PGlite: the statement under its own name. */
+function pglitePrepared(client: PGlite, execute: ReturnType<typeof pgliteStatements>) {
+  const dialect = new PgDialect();
   return async (name: string, query: SQL): Promise<unknown[]> => {
     const { sql: text, params } = dialect.sqlToQuery(query);
-    const literals = params.map(sqlLiteral);
-    if (!/^[a-z_][a-z0-9_]*$/.test(name) || literals.some((l) => l === undefined))
-      return (await client.query(text, params)).rows;
     try {
-      let preparing = prepared.get(name);
-      if (!preparing) {
-        preparing = client.exec(`prepare ${name} as ${text}`);
-        prepared.set(name, preparing);
-        preparing.catch(() => prepared.delete(name));
-      }
-      await preparing;
-      return (
-        await client.query(literals.length ? `execute ${name}(${literals.join(', ')})` : `execute ${name}`)
-      ).rows;
+      return ((await execute(name, text, params)) ?? (await client.query(text, params))).rows;
     } catch (err) {
       // The shape Drizzle gives every other query's error, which the outage checks read.
       throw new DrizzleQueryError(text, params, err as Error);
     }
   };
+}
+
+/** Statements PGlite's cache keeps at most, and how often a text must come before it is kept. */
+const PGLITE_STATEMENTS = 256;
+const PGLITE_PREPARE_AFTER = 2;
+const CACHEABLE = /^\s*(select|insert|update|delete|with)\b/i;
+
+/**
+ * The PGlite client Drizzle is given: a query whose text comes back (Drizzle's queries repeat
+ * their text, only their parameters change) is prepared on its second call and executed from
+ * then on, up to PGLITE_STATEMENTS texts; any other query, and every one in a transaction (its
+ * own client), goes to PGlite as it is. A text the server cannot prepare is never tried again.
+ */
+function cachingPglite(client: PGlite, execute: ReturnType<typeof pgliteStatements>): PGlite {
+  const seen = new Map<string, number>();
+  const names = new Map<string, string | null>();
+  const query = async (text: string, params: unknown[] = [], options?: QueryOptions) => {
+    let name = names.get(text);
+    if (name === undefined && CACHEABLE.test(text) && names.size < PGLITE_STATEMENTS) {
+      const count = (seen.get(text) ?? 0) + 1;
+      if (seen.size > 4 * PGLITE_STATEMENTS) seen.clear();
+      seen.set(text, count);
+      if (count >= PGLITE_PREPARE_AFTER) {
+        name = `ic_s${names.size + 1}`;
+        names.set(text, name);
+        seen.delete(text);
+      }
+    }
+    if (name) {
+      try {
+        const result = await execute(name, text, params, options);
+        if (result) return result;
+      } catch (err) {
+        // Not preparable (its parameters' types cannot be told without values, say): run it as
+        // it is from now on. A failure of the statement itself fails again below, as it would.
+        if (!(await preparedAlready(client, name))) names.set(text, null);
+        else throw err;
+      }
+    }
+    return client.query(text, params, options);
+  };
+  return new Proxy(client, {
+    get(target, key, receiver) {
+      if (key === 'query') return query;
+      const value = Reflect.get(target, key, receiver);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+async function preparedAlready(client: PGlite, name: string): Promise<boolean> {
+  const { rows } = await client.query('select 1 from pg_prepared_statements where name = $1', [name]);
+  return rows.length > 0;
 }
 
 /**
