@@ -165,6 +165,7 @@ describe('sqlLiteral', () => {
     expect(sqlLiteral(Buffer.from([0, 39, 255]))).toBe("'\\x0027ff'");
     expect(sqlLiteral({ a: "b'c" })).toBe(`'{"a":"b''c"}'`);
     expect(sqlLiteral(['a'])).toBeUndefined();
+    expect(sqlLiteral('a\u0000b')).toBeUndefined();
   });
 });
 

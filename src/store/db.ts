@@ -375,8 +375,8 @@ export function driverError(err: unknown): unknown {
  * PGlite's API has no named statements, and it parses and plans every query it is given (a log
  * poll: 0.6 ms, of which 0.2 ms is the execution). A statement is PREPAREd once in SQL and then
  * run with EXECUTE, its parameters written as literals that take the prepared parameters' types,
- * as text parameters of the protocol would. A parameter that is an array (no literal form here)
- * runs the statement the ordinary way. `execute` answers undefined when it did not run it.
+ * as text parameters of the protocol would. A parameter with no literal form here (an array,
+ * text holding U+0000) runs the statement the ordinary way. `execute` answers undefined when it did not run it.
  */
 function pgliteStatements(client: PGlite) {
   // Each name is prepared once, by the first call; calls meanwhile wait for that one.
@@ -475,7 +475,8 @@ async function preparedAlready(client: PGlite, name: string): Promise<boolean> {
 /**
  * A parameter as an SQL literal (with standard_conforming_strings on, a quote is the only
  * character to double): text, numbers, booleans, dates and JSON as quoted strings the prepared
- * parameter's type reads, bytes in bytea's hex form; undefined for an array.
+ * parameter's type reads, bytes in bytea's hex form; undefined for an array, and for text holding
+ * U+0000 (it would end the statement's text; as a parameter the server refuses it with its code).
  */
 export function sqlLiteral(value: unknown): string | undefined {
   if (value === null || value === undefined) return 'null';
@@ -488,6 +489,7 @@ export function sqlLiteral(value: unknown): string | undefined {
   else if (value instanceof Uint8Array)
     text = `\\x${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`;
   else text = JSON.stringify(value);
+  if (text.includes('\u0000')) return undefined;
   return `'${text.replaceAll("'", "''")}'`;
 }
 
