@@ -17,15 +17,30 @@ import { deliveries } from '../store/schema.ts';
 import { settleAll } from './outcome.ts';
 import { claimDeliveries, claimUnlimited } from './queue.ts';
 
+/** A hub started before the tests of the describe block that calls this, and closed after them. */
+function hubPerBlock(): () => TestApp {
+  let t: TestApp | undefined;
+  beforeAll(async () => {
+    t = await startTestApp({ INTERCHANGE_EGRESS_ALLOW: '127.0.0.1/32' });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+  return () => {
+    if (!t) throw new Error('the hub did not start');
+    return t;
+  };
+}
+
 /**
- * An organization with a webhook destination (its URL never answers) and `count` deliveries to it
- * waiting in the queue, one for each new event of `type`.
+ * An organization with a webhook destination (its URL never answers; `subscription` as the API
+ * takes it) and `count` deliveries to it waiting in the queue, one for each new event of `type`.
  */
-async function queued(t: TestApp, count: number, type: string) {
+async function queued(t: TestApp, count: number, type: string, subscription?: object) {
   const acme = await t.organization('Acme');
   const ep = await t.call('POST', '/v1/installations', {
     token: acme.token,
-    body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/hook' } },
+    body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/hook' }, subscription },
   });
   expect(ep.statusCode, ep.body).toBe(201);
   const destination = ep.json().id as string;
@@ -46,15 +61,10 @@ async function queued(t: TestApp, count: number, type: string) {
 }
 
 describe('claiming and settling an unlimited destination', () => {
-  let t: TestApp;
-  beforeAll(async () => {
-    t = await startTestApp({ INTERCHANGE_EGRESS_ALLOW: '127.0.0.1/32' });
-  });
-  afterAll(async () => {
-    await t?.close();
-  });
+  const hub = hubPerBlock();
 
   it('caps by what the worker already sends, reads the events, and settles a taken-over lease as lost', async () => {
+    const t = hub();
     const { acme, destination, eventIds } = await queued(t, 4, 'custom.claim');
     const db = t.app.store.db;
     const options = { limit: 10, leaseMs: 60_000, perDestination: 3 };
@@ -119,6 +129,7 @@ describe('claiming and settling an unlimited destination', () => {
   });
 
   it('does not let a destination at its cap fill the window with its backlog and stall the others', async () => {
+    const t = hub();
     const acme = await t.organization('Acme');
     const install = async () => {
       const ep = await t.call('POST', '/v1/installations', {
@@ -168,15 +179,10 @@ describe('claiming and settling an unlimited destination', () => {
 // A hub of its own: claims take the oldest due delivery of any organization, and the tests above
 // leave some behind.
 describe('settling failures', () => {
-  let t: TestApp;
-  beforeAll(async () => {
-    t = await startTestApp({ INTERCHANGE_EGRESS_ALLOW: '127.0.0.1/32' });
-  });
-  afterAll(async () => {
-    await t?.close();
-  });
+  const hub = hubPerBlock();
 
   it("wakes the log's consumers after settling only when a failure logged an event", async () => {
+    const t = hub();
     const { acme } = await queued(t, 2, 'custom.wake');
     const db = t.app.store.db;
     const log = t.app.services.log;
@@ -225,41 +231,14 @@ describe('settling failures', () => {
 });
 
 describe.skipIf(!onPostgres)('rate-limit slots of a claim that waited for the lock (PostgreSQL only)', () => {
-  let t: TestApp;
-  beforeAll(async () => {
-    t = await startTestApp({ INTERCHANGE_EGRESS_ALLOW: '127.0.0.1/32' });
-  });
-  afterAll(async () => {
-    await t?.close();
-  });
+  const hub = hubPerBlock();
 
   it('books slots from the time the lock was had', async () => {
-    const acme = await t.organization('Acme');
-    const ep = await t.call('POST', '/v1/installations', {
-      token: acme.token,
-      body: {
-        connector: 'webhook',
-        config: { url: 'http://127.0.0.1:9/hook' },
-        subscription: { event_types: ['custom.*'], rate_limit: 20 },
-      },
+    const t = hub();
+    const { destination } = await queued(t, 5, 'custom.slot', {
+      event_types: ['custom.*'],
+      rate_limit: 20,
     });
-    expect(ep.statusCode, ep.body).toBe(201);
-    const eventIds: string[] = [];
-    for (let n = 0; n < 5; n++) {
-      const e = await t.call('POST', '/v1/events', {
-        token: acme.token,
-        body: { type: 'custom.slot', data: { n } },
-      });
-      eventIds.push(e.json().id);
-    }
-    await t.app.store.db.insert(deliveries).values(
-      eventIds.map((eventId) => ({
-        id: newId('delivery'),
-        organizationId: acme.id,
-        eventId,
-        installationId: ep.json().id as string,
-      })),
-    );
 
     // Another transaction holds the destination's state row, as a settling one does.
     const holder = new pg.Client({ connectionString: t.db.url });
@@ -267,11 +246,11 @@ describe.skipIf(!onPostgres)('rate-limit slots of a claim that waited for the lo
     try {
       await holder.query(
         'insert into destination_state (installation_id) values ($1) on conflict do nothing',
-        [ep.json().id],
+        [destination],
       );
       await holder.query('begin');
       await holder.query('select 1 from destination_state where installation_id = $1 for update', [
-        ep.json().id,
+        destination,
       ]);
       const claim = claimDeliveries(t.app.store.db, {
         owner: 'test',
