@@ -1,7 +1,8 @@
 // bench/delivery: signed webhook deliveries from an `interchange start` process to a local receiver,
 // next to a plain undici loop sending the same requests to the same receiver in the same run and,
-// on PostgreSQL, the floor: the same loop fed by the least durable queue (`floorLoop`). Prints deliveries/s, p50/p99 from event accepted to delivery received, and fails unless every
-// event arrived exactly once. Run: npm run bench:delivery [-- --events 5000 --enqueue-concurrency 32
+// on PostgreSQL, the floor: the same loop fed by the least durable queue (`floorLoop`). Prints
+// deliveries/s, p50/p99 from event accepted to delivery received, and fails unless every event
+// arrived exactly once. Run: npm run bench:delivery [-- --events 5000 --enqueue-concurrency 32
 // --backlog N --in-flight 64 --postgres --cpu-prof DIR --write]; PGlite unless --postgres or
 // DATABASE_URL (the server, on which a scratch database is created and dropped). --events defaults
 // to 2000 on PGlite, 5000 on PostgreSQL; --backlog to --events. --cpu-prof: the hub's V8 profiles.
@@ -15,6 +16,8 @@ import { v7 as uuidv7 } from 'uuid';
 import { benchToken, DEFAULT_SERVER, HUB_NODE_FLAGS, hubStorage, now } from './hub.ts';
 import {
   api,
+  backendsCpuDiff,
+  backendsCpuMs,
   type Child,
   cpuMsOf,
   freePort,
@@ -459,28 +462,22 @@ async function attempts(base: string): Promise<Record<string, number>> {
 }
 
 /**
- * PostgreSQL's share: CPU of the server processes serving the scratch database (when the server
- * runs on this machine) and transactions committed in it so far. Undefined on PGlite.
+ * PostgreSQL's share: CPU of the server processes serving the scratch database, by pid (when the
+ * server runs on this machine), and transactions committed in it so far. Undefined on PGlite.
  */
 async function databaseUsage(name: string | undefined) {
   if (!name) return undefined;
-  const client = new pg.Client({ connectionString: process.env.DATABASE_URL ?? DEFAULT_SERVER });
+  const server = process.env.DATABASE_URL ?? DEFAULT_SERVER;
+  const client = new pg.Client({ connectionString: server });
   await client.connect();
   try {
-    const pids = await client.query<{ pid: number }>('select pid from pg_stat_activity where datname = $1', [
-      name,
-    ]);
     const [stats] = (
       await client.query<{ commits: string }>(
         'select xact_commit as commits from pg_stat_database where datname = $1',
         [name],
       )
     ).rows;
-    const cpu = pids.rows.map((r) => cpuMsOf(r.pid));
-    return {
-      cpuMs: cpu.every((c) => c !== undefined) ? cpu.reduce((a, b) => a + b, 0) : undefined,
-      commits: Number(stats?.commits ?? 0),
-    };
+    return { cpu: await backendsCpuMs(server, name), commits: Number(stats?.commits ?? 0) };
   } finally {
     await client.end();
   }
@@ -505,7 +502,7 @@ async function metered<T>(hub: Hub, phase: () => Promise<T>): Promise<T & Usage>
   return {
     ...result,
     hubCpuMs: diff(cpu0, cpu1),
-    dbCpuMs: diff(db0?.cpuMs, db1?.cpuMs),
+    dbCpuMs: db0 && db1 ? backendsCpuDiff(db0.cpu, db1.cpu) : undefined,
     commits: diff(db0?.commits, db1?.commits),
   };
 }

@@ -205,7 +205,8 @@ export const events = pgTable(
     userId: text('user_id'),
     /**
      * `json`, not `jsonb`: stored as the text the hub wrote (it is always JSON.stringify output),
-     * checked but not converted on the way in nor rebuilt on the way out; nothing queries inside it.
+     * checked but not converted on the way in nor rebuilt on the way out. Only a privacy redaction
+     * looks inside it (`->>`, which `json` has too).
      */
     data: json('data').$type<unknown>().notNull(),
     rawRequestId: text('raw_request_id'),
