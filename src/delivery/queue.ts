@@ -115,12 +115,20 @@ export async function claimDeliveries(db: Db, o: ClaimOptions): Promise<Claimed[
 }
 
 /**
- * Destinations without a rate limit, in one autocommit statement: lock up to twice the limit of
- * the earliest due (skipping those other workers hold), keep at most `perDestination` per
- * destination less what this worker already sends there, lease them and read their events. When
- * that finds nothing while some destination is at its cap, the window may be all that
- * destination's backlog: `claimPerDestination` then looks at every other destination.
- * Waiting deliveries and ended leases are found apart, each along its own index and in order.
+ * Destinations without a rate limit, in one autocommit statement. A window of the earliest due
+ * deliveries (twice what one destination may take) is read along the due index, and ended leases
+ * along theirs, without locking; of those on an active, unpaused destination (first of their key
+ * when ordered), at most `perDestination` per destination less what this worker already sends
+ * there are picked, and only those are locked (skipping any another worker holds), leased and
+ * read with their events. When the window gives nothing while some destination is at its cap, it
+ * may be all that destination's backlog: `claimPerDestination` then looks at every other one.
+ *
+ * The function `deliveries_due_window` (migration 0006) reads the window along the due index
+ * whatever the planner believes of the table: planned here, with statistics taken while nearly
+ * every delivery had succeeded (a steady state), a burst that queued thousands had all of them
+ * read and sorted on every claim. Locking only the picked rows matters as much: a destination with
+ * little room left once had the whole window locked, a WAL record per row, to take a few.
+ *
  * It also tells whether any rate-limited destination has work outstanding (`claimRateLimited`
  * is worth its transaction then), so a hub without such destinations never runs that.
  */
@@ -129,35 +137,49 @@ export async function claimUnlimited(
   o: ClaimOptions,
 ): Promise<{ claimed: Claimed[]; rateLimitedWork: boolean }> {
   const busy = busyJson(o.busy);
-  const due = (which: SQL, order: SQL) => sql`
-    select d.id, d.installation_id, d.next_attempt_at, d.seq
-    from deliveries d
-    join installations i on i.id = d.installation_id
-    left join destination_state s on s.installation_id = d.installation_id
-    where ${which} and i.status = 'active' and (i.destination->>'rateLimit') is null and ${claimable}
-    order by ${order}
-    limit ${Math.max(0, o.limit) * 2}
-    for update of d skip locked`;
+  const limit = Math.max(0, o.limit);
+  // No claim takes more than `perDestination` from one destination: a window larger than twice
+  // that mostly read rows it could not take when one destination has the backlog.
+  const windowSize = 2 * Math.min(limit, o.perDestination);
   const rows = await queryPrepared<Partial<ClaimedRow> & { rate_limited: boolean; window_full: boolean }>(
     db,
     'delivery_claim_unlimited',
-    sql`with waiting as (${due(waiting, sql`d.next_attempt_at`)}),
-        expired as (${due(leaseEnded, sql`d.lease_until`)}),
-        candidates as (select * from waiting union all select * from expired),
+    sql`with waiting as materialized (select * from deliveries_due_window(${windowSize})),
+        expired as materialized (
+          select d.id, d.installation_id, d.next_attempt_at, d.seq, d.order_key from deliveries d
+          where ${leaseEnded} order by d.lease_until limit ${windowSize}),
+        candidates as (
+          select c.id, c.next_attempt_at,
+            row_number() over (partition by c.installation_id order by c.next_attempt_at, c.seq)
+              + coalesce((${busy}::jsonb ->> c.installation_id)::int, 0) as n
+          from (select * from waiting union all select * from expired) c
+          join installations i on i.id = c.installation_id
+          left join destination_state s on s.installation_id = c.installation_id
+          where i.status = 'active' and (i.destination->>'rateLimit') is null
+            and (s.throttled_until is null or s.throttled_until <= now())
+            and (c.order_key is null or not exists (
+              select 1 from deliveries e
+              where e.installation_id = c.installation_id and e.order_key = c.order_key
+                and e.seq < c.seq and e.status in ('pending', 'delivering', 'failed')))
+        ),
         ${leaseAndRead(
           o,
-          sql`select id from (
-                select c.id, c.next_attempt_at,
-                  row_number() over (partition by c.installation_id order by c.next_attempt_at, c.seq)
-                    + coalesce((${busy}::jsonb ->> c.installation_id)::int, 0) as n
-                from candidates c
-              ) r
-              where r.n <= ${o.perDestination}
-              order by r.next_attempt_at
-              limit ${Math.max(0, o.limit)}`,
+          // One primary-key probe per picked id. The row locked is checked again (another worker
+          // may have leased it since the window was read), in a form no partial index matches: as
+          // `waiting or leaseEnded`, the planner went through those indexes, reading every entry.
+          sql`select d.id
+              from unnest(array(
+                  select id from candidates where n <= ${o.perDestination} order by next_attempt_at limit ${limit}
+                )) as p(id)
+              join deliveries d on d.id = p.id
+              where case d.status when 'pending' then d.next_attempt_at <= now()
+                                  when 'failed' then d.next_attempt_at <= now()
+                                  when 'delivering' then d.lease_until < now()
+                                  else false end
+              for update of d skip locked`,
         )}
         select l.*, f.rate_limited, f.window_full
-        from (select (select count(*) from waiting) >= ${Math.max(0, o.limit) * 2} as window_full, exists (
+        from (select (select count(*) from waiting) >= ${windowSize} as window_full, exists (
             select 1 from installations ri
             where ri.status = 'active' and (ri.destination->>'rateLimit') is not null
               and exists (select 1 from deliveries rd where rd.installation_id = ri.id
