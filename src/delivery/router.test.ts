@@ -136,6 +136,8 @@ describe('the router, on envelopes without data', () => {
     const handoff: Handoff = {
       owner: 'test-sender',
       leaseMs: 60_000,
+      // No waiting for room: what the sender has no room for now is created pending.
+      room: async () => new Set(),
       reserve: (wanted) => {
         const granted = new Map([...wanted].map(([id, n]) => [id, id === crowded ? Math.min(n, 1) : n]));
         reserved.push(new Map(wanted));
@@ -212,5 +214,76 @@ describe('the router, on envelopes without data', () => {
     expect(statuses(crowded)).toEqual(['delivering/test-sender/1', 'pending/-/0', 'pending/-/0']);
     expect(statuses(paused)).toEqual(Array(3).fill('pending/-/0'));
     expect(statuses(ordered)).toEqual(Array(3).fill('pending/-/0'));
+  });
+  it('hands a batch over in chunks as its sender makes room, and does not wait for a congested destination', async () => {
+    const acme = await t.organization('Chunks');
+    const steady = await installWebhook(acme.token, { event_types: ['custom.*'] });
+    const congested = await installWebhook(acme.token, { event_types: ['custom.*'] });
+    const db = t.app.store.db;
+    const ids: string[] = [];
+    for (let n = 0; n < 5; n++) {
+      // One subject: one partition, so the router sees the five in one batch.
+      const res = await t.call('POST', '/v1/events', {
+        token: acme.token,
+        body: { type: 'custom.visit', subject: 'visitor-1', data: { n } },
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      ids.push(res.json().id);
+    }
+
+    // A sender with room for two deliveries at a time, which it makes again before each wait
+    // ends; it finds `congested` congested (never worth waiting for) and has no room for it.
+    const adopted: Claimed[][] = [];
+    const handoff: Handoff = {
+      owner: 'test-sender',
+      leaseMs: 60_000,
+      room: async (wanted) => new Set([...wanted.keys()].filter((id) => id !== congested)),
+      reserve: (wanted) => new Map([...wanted].map(([id, n]) => [id, id === congested ? 0 : Math.min(n, 2)])),
+      adopt: (claimed) => {
+        adopted.push(claimed.filter((c) => c.installationId === steady || c.installationId === congested));
+      },
+    };
+    const consumer = t.app.services.log.consume({
+      ...ROUTER_CONSUMER,
+      group: 'router-chunks-test',
+      topics: TOPICS,
+      leaseMs: 2000,
+      pollMs: 20,
+      handler: createRouter(db, connectorById, handoff),
+    });
+    try {
+      const deadline = Date.now() + 20_000;
+      const count = async () =>
+        (
+          await queryRows<{ n: number }>(
+            db,
+            sql`select count(*)::int as n from deliveries where organization_id = ${acme.id}`,
+          )
+        )[0]?.n;
+      while ((await count()) !== 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      await consumer.stop();
+    }
+
+    // Every delivery to `steady` was handed over, two at a time: none was left to be claimed. (A
+    // new group reads the log from its start: earlier tests' events come by too.)
+    const here = adopted.filter((batch) => batch.length > 0);
+    expect(
+      here
+        .flat()
+        .map((c) => c.eventId)
+        .sort(),
+    ).toEqual([...ids].sort());
+    expect(here.flat().every((c) => c.installationId === steady)).toBe(true);
+    expect(here.length).toBeGreaterThanOrEqual(3);
+    expect(Math.max(...here.map((batch) => batch.length))).toBe(2);
+    const rows = await queryRows<{ installation_id: string; status: string }>(
+      db,
+      sql`select installation_id, status from deliveries where organization_id = ${acme.id}`,
+    );
+    const statuses = (id: string) => rows.filter((r) => r.installation_id === id).map((r) => r.status);
+    expect(statuses(steady)).toEqual(Array(5).fill('delivering'));
+    // The congested destination's were created pending at once, for any worker to claim.
+    expect(statuses(congested)).toEqual(Array(5).fill('pending'));
   });
 });

@@ -18,6 +18,13 @@ import { subscriptionMatcher } from './subscription.ts';
 export const ROUTER_GROUP = 'router';
 
 /**
+ * How long the router waits at most, per batch of the log, for its sender to have room (see
+ * `createRouter`): it bounds how long a destination that is slow but still answering can hold up
+ * the others of the batch.
+ */
+export const HANDOFF_WAIT_MS = 2000;
+
+/**
  * How the router reads the log: envelopes without their data, four partitions at a time (a batch
  * costs a few round trips, and a poll may span dozens of partitions).
  */
@@ -36,9 +43,13 @@ interface Destination {
 /**
  * `handoff`: the sender of the router's own process. Fresh deliveries to destinations that are
  * neither ordered nor rate-limited are then created already leased to it, in the statement that
- * creates them, and sent at once (no claim, no claim statement), as many as it has room for (the
- * router never waits for room: routing goes on at its pace). The rest is created pending and
- * claimed as usual. Should the process die, the leases end and any worker claims them.
+ * creates them, and sent at once (no claim, no claim statement). A batch with more of them than
+ * the sender has room for goes in chunks: the router waits for room (at most `HANDOFF_WAIT_MS` per
+ * batch, and not for a destination the sender finds congested, see `Handoff.room`), so a
+ * backlog flows through the sender instead of being written pending and claimed back (a second
+ * version of every row, and a claim statement per few dozen). What is left when the wait is over
+ * is created pending and claimed as usual. Should the process die, the leases end and any worker
+ * claims them.
  */
 export function createRouter(db: Db, catalog: (id: string) => AnyConnector | undefined, handoff?: Handoff) {
   // Compiled matchers, reused while an installation is unchanged.
@@ -86,6 +97,52 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
     return d.matches(type, data);
   }
 
+  /**
+   * Fresh deliveries, in order, in as many statements as it takes for the sender to have room for
+   * the ones it may take (`handOver`): each chunk runs up to the first such delivery beyond what
+   * the sender granted, unless the wait is over or its destination is congested (created pending).
+   */
+  async function handOver(handoff: Handoff, fresh: FreshDelivery[]): Promise<void> {
+    const deadline = Date.now() + HANDOFF_WAIT_MS;
+    let rest = fresh;
+    while (rest.length > 0) {
+      const wanted = new Map<string, number>();
+      for (const row of rest) {
+        if (row.handOver) wanted.set(row.installationId, (wanted.get(row.installationId) ?? 0) + 1);
+      }
+      if (wanted.size === 0) {
+        await insertFresh(db, rest);
+        return;
+      }
+      const waiting = await handoff.room(wanted, deadline - Date.now());
+      const granted = handoff.reserve(wanted);
+      const left = new Map(granted);
+      let end = rest.length;
+      const chunk: FreshDelivery[] = [];
+      for (const [i, row] of rest.entries()) {
+        const n = row.handOver ? (left.get(row.installationId) ?? 0) : 0;
+        if (row.handOver && n === 0 && waiting.has(row.installationId)) {
+          end = i;
+          break;
+        }
+        if (n > 0) left.set(row.installationId, n - 1);
+        chunk.push({ ...row, handOver: n > 0 });
+      }
+      if (chunk.length === 0) {
+        // Another batch took the room first (the sender answered both waits at once): wait again.
+        handoff.adopt([], granted);
+        continue;
+      }
+      let leased: Claimed[] = [];
+      try {
+        leased = await insertFresh(db, chunk, handoff);
+      } finally {
+        handoff.adopt(leased, granted);
+      }
+      rest = rest.slice(end);
+    }
+  }
+
   /** The log handler: records of one partition, in order. */
   return async function route(records: LogRecord[]): Promise<void> {
     const organizationIds = [...new Set(records.map((r) => r.event.organization))];
@@ -94,8 +151,6 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
     await fillData(db, records, destinations);
     const fresh: FreshDelivery[] = [];
     const replayed: (typeof deliveries.$inferInsert)[] = [];
-    // Fresh deliveries the sender could take at once, per destination.
-    const direct = new Map<string, number>();
     for (const record of records) {
       for (const d of destinations) {
         if (d.organizationId !== record.event.organization || !wanted(d, record)) continue;
@@ -108,32 +163,15 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
         };
         if (record.replay) replayed.push(row);
         else {
-          const handOver = handoff !== undefined && !d.settings.ordered && d.settings.rateLimit == null;
-          if (handOver) direct.set(d.id, (direct.get(d.id) ?? 0) + 1);
-          fresh.push({ ...row, handOver });
+          // The sender may take it at once (see `handOver`).
+          fresh.push({ ...row, handOver: !d.settings.ordered && d.settings.rateLimit == null });
         }
       }
     }
     if (replayed.length === 0) {
       if (fresh.length === 0) return;
-      if (!handoff || direct.size === 0) {
-        await insertFresh(db, fresh);
-        return;
-      }
-      const granted = handoff.reserve(direct);
-      // The first deliveries of each destination, as many as it was granted.
-      const left = new Map(granted);
-      for (const row of fresh) {
-        const n = left.get(row.installationId) ?? 0;
-        row.handOver = row.handOver && n > 0;
-        if (row.handOver) left.set(row.installationId, n - 1);
-      }
-      let leased: Claimed[] = [];
-      try {
-        leased = await insertFresh(db, fresh, handoff);
-      } finally {
-        handoff.adopt(leased, granted);
-      }
+      if (handoff) await handOver(handoff, fresh);
+      else await insertFresh(db, fresh);
       return;
     }
     await db.transaction(async (txDb) => {

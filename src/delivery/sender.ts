@@ -18,6 +18,13 @@ import type { RetryPolicy } from './retry.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
+/**
+ * `Handoff.room`: a destination short of room that answered nothing for `STALL_MS` is congested,
+ * and the router does not wait for it for `CONGESTED_MS`.
+ */
+export const STALL_MS = 100;
+export const CONGESTED_MS = 1000;
+
 type Destination = CachedInstallation;
 
 /** How the router gives this worker's sender the deliveries it creates (see `startSender`). */
@@ -25,6 +32,15 @@ export interface Handoff {
   /** The lease owner the router writes, so that this sender settles them. */
   owner: string;
   leaseMs: number;
+  /**
+   * Waits, at most `ms`, until the sender has room for a fair share of `wanted` (per destination,
+   * half of what one destination may have under way, or all it wants if less), passing over the
+   * destinations it finds congested (short of room and silent for `STALL_MS`; then passed over for
+   * `CONGESTED_MS`, so a slow endpoint holds the router up once, not at every batch). A busy but
+   * healthy endpoint frees slots as fast as it answers: the router goes at its pace. Answers the
+   * destinations still worth waiting for: none once the time is up.
+   */
+  room(wanted: ReadonlyMap<string, number>, ms: number): Promise<ReadonlySet<string>>;
   /** Reserves slots for up to `wanted` deliveries per destination; answers how many it got. */
   reserve(wanted: ReadonlyMap<string, number>): Map<string, number>;
   /** Sends the deliveries leased with the reservation, and gives back the slots left unused. */
@@ -82,20 +98,45 @@ export function startSender(o: SenderOptions) {
   function hold(c: Claimed) {
     busy.set(c.installationId, (busy.get(c.installationId) ?? 0) + 1);
     inFlight++;
+    if (!lastAnswer.has(c.installationId)) lastAnswer.set(c.installationId, Date.now());
   }
   /** The destination's request slot: given back once answered, before the attempt is settled. */
   function answered(c: Pick<Claimed, 'installationId'>) {
     const n = (busy.get(c.installationId) ?? 0) - 1;
-    if (n > 0) busy.set(c.installationId, n);
-    else busy.delete(c.installationId);
+    lastAnyAnswer = Date.now();
+    if (n > 0) {
+      busy.set(c.installationId, n);
+      lastAnswer.set(c.installationId, lastAnyAnswer);
+    } else {
+      busy.delete(c.installationId);
+      lastAnswer.delete(c.installationId);
+    }
     released++;
     if (waiter?.ready()) waiter.resolve();
+    for (const check of roomWaiters) check();
   }
   /** The worker's slot, once settled (or given up on). */
   function done() {
     inFlight--;
     released++;
     if (waiter?.ready()) waiter.resolve();
+    for (const check of roomWaiters) check();
+  }
+  // The router's waits for room (`handoff.room`); when each busy destination last answered (or
+  // became busy), and when any did; the destinations that went silent while the router waited.
+  const roomWaiters = new Set<() => void>();
+  const lastAnswer = new Map<string, number>();
+  let lastAnyAnswer = 0;
+  const congestedUntil = new Map<string, number>();
+  /** The destinations of `wanted` worth waiting for that lack room for a fair share of it. */
+  function short(wanted: ReadonlyMap<string, number>): string[] {
+    const now = Date.now();
+    const free = concurrency - inFlight;
+    return [...wanted].flatMap(([id, n]) => {
+      if ((congestedUntil.get(id) ?? 0) > now) return [];
+      const room = Math.min(free, perDestination - (busy.get(id) ?? 0));
+      return room >= Math.min(n, Math.ceil(perDestination / 2)) ? [] : [id];
+    });
   }
 
   async function sendBatch(claimed: Claimed[], connectorId: string, destination: Destination | undefined) {
@@ -211,7 +252,10 @@ export function startSender(o: SenderOptions) {
           }
           waiter = { ready: () => ready() || !running, resolve: finish };
         });
-  const roomToClaim = () => concurrency - inFlight >= claimAtLeast;
+  // Slots given back go to the router first while it waits for room (`handoff.room`): it holds
+  // fresh deliveries, which it creates leased to this sender, each written once; claiming them
+  // back later costs another version of every row and a claim statement.
+  const roomToClaim = () => concurrency - inFlight >= claimAtLeast && roomWaiters.size === 0;
   const enoughReleased = () => released >= wakeAfter;
 
   /**
@@ -222,6 +266,37 @@ export function startSender(o: SenderOptions) {
   const handoff: Handoff = {
     owner,
     leaseMs: o.leaseMs,
+    room(wanted, ms) {
+      const worthIt = () =>
+        new Set([...wanted.keys()].filter((id) => (congestedUntil.get(id) ?? 0) <= Date.now()));
+      if (!running || ms <= 0) return Promise.resolve(new Set<string>());
+      if (short(wanted).length === 0) return Promise.resolve(worthIt());
+      return new Promise((resolve) => {
+        const check = () => {
+          if (!running || short(wanted).length === 0) finish(worthIt());
+        };
+        // A destination short of room that answered nothing for a while is congested: the router
+        // stops waiting for it (and does not wait for it again for a while).
+        const stalls = setInterval(() => {
+          const now = Date.now();
+          for (const [id, until] of congestedUntil) if (until <= now) congestedUntil.delete(id);
+          for (const id of short(wanted)) {
+            if ((lastAnswer.get(id) ?? lastAnyAnswer) < now - STALL_MS)
+              congestedUntil.set(id, now + CONGESTED_MS);
+          }
+          check();
+        }, STALL_MS);
+        const timer = setTimeout(() => finish(new Set()), ms);
+        function finish(answer: ReadonlySet<string>) {
+          clearInterval(stalls);
+          clearTimeout(timer);
+          roomWaiters.delete(check);
+          resolve(answer);
+          if (waiter?.ready()) waiter.resolve();
+        }
+        roomWaiters.add(check);
+      });
+    },
     reserve(wanted) {
       const granted = new Map<string, number>();
       if (!running) return granted;
@@ -231,6 +306,7 @@ export function startSender(o: SenderOptions) {
         granted.set(id, k);
         busy.set(id, (busy.get(id) ?? 0) + k);
         inFlight += k;
+        if (!lastAnswer.has(id)) lastAnswer.set(id, Date.now());
       }
       return granted;
     },
