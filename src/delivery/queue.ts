@@ -36,13 +36,22 @@ export interface ClaimOptions {
   perDestination: number;
 }
 
-/** Due: waiting and its time has come, or leased by a worker whose lease has ended. */
-const waiting = sql`d.status in ('pending', 'failed') and d.next_attempt_at <= now()`;
+/** Leased by a worker whose lease has ended (its delivery is due again). */
 const leaseEnded = sql`d.status = 'delivering' and d.lease_until < now()`;
 
-/** On a destination that is not paused, and first of its key when ordered. */
-const claimable = sql`(s.throttled_until is null or s.throttled_until <= now())
-  and (d.order_key is null or not exists (
+/**
+ * Due: waiting and its time has come, or its lease ended. For a row just locked, checked again
+ * (another worker may have leased it meanwhile), in a form no partial index matches: as a plain
+ * `status in (...) and ... or ...`, it let the planner reach the rows through those indexes, every
+ * entry read, instead of probing the primary key for each.
+ */
+const stillDue = sql`case d.status when 'pending' then d.next_attempt_at <= now()
+                                    when 'failed' then d.next_attempt_at <= now()
+                                    when 'delivering' then d.lease_until < now()
+                                    else false end`;
+
+/** First of its key, when its destination is ordered (`deliveries_due_for` checks this itself). */
+const firstOfKey = sql`(d.order_key is null or not exists (
         select 1 from deliveries e
         where e.installation_id = d.installation_id and e.order_key = d.order_key
           and e.seq < d.seq and e.status in ('pending', 'delivering', 'failed')))`;
@@ -164,18 +173,13 @@ export async function claimUnlimited(
         ),
         ${leaseAndRead(
           o,
-          // One primary-key probe per picked id. The row locked is checked again (another worker
-          // may have leased it since the window was read), in a form no partial index matches: as
-          // `waiting or leaseEnded`, the planner went through those indexes, reading every entry.
+          // One primary-key probe per picked id, the row checked again once locked.
           sql`select d.id
               from unnest(array(
                   select id from candidates where n <= ${o.perDestination} order by next_attempt_at limit ${limit}
                 )) as p(id)
               join deliveries d on d.id = p.id
-              where case d.status when 'pending' then d.next_attempt_at <= now()
-                                  when 'failed' then d.next_attempt_at <= now()
-                                  when 'delivering' then d.lease_until < now()
-                                  else false end
+              where ${stillDue}
               for update of d skip locked`,
         )}
         select l.*, f.rate_limited, f.window_full
@@ -216,10 +220,11 @@ async function claimPerDestination(db: Db, o: ClaimOptions, full: string[]): Pro
       sql`select d.id from installations i
           left join destination_state s on s.installation_id = i.id
           cross join lateral (
-            select d.id, d.next_attempt_at from deliveries d
-            where d.installation_id = i.id and (${waiting}) and ${claimable}
+            select d.id, d.next_attempt_at
+            from deliveries_due_for(i.id, greatest(0, ${o.perDestination} - coalesce((${busyJson(o.busy)}::jsonb ->> i.id)::int, 0))) w
+            join deliveries d on d.id = w.id
+            where (s.throttled_until is null or s.throttled_until <= now()) and ${stillDue}
             order by d.next_attempt_at
-            limit greatest(0, ${o.perDestination} - coalesce((${busyJson(o.busy)}::jsonb ->> i.id)::int, 0))
             for update of d skip locked
           ) d
           where i.status = 'active' and i.destination is not null and (i.destination->>'rateLimit') is null
@@ -254,14 +259,22 @@ export async function claimRateLimited(db: Db, o: ClaimOptions): Promise<Claimed
       sql`select d.id, d.installation_id, i.destination->>'rateLimit' as rate_limit, now() as now
           from installations i
           left join destination_state s on s.installation_id = i.id
-          cross join lateral (
-            select d.id, d.installation_id, d.next_attempt_at from deliveries d
-            where d.installation_id = i.id and ((${waiting}) or (${leaseEnded})) and ${claimable}
-            order by d.next_attempt_at
-            -- No more than this worker may take, nor than the horizon has slots for.
-            limit greatest(0, least(
+          -- No more than this worker may take, nor than the horizon has slots for.
+          cross join lateral (select greatest(0, least(
               ${o.perDestination} - coalesce((${busy}::jsonb ->> i.id)::int, 0),
-              ceil(coalesce((i.destination->>'rateLimit')::float8, 1) * ${SLOT_HORIZON_MS / 1000}) + 1))
+              ceil(coalesce((i.destination->>'rateLimit')::float8, 1) * ${SLOT_HORIZON_MS / 1000}) + 1))::int as n) room
+          cross join lateral (
+            select d.id, d.installation_id, d.next_attempt_at
+            from (
+              select w.id from deliveries_due_for(i.id, room.n) w
+              union all
+              select e.id from deliveries e
+              where e.installation_id = i.id and e.status = 'delivering' and e.lease_until < now()
+            ) c
+            join deliveries d on d.id = c.id
+            where (s.throttled_until is null or s.throttled_until <= now()) and ${stillDue} and ${firstOfKey}
+            order by d.next_attempt_at
+            limit room.n
             for update of d skip locked
           ) d
           where i.status = 'active' and (i.destination->>'rateLimit') is not null

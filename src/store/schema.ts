@@ -316,6 +316,14 @@ export const deliveries = pgTable(
     // is written three times per delivery (insert, claim, settle).
     uniqueIndex('deliveries_event_destination_idx').on(t.eventId, t.installationId),
     index('deliveries_due_idx').on(t.nextAttemptAt).where(sql`status in ('pending', 'failed')`),
+    // One destination's waiting deliveries in order (`deliveries_due_for`, for the claims that go
+    // destination by destination); written only for deliveries that wait, not for those handed
+    // straight to a sender. The predicate names the other statuses on purpose: then the index
+    // above cannot serve that function's query (`status not in (...)` does not imply its
+    // predicate), and the plan cannot wander off along it through other destinations' backlogs.
+    index('deliveries_destination_due_idx')
+      .on(t.installationId, t.nextAttemptAt)
+      .where(sql`status not in ('succeeded', 'dead', 'delivering')`),
     index('deliveries_leased_idx').on(t.leaseUntil).where(sql`status = 'delivering'`),
     index('deliveries_order_idx')
       .on(t.installationId, t.orderKey, t.seq)
