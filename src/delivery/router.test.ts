@@ -33,6 +33,32 @@ describe('the router, on envelopes without data', () => {
     return res.json().id as string;
   }
 
+  /** Routes the log in a group of its own, handing over to `handoff`, until the organization has `count` deliveries. */
+  async function routeUntil(group: string, handoff: Handoff, organizationId: string, count: number) {
+    const db = t.app.store.db;
+    const consumer = t.app.services.log.consume({
+      ...ROUTER_CONSUMER,
+      group,
+      topics: TOPICS,
+      leaseMs: 2000,
+      pollMs: 20,
+      handler: createRouter(db, connectorById, handoff),
+    });
+    try {
+      const deadline = Date.now() + 20_000;
+      const made = async () =>
+        (
+          await queryRows<{ n: number }>(
+            db,
+            sql`select count(*)::int as n from deliveries where organization_id = ${organizationId}`,
+          )
+        )[0]?.n;
+      while ((await made()) !== count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      await consumer.stop();
+    }
+  }
+
   it('filters on data it fetches, and keeps operational events from the destination they name', async () => {
     const acme = await t.organization('Acme');
     const install = (subscription: object) => installWebhook(acme.token, subscription);
@@ -147,28 +173,7 @@ describe('the router, on envelopes without data', () => {
         adopted.push({ claimed, granted: new Map(granted) });
       },
     };
-    const route = createRouter(db, connectorById, handoff);
-    const consumer = t.app.services.log.consume({
-      ...ROUTER_CONSUMER,
-      group: 'router-handoff-test',
-      topics: TOPICS,
-      leaseMs: 2000,
-      pollMs: 20,
-      handler: route,
-    });
-    try {
-      const deadline = Date.now() + 20_000;
-      const count = async () =>
-        (
-          await queryRows<{ n: number }>(
-            db,
-            sql`select count(*)::int as n from deliveries where organization_id = ${acme.id}`,
-          )
-        )[0]?.n;
-      while ((await count()) !== 12 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    } finally {
-      await consumer.stop();
-    }
+    await routeUntil('router-handoff-test', handoff, acme.id, 12);
 
     // Ordered destinations are never offered; the others are, one slot per delivery.
     const offered = (id: string) => reserved.reduce((sum, m) => sum + (m.get(id) ?? 0), 0);
@@ -243,27 +248,7 @@ describe('the router, on envelopes without data', () => {
         adopted.push(claimed.filter((c) => c.installationId === steady || c.installationId === congested));
       },
     };
-    const consumer = t.app.services.log.consume({
-      ...ROUTER_CONSUMER,
-      group: 'router-chunks-test',
-      topics: TOPICS,
-      leaseMs: 2000,
-      pollMs: 20,
-      handler: createRouter(db, connectorById, handoff),
-    });
-    try {
-      const deadline = Date.now() + 20_000;
-      const count = async () =>
-        (
-          await queryRows<{ n: number }>(
-            db,
-            sql`select count(*)::int as n from deliveries where organization_id = ${acme.id}`,
-          )
-        )[0]?.n;
-      while ((await count()) !== 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    } finally {
-      await consumer.stop();
-    }
+    await routeUntil('router-chunks-test', handoff, acme.id, 10);
 
     // Every delivery to `steady` was handed over, two at a time: none was left to be claimed. (A
     // new group reads the log from its start: earlier tests' events come by too.)
