@@ -1,24 +1,31 @@
 // The sender's side of the router's hand-over (`Handoff.room`): the router waits while a busy
-// destination keeps answering, and stops waiting for one that has gone silent. Slots are taken
-// with `reserve` and given back with `adopt`, as the router does; nothing is sent.
+// destination keeps answering, and stops waiting for one that has gone silent; meanwhile the
+// queue is still claimed from. Slots are taken with `reserve` and given back with `adopt`, as the
+// router does; nothing is really sent (the HTTP client only records what it was asked).
+import { sql } from 'drizzle-orm';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../../test/helpers/app.ts';
 import { connectorById } from '../connectors/catalog.ts';
-import { CONGESTED_MS, type Sender, STALL_MS, startSender } from './sender.ts';
+import { newId } from '../ids.ts';
+import { CLAIM_WHILE_ROUTING_MS, CONGESTED_MS, type Sender, STALL_MS, startSender } from './sender.ts';
 
 describe("the sender's room for the router", () => {
   let t: TestApp;
   let sender: Sender;
+  const requested: string[] = [];
   beforeAll(async () => {
-    t = await startTestApp();
+    t = await startTestApp({ INTERCHANGE_EGRESS_ALLOW: '127.0.0.1/32' });
     const { store, services, config } = t.app;
     sender = startSender({
       db: store.db,
       log: services.log,
       installations: services.installations,
       catalog: connectorById,
-      http: () => Promise.reject(new Error('nothing is sent in these tests')),
+      http: (url) => {
+        requested.push(url);
+        return Promise.reject(new Error('nothing is sent in these tests'));
+      },
       logger: pino({ level: 'silent' }),
       policy: { schedule: config.retrySchedule },
       disableAfterMs: config.disableAfterMs,
@@ -68,5 +75,49 @@ describe("the sender's room for the router", () => {
     // Once it has room again, it is worth waiting for after CONGESTED_MS at most.
     await new Promise((r) => setTimeout(r, CONGESTED_MS + 50));
     await expect(sender.handoff.room(one('ins_silent', 5), 1000)).resolves.toEqual(new Set(['ins_silent']));
+  });
+  it('still claims waiting deliveries while the router waits for room', async () => {
+    const org = await t.organization('Waiting');
+    const installed = await t.call('POST', '/v1/installations', {
+      token: org.token,
+      body: {
+        connector: 'webhook',
+        config: { url: 'http://127.0.0.1:9/waiting' },
+        subscription: { event_types: ['custom.*'] },
+      },
+    });
+    expect(installed.statusCode, installed.body).toBe(201);
+    const event = await t.call('POST', '/v1/events', {
+      token: org.token,
+      body: { type: 'custom.visit', data: { n: 1 } },
+    });
+    expect(event.statusCode, event.body).toBe(201);
+    // A delivery waiting in the queue (no router runs here), for any worker to claim.
+    await t.app.store.db.execute(
+      sql`insert into deliveries (id, organization_id, event_id, installation_id)
+          values (${newId('delivery')}, ${org.id}, ${event.json().id}, ${installed.json().id})`,
+    );
+    // Meanwhile a router waits on a destination that keeps answering but never has room enough.
+    const busy = 'ins_keeps_answering';
+    sender.handoff.reserve(one(busy, 8));
+    let waiting = true;
+    const waits = (async () => {
+      while (waiting) await sender.handoff.room(one(busy, 8), 60_000);
+    })();
+    const answering = setInterval(() => {
+      sender.handoff.adopt([], one(busy, 1));
+      sender.handoff.reserve(one(busy, 1));
+    }, STALL_MS / 4);
+    try {
+      const deadline = Date.now() + 4 * CLAIM_WHILE_ROUTING_MS;
+      while (!requested.some((url) => url.endsWith('/waiting')) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(requested.filter((url) => url.endsWith('/waiting'))).not.toHaveLength(0);
+    } finally {
+      clearInterval(answering);
+      waiting = false;
+      sender.handoff.adopt([], one(busy, 8));
+      await waits;
+    }
   });
 });

@@ -25,6 +25,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)))
 export const STALL_MS = 100;
 export const CONGESTED_MS = 1000;
 
+/** While the router waits for room, the sender still claims from the queue this often. */
+export const CLAIM_WHILE_ROUTING_MS = 500;
+
 type Destination = CachedInstallation;
 
 /** How the router gives this worker's sender the deliveries it creates (see `startSender`). */
@@ -84,6 +87,9 @@ export function startSender(o: SenderOptions) {
   let wakeAfter = 1;
   let waiter: { ready: () => boolean; resolve: () => void } | undefined;
   let limitedAt = 0;
+  // When the unlimited claim last ran, and whether it saw work for rate-limited destinations.
+  let unlimitedAt = 0;
+  let rateLimitedWork = false;
   const settle = createSettler({
     db: o.db,
     log: o.log,
@@ -252,10 +258,7 @@ export function startSender(o: SenderOptions) {
           }
           waiter = { ready: () => ready() || !running, resolve: finish };
         });
-  // Slots given back go to the router first while it waits for room (`handoff.room`): it holds
-  // fresh deliveries, which it creates leased to this sender, each written once; claiming them
-  // back later costs another version of every row and a claim statement.
-  const roomToClaim = () => concurrency - inFlight >= claimAtLeast && roomWaiters.size === 0;
+  const roomToClaim = () => concurrency - inFlight >= claimAtLeast;
   const enoughReleased = () => released >= wakeAfter;
 
   /**
@@ -341,7 +344,18 @@ export function startSender(o: SenderOptions) {
         const free = concurrency - inFlight;
         released = 0;
         const options = { owner, limit: free, leaseMs: o.leaseMs, busy, perDestination };
-        const { claimed, rateLimitedWork } = await claimUnlimited(o.db, options);
+        // Slots given back go to the router first while it waits for room (`handoff.room`): it
+        // holds fresh deliveries, which it creates leased to this sender, each row written once
+        // (claiming them back later costs another version of every row and a claim statement).
+        // Still, the queue is claimed from at least every CLAIM_WHILE_ROUTING_MS, so that retries
+        // and other destinations' waiting deliveries go on during a long backlog.
+        const claimed: Claimed[] = [];
+        if (roomWaiters.size === 0 || Date.now() - unlimitedAt >= CLAIM_WHILE_ROUTING_MS) {
+          unlimitedAt = Date.now();
+          const fast = await claimUnlimited(o.db, options);
+          claimed.push(...fast.claimed);
+          rateLimitedWork = fast.rateLimitedWork;
+        }
         for (const c of claimed) hold(c);
         // Rate-limited destinations cost a transaction: looked at once per poll interval (their
         // slots are booked a horizon ahead, so this keeps them busy), and only when they have work.
