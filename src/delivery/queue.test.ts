@@ -60,6 +60,43 @@ async function queued(t: TestApp, count: number, type: string, subscription?: ob
   return { acme, destination, eventIds };
 }
 
+/** `count` deliveries to `destination` (of `org`), each for a new event, due `dueAgoMs` ago (1 ms apart). */
+async function queuedDue(
+  t: TestApp,
+  org: { id: string; token: string },
+  destination: string,
+  count: number,
+  dueAgoMs: number,
+) {
+  const ids: string[] = [];
+  for (let n = 0; n < count; n++) {
+    const event = await t.call('POST', '/v1/events', {
+      token: org.token,
+      body: { type: 'custom.due', data: { n } },
+    });
+    const id = newId('delivery');
+    ids.push(id);
+    await t.app.store.db.insert(deliveries).values({
+      id,
+      organizationId: org.id,
+      eventId: event.json().id as string,
+      installationId: destination,
+      nextAttemptAt: new Date(Date.now() - dueAgoMs + n),
+    });
+  }
+  return ids;
+}
+
+/** A webhook destination of `org` (its URL never answers). */
+async function webhookOf(t: TestApp, org: { token: string }): Promise<string> {
+  const ep = await t.call('POST', '/v1/installations', {
+    token: org.token,
+    body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/hook' } },
+  });
+  expect(ep.statusCode, ep.body).toBe(201);
+  return ep.json().id as string;
+}
+
 describe('claiming and settling an unlimited destination', () => {
   const hub = hubPerBlock();
 
@@ -131,35 +168,10 @@ describe('claiming and settling an unlimited destination', () => {
   it('does not let a destination at its cap fill the window with its backlog and stall the others', async () => {
     const t = hub();
     const acme = await t.organization('Acme');
-    const install = async () => {
-      const ep = await t.call('POST', '/v1/installations', {
-        token: acme.token,
-        body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/hook' } },
-      });
-      expect(ep.statusCode, ep.body).toBe(201);
-      return ep.json().id as string;
-    };
-    const [slow, other] = [await install(), await install()];
-    const event = async (n: number) =>
-      (
-        await t.call('POST', '/v1/events', { token: acme.token, body: { type: 'custom.fair', data: { n } } })
-      ).json().id as string;
+    const [slow, other] = [await webhookOf(t, acme), await webhookOf(t, acme)];
     const db = t.app.store.db;
-    const queue = async (destination: string, count: number, dueAgoMs: number) => {
-      const ids: string[] = [];
-      for (let n = 0; n < count; n++) {
-        const id = newId('delivery');
-        ids.push(id);
-        await db.insert(deliveries).values({
-          id,
-          organizationId: acme.id,
-          eventId: await event(n),
-          installationId: destination,
-          nextAttemptAt: new Date(Date.now() - dueAgoMs + n),
-        });
-      }
-      return ids;
-    };
+    const queue = (destination: string, count: number, dueAgoMs: number) =>
+      queuedDue(t, acme, destination, count, dueAgoMs);
     // The slow destination's backlog is older than anything else, and larger than a claim's window.
     await queue(slow, 12, 60_000);
     const others = await queue(other, 3, 1_000);
@@ -173,6 +185,46 @@ describe('claiming and settling an unlimited destination', () => {
     });
     expect(claim.claimed.map((c) => c.installationId)).toEqual([other, other]);
     expect(others).toEqual(expect.arrayContaining(claim.claimed.map((c) => c.id)));
+  });
+});
+
+// A hub of its own, for the same reason as below: the claim takes the oldest due deliveries.
+describe('claiming past what the unlimited claim cannot take', () => {
+  const hub = hubPerBlock();
+
+  it('passes over the older backlogs of rate-limited, paused and disabled destinations', async () => {
+    const t = hub();
+    const acme = await t.organization('Acme');
+    const db = t.app.store.db;
+    const [limited, paused, disabled, other] = [
+      await webhookOf(t, acme),
+      await webhookOf(t, acme),
+      await webhookOf(t, acme),
+      await webhookOf(t, acme),
+    ];
+    await db.execute(
+      sql`update installations set destination = jsonb_set(destination, '{rateLimit}', '5') where id = ${limited}`,
+    );
+    await db.execute(
+      sql`insert into destination_state (installation_id, throttled_until) values (${paused}, now() + interval '1 hour')`,
+    );
+    await db.execute(sql`update installations set status = 'disabled' where id = ${disabled}`);
+    // Their backlogs are older than anything else, and each larger than a claim's window.
+    await queuedDue(t, acme, limited, 6, 60_000);
+    await queuedDue(t, acme, paused, 6, 50_000);
+    await queuedDue(t, acme, disabled, 6, 40_000);
+    const others = await queuedDue(t, acme, other, 3, 1_000);
+    const claim = await claimUnlimited(db, {
+      owner: 'past',
+      limit: 4,
+      leaseMs: 60_000,
+      perDestination: 2,
+      busy: new Map(),
+    });
+    expect(claim.claimed.map((c) => c.installationId)).toEqual([other, other]);
+    expect(others).toEqual(expect.arrayContaining(claim.claimed.map((c) => c.id)));
+    // The rate-limited one's are for `claimRateLimited`, which the claim says has work.
+    expect(claim.rateLimitedWork).toBe(true);
   });
 });
 

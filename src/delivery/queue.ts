@@ -129,8 +129,8 @@ export async function claimDeliveries(db: Db, o: ClaimOptions): Promise<Claimed[
  * along theirs, without locking; of those on an active, unpaused destination (first of their key
  * when ordered), at most `perDestination` per destination less what this worker already sends
  * there are picked, and only those are locked (skipping any another worker holds), leased and
- * read with their events. When the window gives nothing while some destination is at its cap, it
- * may be all that destination's backlog: `claimPerDestination` then looks at every other one.
+ * read with their events. When a full window gives nothing, it may hold only backlogs this claim
+ * cannot take (see `claimPerDestination`), which then looks at every destination one by one.
  *
  * The function `deliveries_due_window` (migration 0006) reads the window along the due index
  * whatever the planner believes of the table: planned here, with statistics taken while nearly
@@ -156,7 +156,9 @@ export async function claimUnlimited(
     sql`with waiting as materialized (select * from deliveries_due_window(${windowSize})),
         expired as materialized (
           select d.id, d.installation_id, d.next_attempt_at, d.seq, d.order_key from deliveries d
-          where ${leaseEnded} order by d.lease_until limit ${windowSize}),
+          join installations i on i.id = d.installation_id
+          where ${leaseEnded} and i.status = 'active' and (i.destination->>'rateLimit') is null
+          order by d.lease_until limit ${windowSize}),
         candidates as (
           select c.id, c.next_attempt_at,
             row_number() over (partition by c.installation_id order by c.next_attempt_at, c.seq)
@@ -195,8 +197,11 @@ export async function claimUnlimited(
     r.id ? [toClaimed(r as ClaimedRow, new Date(r.now as Date | string))] : [],
   );
   // Starved only if the window was all there was room for: fewer rows means it saw every due one.
+  // A full window that gave nothing holds only what this claim cannot take: a destination's
+  // backlog at its cap, older backlogs of rate-limited, paused or inactive destinations, or rows
+  // another worker has just locked.
   const full = [...o.busy].flatMap(([id, n]) => (n >= o.perDestination ? [id] : []));
-  const starved = claimed.length === 0 && full.length > 0 && Boolean(rows[0]?.window_full);
+  const starved = claimed.length === 0 && Boolean(rows[0]?.window_full);
   return {
     claimed: starved ? await claimPerDestination(db, o, full) : claimed,
     rateLimitedWork: Boolean(rows[0]?.rate_limited),
@@ -204,11 +209,12 @@ export async function claimUnlimited(
 }
 
 /**
- * Unlimited destinations one by one (their due deliveries found per destination), leaving out the
- * ones this worker sends its most to. A slow endpoint at its cap whose backlog is older than
- * everything else fills `claimUnlimited`'s window on every claim; without this, no other
- * destination would get a delivery until that backlog drained. It costs an index probe per
- * destination, so it runs only when a full window gave nothing.
+ * Unlimited destinations one by one (their due deliveries found per destination, along their own
+ * index: `deliveries_due_for`), leaving out the ones this worker sends its most to. A backlog
+ * older than everything else that this claim cannot take (a slow endpoint at its cap, a
+ * rate-limited, paused or disabled one) fills `claimUnlimited`'s window on every claim; without
+ * this, no other destination would get a delivery until that backlog drained. It costs an index
+ * probe per destination, so it runs only when a full window gave nothing.
  */
 async function claimPerDestination(db: Db, o: ClaimOptions, full: string[]): Promise<Claimed[]> {
   if (o.limit <= 0) return [];

@@ -76,6 +76,7 @@ describe("the sender's room for the router", () => {
     await new Promise((r) => setTimeout(r, CONGESTED_MS + 50));
     await expect(sender.handoff.room(one('ins_silent', 5), 1000)).resolves.toEqual(new Set(['ins_silent']));
   });
+
   it('still claims waiting deliveries while the router waits for room', async () => {
     const org = await t.organization('Waiting');
     const installed = await t.call('POST', '/v1/installations', {
