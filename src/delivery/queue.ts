@@ -50,7 +50,7 @@ const stillDue = sql`case d.status when 'pending' then d.next_attempt_at <= now(
                                     when 'delivering' then d.lease_until < now()
                                     else false end`;
 
-/** First of its key, when its destination is ordered (`deliveries_due_for` checks this itself). */
+/** First of its key (`d`), when its destination is ordered (`deliveries_due_for` checks this itself). */
 const firstOfKey = sql`(d.order_key is null or not exists (
         select 1 from deliveries e
         where e.installation_id = d.installation_id and e.order_key = d.order_key
@@ -160,18 +160,14 @@ export async function claimUnlimited(
           where ${leaseEnded} and i.status = 'active' and (i.destination->>'rateLimit') is null
           order by d.lease_until limit ${windowSize}),
         candidates as (
-          select c.id, c.next_attempt_at,
-            row_number() over (partition by c.installation_id order by c.next_attempt_at, c.seq)
-              + coalesce((${busy}::jsonb ->> c.installation_id)::int, 0) as n
-          from (select * from waiting union all select * from expired) c
-          join installations i on i.id = c.installation_id
-          left join destination_state s on s.installation_id = c.installation_id
+          select d.id, d.next_attempt_at,
+            row_number() over (partition by d.installation_id order by d.next_attempt_at, d.seq)
+              + coalesce((${busy}::jsonb ->> d.installation_id)::int, 0) as n
+          from (select * from waiting union all select * from expired) d
+          join installations i on i.id = d.installation_id
+          left join destination_state s on s.installation_id = d.installation_id
           where i.status = 'active' and (i.destination->>'rateLimit') is null
-            and (s.throttled_until is null or s.throttled_until <= now())
-            and (c.order_key is null or not exists (
-              select 1 from deliveries e
-              where e.installation_id = c.installation_id and e.order_key = c.order_key
-                and e.seq < c.seq and e.status in ('pending', 'delivering', 'failed')))
+            and (s.throttled_until is null or s.throttled_until <= now()) and ${firstOfKey}
         ),
         ${leaseAndRead(
           o,
