@@ -65,6 +65,20 @@ describe.skipIf(!onPostgres)('delivery across worker processes (PostgreSQL only:
     });
     expect(event.statusCode, event.body).toBe(201);
     await receiver.until((r) => r.length === 1, 60_000);
+    // Unanswered for WRITE_ONCE_WAIT_MS, the delivery is written leased to the child's sender.
+    // (Killed before that, nothing of it is written: the child's router had not committed the log
+    // past the event, and the batch is routed and sent again; src/delivery/router.test.ts.)
+    const status = async () =>
+      (
+        await queryRows<{ status: string }>(
+          t.app.store.db,
+          sql`select status from deliveries where event_id = ${event.json().id}`,
+        )
+      )[0]?.status;
+    const leased = Date.now() + 30_000;
+    while ((await status()) !== 'delivering' && Date.now() < leased)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(await status()).toBe('delivering');
     child.kill('SIGKILL');
     await new Promise((resolve) => child?.once('exit', resolve));
 

@@ -9,7 +9,7 @@ import { newId, uuidv7 } from '../ids.ts';
 import type { EventLog } from '../log/port.ts';
 import { type Db, queryPrepared, queryRows } from '../store/db.ts';
 import { deliveryAttempts, events } from '../store/schema.ts';
-import type { Claimed } from './queue.ts';
+import { type Claimed, insertLeased } from './queue.ts';
 import { MAX_RETRY_AFTER_MS, nextDelay, type RetryPolicy } from './retry.ts';
 
 export const RESPONSE_EXCERPT_BYTES = 4096;
@@ -125,10 +125,23 @@ export async function settleAll(ctx: OutcomeContext, records: AttemptRecord[]): 
   if (records.every((a) => a.result.status === 'delivered')) return settleDelivered(ctx, records);
   const settled = await ctx.db.transaction(async (txDb) => {
     const tx = txDb as unknown as Db;
-    await tx.insert(deliveryAttempts).values(records.map((a) => attemptRow(ctx, a)));
     const settled: Settled[] = records.map(() => 'lost');
+    // Deliveries handed over unwritten are written leased first, then settled like the others
+    // (failures are rare: not worth a path of their own). One another member wrote is lost.
+    const unwritten = records.filter((a) => a.claimed.unwritten);
+    const wrote = await insertLeased(
+      tx,
+      ctx.owner,
+      0,
+      unwritten.map((a) => a.claimed),
+    );
+    const present = records.flatMap((a, i) => (!a.claimed.unwritten || wrote.has(a.claimed.id) ? [i] : []));
+    if (present.length > 0)
+      await tx
+        .insert(deliveryAttempts)
+        .values(present.map((i) => attemptRow(ctx, records[i] as AttemptRecord)));
     let logged = false;
-    const ok = records.flatMap((a, i) => (a.result.status === 'delivered' ? [i] : []));
+    const ok = present.filter((i) => (records[i] as AttemptRecord).result.status === 'delivered');
     if (ok.length > 0) {
       const values = sql.join(
         ok.map((i) => {
@@ -154,7 +167,8 @@ export async function settleAll(ctx: OutcomeContext, records: AttemptRecord[]): 
             where installation_id in ${destinations} and failing_since is not null`,
       );
     }
-    for (const [i, a] of records.entries()) {
+    for (const i of present) {
+      const a = records[i] as AttemptRecord;
       if (a.result.status === 'delivered') continue;
       const failure = await settleFailure(tx, ctx, a);
       settled[i] = failure.settled;
@@ -168,24 +182,28 @@ export async function settleAll(ctx: OutcomeContext, records: AttemptRecord[]): 
 }
 
 /**
- * Successes only, in one autocommit statement (no BEGIN/COMMIT round trips): the attempts
- * recorded, the deliveries this worker still holds marked succeeded, the destinations' failing
- * streaks ended. The batch travels as one JSON parameter.
+ * Successes only, in one autocommit statement (no BEGIN/COMMIT round trips): the deliveries this
+ * worker still holds marked succeeded, those handed over unwritten inserted succeeded (their one
+ * write; one that another member wrote meanwhile is lost), the attempts of both recorded, the
+ * destinations' failing streaks ended. The batch travels as one JSON parameter.
  */
 async function settleDelivered(ctx: OutcomeContext, records: AttemptRecord[]): Promise<Settled[]> {
   const batch = JSON.stringify(
     records.map((a) => {
       const row = attemptRow(ctx, a);
+      const { unwritten } = a.claimed;
       return {
         id: row.id,
         delivery_id: row.deliveryId,
         organization_id: row.organizationId,
         installation_id: a.claimed.installationId,
+        event_id: a.claimed.eventId,
         attempt: row.attempt,
         started_at: row.startedAt.toISOString(),
         duration_ms: row.durationMs,
         status_code: row.statusCode,
         response: row.response,
+        created_at: unwritten ? unwritten.createdAt.toISOString() : null,
       };
     }),
   );
@@ -194,25 +212,40 @@ async function settleDelivered(ctx: OutcomeContext, records: AttemptRecord[]): P
     'delivery_settle_delivered',
     sql`with a as (
           select * from json_to_recordset(${batch}::json) as x(id text, delivery_id text, organization_id text,
-            installation_id text, attempt int, started_at timestamptz, duration_ms int, status_code int, response text)
+            installation_id text, event_id text, attempt int, started_at timestamptz, duration_ms int,
+            status_code int, response text, created_at timestamptz)
+        ),
+        once as (
+          insert into deliveries (id, organization_id, event_id, installation_id, status, attempts, round_attempts,
+            last_status_code, delivered_at, created_at)
+          select delivery_id, organization_id, event_id, installation_id, 'succeeded', attempt, attempt, status_code,
+            now(), created_at
+          from a where created_at is not null
+          on conflict do nothing
+          returning id
+        ),
+        -- The rows through unnest, which the planner takes for a few (json_to_recordset: always
+        -- 100), so that it probes the primary key for each rather than scanning the table.
+        updated as (
+          update deliveries d set status = 'succeeded', delivered_at = now(), lease_owner = null, lease_until = null,
+            last_status_code = t.code, last_error = null, updated_at = now()
+          from unnest(array(select delivery_id from a where created_at is null),
+                      array(select status_code from a where created_at is null)) as t(id, code)
+          where d.id = t.id and ${heldBy(ctx.owner)}
+          returning d.id
         ),
         recorded as (
           insert into delivery_attempts (id, delivery_id, organization_id, attempt, started_at, duration_ms,
             outcome, status_code, error, response, worker)
           select id, delivery_id, organization_id, attempt, started_at, duration_ms, 'succeeded', status_code,
             null, response, ${ctx.owner} from a
+          where a.created_at is null or a.delivery_id in (select id from once)
         ),
         recovered as (
           update destination_state set failing_since = null
           where installation_id in (select installation_id from a) and failing_since is not null
         )
-        -- The rows through unnest, which the planner takes for a few (json_to_recordset: always
-        -- 100), so that it probes the primary key for each rather than scanning the table.
-        update deliveries d set status = 'succeeded', delivered_at = now(), lease_owner = null, lease_until = null,
-          last_status_code = t.code, last_error = null, updated_at = now()
-        from unnest(array(select delivery_id from a), array(select status_code from a)) as t(id, code)
-        where d.id = t.id and ${heldBy(ctx.owner)}
-        returning d.id`,
+        select id from once union all select id from updated`,
   );
   const won = new Set(done.map((r) => r.id));
   return records.map((a) => (won.has(a.claimed.id) ? 'succeeded' : 'lost'));
@@ -326,7 +359,7 @@ export function createSettler(ctx: OutcomeContext, concurrency = 2, maxBatch = 2
     }
   }
 
-  return (record: AttemptRecord): Promise<Settled> =>
+  const enqueue = (record: AttemptRecord): Promise<Settled> =>
     new Promise((resolve, reject) => {
       queue.push({ record, resolve, reject });
       if (!scheduled) {
@@ -337,4 +370,24 @@ export function createSettler(ctx: OutcomeContext, concurrency = 2, maxBatch = 2
         });
       }
     });
+
+  return async (record: AttemptRecord): Promise<Settled> => {
+    const { unwritten } = record.claimed;
+    if (!unwritten) return enqueue(record);
+    if (unwritten.state === 'leasing') {
+      // The router is writing it leased: settle that row, like any claimed delivery.
+      await unwritten.leased;
+      return enqueue({ ...record, claimed: { ...record.claimed, unwritten: undefined } });
+    }
+    // Its outcome writes it: the router waits for that before committing the log past its event.
+    unwritten.state = 'settling';
+    try {
+      const settled = await enqueue(record);
+      unwritten.written();
+      return settled;
+    } catch (err) {
+      unwritten.failed(err);
+      throw err;
+    }
+  };
 }

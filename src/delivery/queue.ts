@@ -25,6 +25,81 @@ export interface Claimed {
   event: EventRow;
   /** The connector of the installation the event came from, if any. */
   sourceConnector: string | null;
+  /** Handed over by the router with no row written yet (see `Unwritten`). */
+  unwritten?: Unwritten | undefined;
+}
+
+/**
+ * A fresh delivery the router gave its sender without writing its row: the row is written once,
+ * with the first attempt's outcome (a success: one insert, instead of an insert leased and an
+ * update). Until then only the log holds it: the router commits the log past its event only once
+ * the row is in the table (`durable`), so a crash re-routes and re-sends it (at least once, with
+ * the same `webhook-id`). The first of two things writes it: the attempt's outcome (`settling`),
+ * or the router, when the answer is slow in coming, leasing it to the sender as a claim would
+ * (`leasing`; the outcome then updates that row, as for any claimed delivery).
+ */
+export class Unwritten {
+  state: 'unwritten' | 'settling' | 'leasing' = 'unwritten';
+  /** When the router made it: the row's `created_at`. */
+  readonly createdAt = new Date();
+  /** Resolves once the row is in the table, whichever way; rejects when writing it failed. */
+  readonly durable: Promise<void>;
+  /** While `leasing`: resolves once the leased row is written. */
+  leased: Promise<void> | undefined;
+  private done!: (err?: unknown) => void;
+
+  constructor() {
+    this.durable = new Promise<void>((resolve, reject) => {
+      this.done = (err) => (err === undefined ? resolve() : reject(err));
+    });
+    // Whoever waits for it sees a failure; nobody waiting is not an unhandled rejection.
+    this.durable.catch(() => {});
+  }
+
+  written(): void {
+    this.done();
+  }
+
+  failed(err: unknown): void {
+    this.done(err ?? new Error('the delivery could not be written'));
+  }
+}
+
+/**
+ * Writes deliveries handed over unwritten as leased to `owner` (first attempt under way), as the
+ * router's fresh deliveries were before write-once; answers the ids written (one already there,
+ * routed by another member meanwhile, is left as it is).
+ */
+export async function insertLeased(
+  db: Db,
+  owner: string,
+  leaseMs: number,
+  claimed: Claimed[],
+): Promise<Set<string>> {
+  if (claimed.length === 0) return new Set();
+  const batch = JSON.stringify(
+    claimed.map((c) => ({
+      id: c.id,
+      organization_id: c.organizationId,
+      event_id: c.eventId,
+      installation_id: c.installationId,
+      attempts: c.attempt,
+      created_at: (c.unwritten?.createdAt ?? new Date()).toISOString(),
+    })),
+  );
+  const rows = await queryPrepared<{ id: string }>(
+    db,
+    'delivery_insert_leased',
+    sql`insert into deliveries (id, organization_id, event_id, installation_id, status, attempts, round_attempts,
+          lease_owner, lease_until, created_at)
+        select x.id, x.organization_id, x.event_id, x.installation_id, 'delivering', x.attempts, x.attempts,
+          ${owner}, now() + ${`${leaseMs} milliseconds`}::interval, x.created_at
+        from json_to_recordset(${batch}::json)
+          as x(id text, organization_id text, event_id text, installation_id text, attempts int, created_at timestamptz)
+        on conflict do nothing
+        returning id`,
+  );
+  return new Set(rows.map((r) => r.id));
 }
 
 export interface ClaimOptions {
@@ -58,7 +133,7 @@ const firstOfKey = sql`(d.order_key is null or not exists (
 
 const busyJson = (busy: ReadonlyMap<string, number>) => JSON.stringify(Object.fromEntries(busy));
 
-export interface ClaimedRow {
+interface ClaimedRow {
   id: string;
   organization_id: string;
   event_id: string;
@@ -76,7 +151,7 @@ export interface ClaimedRow {
  * The CTE `leased`: the deliveries a CTE `claimed` just leased (its rows: id, organization_id,
  * event_id, installation_id, attempts, round_attempts) with what sending them takes, events included.
  */
-export const leasedFromClaimed = sql`leased as (
+const leasedFromClaimed = sql`leased as (
       select c.*, i.connector_id, si.connector_id as source_connector, now() as now,
         row_to_json(e) as event
       from claimed c
@@ -98,7 +173,7 @@ function leaseAndRead(o: ClaimOptions, picked: SQL) {
     ${leasedFromClaimed}`;
 }
 
-export function toClaimed(r: ClaimedRow, sendAt: Date): Claimed {
+function toClaimed(r: ClaimedRow, sendAt: Date): Claimed {
   return {
     id: r.id,
     organizationId: r.organization_id,

@@ -2,6 +2,7 @@
 // the data, and still keep a destination from hearing of its own failures, by fetching the data
 // of exactly those events. Against the real log and database (PGlite, or PostgreSQL).
 import { sql } from 'drizzle-orm';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../../test/helpers/app.ts';
 import { connectorById } from '../connectors/catalog.ts';
@@ -10,9 +11,10 @@ import { uuidv7 } from '../ids.ts';
 import type { LogRecord } from '../log/port.ts';
 import { queryRows } from '../store/db.ts';
 import { events } from '../store/schema.ts';
+import { createSettler } from './outcome.ts';
 import type { Claimed } from './queue.ts';
 import { createRouter, ROUTER_CONSUMER } from './router.ts';
-import type { Handoff } from './sender.ts';
+import { type Handoff, startSender } from './sender.ts';
 
 describe('the router, on envelopes without data', () => {
   let t: TestApp;
@@ -135,7 +137,7 @@ describe('the router, on envelopes without data', () => {
     expect(to(bigCarts)).toEqual([sent.big]);
   });
 
-  it('hands fresh deliveries to its sender leased, as far as the sender has room and the destination allows', async () => {
+  it('hands fresh deliveries to its sender unwritten, as far as it has room and the destination allows, and writes them leased when no outcome comes', async () => {
     const acme = await t.organization('Handoff');
     const install = (subscription: object) => installWebhook(acme.token, subscription);
     const plain = await install({ event_types: ['custom.*'] });
@@ -175,10 +177,11 @@ describe('the router, on envelopes without data', () => {
     };
     await routeUntil('router-handoff-test', handoff, acme.id, 12);
 
-    // Ordered destinations are never offered; the others are, one slot per delivery.
+    // Ordered and paused destinations are never offered; the others are, one slot per delivery.
     const offered = (id: string) => reserved.reduce((sum, m) => sum + (m.get(id) ?? 0), 0);
-    expect([offered(plain), offered(paused), offered(crowded), offered(ordered)]).toEqual([3, 3, 3, 0]);
-    // Leased to the sender and given to it with their events: every one to `plain`, the one slot of `crowded`.
+    expect([offered(plain), offered(paused), offered(crowded), offered(ordered)]).toEqual([3, 0, 3, 0]);
+    // Given to the sender with their events: every one to `plain`, the one slot of `crowded`. This
+    // sender never settles anything: once WRITE_ONCE_WAIT_MS was over, the router wrote them leased.
     const claimed = adopted.flatMap((a) => a.claimed);
     const to = (id: string) => claimed.filter((c) => c.installationId === id);
     expect(
@@ -193,13 +196,13 @@ describe('the router, on envelopes without data', () => {
       expect(c.connectorId).toBe('webhook');
       expect(c.event.type).toBe('custom.visit');
       expect(c.event.data).toMatchObject({ n: expect.any(Number) });
+      expect(c.unwritten?.state).toBe('leasing');
     }
     // Every granted slot came back with the batch it was granted for, used or not.
     for (const a of adopted) {
       for (const [id, n] of a.granted)
         expect(a.claimed.filter((c) => c.installationId === id).length).toBeLessThanOrEqual(n);
     }
-    expect(adopted.reduce((sum, a) => sum + (a.granted.get(paused) ?? 0), 0)).toBe(3);
 
     const rows = await queryRows<{
       installation_id: string;
@@ -270,5 +273,169 @@ describe('the router, on envelopes without data', () => {
     expect(statuses(steady)).toEqual(Array(5).fill('delivering'));
     // The congested destination's were created pending at once, for any worker to claim.
     expect(statuses(congested)).toEqual(Array(5).fill('pending'));
+  });
+  /** `n` custom events of one subject (one partition: one batch), and their ids in order. */
+  async function visits(token: string, n: number): Promise<string[]> {
+    const ids: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const res = await t.call('POST', '/v1/events', {
+        token,
+        body: { type: 'custom.visit', subject: 'visitor-1', data: { n: i } },
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      ids.push(res.json().id);
+    }
+    return ids;
+  }
+
+  const deliveriesOf = (organizationId: string) =>
+    queryRows<{
+      id: string;
+      event_id: string;
+      installation_id: string;
+      status: string;
+      attempts: number;
+      lease_owner: string | null;
+      outcomes: string[];
+    }>(
+      t.app.store.db,
+      sql`select d.id, d.event_id, d.installation_id, d.status, d.attempts, d.lease_owner,
+            array(select a.outcome from delivery_attempts a where a.delivery_id = d.id order by a.attempt) as outcomes
+          from deliveries d where d.organization_id = ${organizationId}`,
+    );
+
+  it('writes a delivery it hands over once, with the outcome of its first attempt', async () => {
+    const acme = await t.organization('Write once');
+    const fine = await installWebhook(acme.token, { event_types: ['custom.*'] });
+    const { config, services, store } = t.app;
+    // Re-point the second destination at a URL this sender's HTTP client answers 500 to.
+    const failing = await installWebhook(acme.token, { event_types: ['custom.*'] });
+    await store.db.execute(
+      sql`update installations set config = jsonb_set(config, '{url}', '"http://127.0.0.1:9/fails"')
+          where id = ${failing}`,
+    );
+    t.app.services.installations.forget(failing);
+    const sender = startSender({
+      db: store.db,
+      log: services.log,
+      installations: services.installations,
+      catalog: connectorById,
+      http: async (url) => ({ status: url.endsWith('/fails') ? 500 : 204, headers: {}, body: '' }),
+      logger: pino({ level: 'silent' }),
+      // Retries an hour later: the failed deliveries stay as their first attempt left them.
+      policy: { schedule: [3_600_000, 3_600_000] },
+      disableAfterMs: config.disableAfterMs,
+      timeoutMs: 1000,
+      leaseMs: 60_000,
+    });
+    const handed: Claimed[] = [];
+    const handoff: Handoff = {
+      ...sender.handoff,
+      adopt: (claimed, granted) => {
+        handed.push(...claimed);
+        sender.handoff.adopt(claimed, granted);
+      },
+    };
+    const ids = await visits(acme.token, 3);
+    try {
+      await routeUntil('router-write-once-test', handoff, acme.id, 6);
+    } finally {
+      await sender.stop();
+    }
+    const mine = handed.filter((c) => c.organizationId === acme.id);
+    expect(mine.map((c) => c.eventId).sort()).toEqual([...ids, ...ids].sort());
+    // Each row was written by its outcome, not leased first by the router.
+    for (const c of mine) expect(c.unwritten?.state).toBe('settling');
+    const rows = await deliveriesOf(acme.id);
+    const summary = (id: string) =>
+      rows
+        .filter((r) => r.installation_id === id)
+        .map((r) => `${r.status}/${r.attempts}/${r.lease_owner ?? '-'}/${r.outcomes.join(',')}`);
+    expect(summary(fine)).toEqual(Array(3).fill('succeeded/1/-/succeeded'));
+    expect(summary(failing)).toEqual(Array(3).fill('failed/1/-/retry'));
+    // The ids the sender used are the rows' own.
+    expect(new Set(rows.map((r) => r.id))).toEqual(new Set(mine.map((c) => c.id)));
+  });
+
+  it('commits the log past a batch only once its deliveries are written, and never sends one written before', async () => {
+    const acme = await t.organization('Not lost');
+    await installWebhook(acme.token, { event_types: ['custom.*'] });
+    const ids = await visits(acme.token, 3);
+    const { config, services, store } = t.app;
+    const settle = createSettler({
+      db: store.db,
+      log: services.log,
+      policy: { schedule: config.retrySchedule },
+      disableAfterMs: config.disableAfterMs,
+      owner: 'test-sender',
+    });
+    // The first hand-over's outcomes cannot be written (the database went away, say); later ones are.
+    let failNext = true;
+    const handed: string[] = [];
+    const handoff = (adoptOne: (c: Claimed) => void): Handoff => ({
+      owner: 'test-sender',
+      leaseMs: 60_000,
+      room: async (wanted) => new Set(wanted.keys()),
+      reserve: (wanted) => new Map(wanted),
+      adopt: (claimed) => {
+        const here = claimed.filter((c) => c.organizationId === acme.id);
+        for (const c of here) {
+          handed.push(c.eventId);
+          adoptOne(c);
+        }
+        if (here.length > 0) failNext = false;
+      },
+    });
+    const delivered = (c: Claimed) =>
+      settle({
+        claimed: c,
+        connector: 'webhook',
+        eventType: c.event.type,
+        startedAt: new Date(),
+        durationMs: 1,
+        result: { status: 'delivered', statusCode: 204 },
+      });
+    const flaky = handoff((c) => {
+      if (failNext) {
+        const u = c.unwritten;
+        if (!u) throw new Error('handed over written');
+        u.state = 'settling';
+        u.failed(new Error('the database went away'));
+      } else void delivered(c);
+    });
+    await routeUntil('router-not-lost-test', flaky, acme.id, 3);
+    // The batch failed, so it was read again and handed over again: each event twice, written once.
+    expect([...handed].sort()).toEqual([...ids, ...ids].sort());
+    const rows = await deliveriesOf(acme.id);
+    expect(rows.map((r) => `${r.status}/${r.attempts}/${r.outcomes.join(',')}`)).toEqual(
+      Array(3).fill('succeeded/1/succeeded'),
+    );
+
+    // Read again from the start (a new group): nothing already in the table is handed over or made again.
+    handed.length = 0;
+    const again: LogRecord[] = [];
+    const consumer = t.app.services.log.consume({
+      ...ROUTER_CONSUMER,
+      group: 'router-not-lost-again',
+      topics: TOPICS,
+      pollMs: 20,
+      handler: async (records) => {
+        again.push(...records.filter((r) => r.event.organization === acme.id));
+      },
+    });
+    try {
+      const deadline = Date.now() + 20_000;
+      while (again.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    } finally {
+      await consumer.stop();
+    }
+    expect(again).toHaveLength(3);
+    await createRouter(
+      store.db,
+      connectorById,
+      handoff(() => {}),
+    )(again);
+    expect(handed).toEqual([]);
+    expect(await deliveriesOf(acme.id)).toHaveLength(3);
   });
 });
