@@ -184,7 +184,7 @@ describe('check', () => {
   });
 
   it('checks literal IP hosts, in every WHATWG-normalized form, without DNS', async () => {
-    const lookup = fakeLookup({});
+    const lookup = fakeLookup({ 'public.example': ['93.184.216.34'] });
     const g = guard([], lookup);
     for (const url of [
       'http://0x7f.1/',
@@ -199,6 +199,12 @@ describe('check', () => {
     }
     await expect(g.check('http://8.8.8.8/')).resolves.toBeUndefined();
     expect(lookup).not.toHaveBeenCalled();
+    // A literal that passed is vetted from then on (no check per request); nothing else is.
+    expect(g.vetted('http://8.8.8.8/')).toBe(true);
+    expect(g.vetted('http://8.8.4.4/')).toBe(false);
+    expect(g.vetted('http://[::1]/')).toBe(false);
+    await expect(g.check('http://public.example/')).resolves.toBeUndefined();
+    expect(g.vetted('http://public.example/')).toBe(false);
   });
 
   it('refuses non-http schemes, credentials and non-URLs', async () => {

@@ -46,6 +46,12 @@ export interface EgressGuard {
    */
   check(url: string): Promise<void>;
   /**
+   * True when `check(url)` is known to pass without a DNS lookup: its host is an IP literal that
+   * an earlier check allowed (the allowlist does not change). Saves the check per request to the
+   * same endpoint; a host name is always checked again.
+   */
+  vetted(url: string): boolean;
+  /**
    * An undici Agent whose sockets connect only to vetted addresses: IP literals are checked before
    * connecting, and host names go through a lookup that resolves every address, refuses if any is
    * blocked and hands the vetted addresses to the socket (no second lookup).
@@ -211,8 +217,13 @@ export function createEgressGuard(options: { allow: readonly string[]; lookup?: 
     },
   });
 
+  // URLs with an IP-literal host that passed `check`: their verdict needs no DNS and cannot change.
+  const literalAllowed = new Set<string>();
+  const LITERALS_KEPT = 10_000;
+
   return {
     dispatcher,
+    vetted: (url) => literalAllowed.has(url),
     async check(url) {
       let parsed: URL;
       try {
@@ -225,7 +236,12 @@ export function createEgressGuard(options: { allow: readonly string[]; lookup?: 
       if (parsed.username || parsed.password)
         throw new EgressBlockedError('credentials in the URL are not allowed');
       const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
-      if (isIP(host)) return vetAddress(host);
+      if (isIP(host)) {
+        vetAddress(host);
+        if (literalAllowed.size >= LITERALS_KEPT) literalAllowed.clear();
+        literalAllowed.add(url);
+        return;
+      }
       await resolve(host);
     },
     close: () => dispatcher.close(),

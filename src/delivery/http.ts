@@ -111,7 +111,7 @@ export function createHttpClient(guard: EgressGuard, options: { userAgent?: stri
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new Error('timed out')), timeoutMs);
     try {
-      await untilAborted(guard.check(url), controller.signal);
+      if (!guard.vetted(url)) await untilAborted(guard.check(url), controller.signal);
       const res = await request(url, {
         method: req.method,
         headers,
