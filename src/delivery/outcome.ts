@@ -7,7 +7,7 @@ import type { DeliveryResult } from '../connectors/sdk.ts';
 import { topicOf } from '../events/types.ts';
 import { newId, uuidv7 } from '../ids.ts';
 import type { EventLog } from '../log/port.ts';
-import { type Db, queryPrepared, queryRows } from '../store/db.ts';
+import { type Db, isDatabaseUnavailable, queryPrepared, queryRows } from '../store/db.ts';
 import { deliveryAttempts, events } from '../store/schema.ts';
 import { type Claimed, insertLeased } from './queue.ts';
 import { MAX_RETRY_AFTER_MS, nextDelay, type RetryPolicy } from './retry.ts';
@@ -220,7 +220,8 @@ async function settleDelivered(ctx: OutcomeContext, records: AttemptRecord[]): P
             last_status_code, delivered_at, created_at)
           select delivery_id, organization_id, event_id, installation_id, 'succeeded', attempt, attempt, status_code,
             now(), created_at
-          from a where created_at is not null
+          -- A destination deleted while its delivery was under way takes the delivery with it.
+          from a where created_at is not null and exists (select 1 from installations i where i.id = a.installation_id)
           on conflict do nothing
           returning id
         ),
@@ -333,29 +334,46 @@ export function createSettler(ctx: OutcomeContext, concurrency = 2, maxBatch = 2
   let running = 0;
   let scheduled = false;
 
+  /**
+   * One statement (or transaction) for the batch. Should it fail for anything but the database
+   * being unavailable, one attempt may be the cause (a row the database refuses): its batch-mates
+   * must not pay for it, so each is settled again on its own.
+   */
+  async function settleBatch(batch: typeof queue): Promise<void> {
+    try {
+      const results = await settleAll(
+        ctx,
+        batch.map((p) => p.record),
+      );
+      batch.forEach((p, i) => {
+        p.resolve(results[i] as Settled);
+      });
+      return;
+    } catch (err) {
+      if (batch.length === 1 || isDatabaseUnavailable(err)) {
+        for (const p of batch) p.reject(err);
+        return;
+      }
+    }
+    for (const p of batch) {
+      try {
+        const [result] = await settleAll(ctx, [p.record]);
+        p.resolve(result as Settled);
+      } catch (err) {
+        p.reject(err);
+      }
+    }
+  }
+
   function flush() {
     while (queue.length > 0 && running < concurrency) {
       const batch = queue.slice(0, maxBatch);
       queue = queue.slice(batch.length);
       running++;
-      settleAll(
-        ctx,
-        batch.map((p) => p.record),
-      )
-        .then(
-          (results) => {
-            batch.forEach((p, i) => {
-              p.resolve(results[i] as Settled);
-            });
-          },
-          (err) => {
-            for (const p of batch) p.reject(err);
-          },
-        )
-        .finally(() => {
-          running--;
-          flush();
-        });
+      settleBatch(batch).finally(() => {
+        running--;
+        flush();
+      });
     }
   }
 

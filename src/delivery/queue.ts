@@ -67,8 +67,9 @@ export class Unwritten {
 
 /**
  * Writes deliveries handed over unwritten as leased to `owner` (first attempt under way), as the
- * router's fresh deliveries were before write-once; answers the ids written (one already there,
- * routed by another member meanwhile, is left as it is).
+ * router's fresh deliveries were before write-once; answers the ids written. One already there
+ * (routed by another member meanwhile) is left as it is; one whose destination was deleted
+ * meanwhile is not written.
  */
 export async function insertLeased(
   db: Db,
@@ -96,6 +97,7 @@ export async function insertLeased(
           ${owner}, now() + ${`${leaseMs} milliseconds`}::interval, x.created_at
         from json_to_recordset(${batch}::json)
           as x(id text, organization_id text, event_id text, installation_id text, attempts int, created_at timestamptz)
+        where exists (select 1 from installations i where i.id = x.installation_id)
         on conflict do nothing
         returning id`,
   );

@@ -7,12 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../../test/helpers/app.ts';
 import { connectorById } from '../connectors/catalog.ts';
 import { TOPICS, topicOf } from '../events/types.ts';
-import { uuidv7 } from '../ids.ts';
+import { newId, uuidv7 } from '../ids.ts';
 import type { LogRecord } from '../log/port.ts';
 import { queryRows } from '../store/db.ts';
 import { events } from '../store/schema.ts';
 import { createSettler } from './outcome.ts';
-import type { Claimed } from './queue.ts';
+import { type Claimed, Unwritten } from './queue.ts';
 import { createRouter, ROUTER_CONSUMER } from './router.ts';
 import { type Handoff, startSender } from './sender.ts';
 
@@ -437,5 +437,75 @@ describe('the router, on envelopes without data', () => {
     )(again);
     expect(handed).toEqual([]);
     expect(await deliveriesOf(acme.id)).toHaveLength(3);
+  });
+  it('settles each attempt of a batch on its own when the batch is refused, and loses one whose destination is gone', async () => {
+    const acme = await t.organization('Settle apart');
+    const kept = await installWebhook(acme.token, { event_types: ['custom.*'] });
+    const deleted = await installWebhook(acme.token, { event_types: ['custom.*'] });
+    const [eventId, otherEventId] = await visits(acme.token, 2);
+    const { config, services, store } = t.app;
+    const settle = createSettler({
+      db: store.db,
+      log: services.log,
+      policy: { schedule: config.retrySchedule },
+      disableAfterMs: config.disableAfterMs,
+      owner: 'test-sender',
+    });
+    const gone = await t.call('DELETE', `/v1/installations/${deleted}`, { token: acme.token });
+    expect(gone.statusCode, gone.body).toBe(204);
+    const now = new Date();
+    const attempt = (installationId: string, organizationId = acme.id, event = eventId as string) => {
+      const claimed: Claimed = {
+        id: newId('delivery'),
+        organizationId,
+        eventId: event,
+        installationId,
+        attempt: 1,
+        roundAttempts: 1,
+        sendAt: now,
+        connectorId: 'webhook',
+        sourceConnector: null,
+        event: {
+          id: eventId as string,
+          organizationId: acme.id,
+          installationId: null,
+          source: '/api',
+          type: 'custom.visit',
+          subject: 'visitor-1',
+          time: now,
+          partitionKey: 'visitor-1',
+          topic: 'custom-events',
+          userId: null,
+          data: {},
+          rawRequestId: null,
+          createdAt: now,
+        },
+        unwritten: new Unwritten(),
+      };
+      return settle({
+        claimed,
+        connector: 'webhook',
+        eventType: 'custom.visit',
+        startedAt: now,
+        durationMs: 1,
+        result: { status: 'delivered', statusCode: 204 },
+      });
+    };
+    // Settled together: the one of an organization that does not exist makes the database refuse
+    // the batch; the others are then settled apart.
+    const results = await Promise.allSettled([
+      attempt(kept),
+      attempt(deleted),
+      attempt(kept, 'org_does_not_exist', otherEventId),
+    ]);
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value : 'refused'))).toEqual([
+      'succeeded',
+      'lost',
+      'refused',
+    ]);
+    const rows = await deliveriesOf(acme.id);
+    expect(rows.map((r) => `${r.installation_id}/${r.status}/${r.outcomes.join(',')}`)).toEqual([
+      `${kept}/succeeded/succeeded`,
+    ]);
   });
 });
