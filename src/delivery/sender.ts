@@ -137,12 +137,18 @@ export function startSender(o: SenderOptions) {
   /** The destinations of `wanted` worth waiting for that lack room for a fair share of it. */
   function short(wanted: ReadonlyMap<string, number>): string[] {
     const now = Date.now();
-    const free = concurrency - inFlight;
-    return [...wanted].flatMap(([id, n]) => {
-      if ((congestedUntil.get(id) ?? 0) > now) return [];
-      const room = Math.min(free, perDestination - (busy.get(id) ?? 0));
-      return room >= Math.min(n, Math.ceil(perDestination / 2)) ? [] : [id];
-    });
+    return [...wanted.keys()].filter((id) => isShort(id, wanted.get(id) ?? 0, now));
+  }
+  function isShort(id: string, n: number, now: number): boolean {
+    if ((congestedUntil.get(id) ?? 0) > now) return false;
+    const room = Math.min(concurrency - inFlight, perDestination - (busy.get(id) ?? 0));
+    return room < Math.min(n, Math.ceil(perDestination / 2));
+  }
+  /** `short(wanted).length > 0`, without building the list: checked at every answer while the router waits. */
+  function anyShort(wanted: ReadonlyMap<string, number>): boolean {
+    const now = Date.now();
+    for (const [id, n] of wanted) if (isShort(id, n, now)) return true;
+    return false;
   }
 
   async function sendBatch(claimed: Claimed[], connectorId: string, destination: Destination | undefined) {
@@ -196,7 +202,8 @@ export function startSender(o: SenderOptions) {
         try {
           settled = await settle(record);
         } catch (err) {
-          // The lease will end and another attempt follows: at least once, never lost.
+          // The lease will end and another attempt follows (handed over unwritten: the router
+          // reads its batch again): at least once, never lost.
           log.error({ err, delivery_id: c.id }, 'could not record a delivery attempt');
           return;
         }
@@ -273,10 +280,10 @@ export function startSender(o: SenderOptions) {
       const worthIt = () =>
         new Set([...wanted.keys()].filter((id) => (congestedUntil.get(id) ?? 0) <= Date.now()));
       if (!running || ms <= 0) return Promise.resolve(new Set<string>());
-      if (short(wanted).length === 0) return Promise.resolve(worthIt());
+      if (!anyShort(wanted)) return Promise.resolve(worthIt());
       return new Promise((resolve) => {
         const check = () => {
-          if (!running || short(wanted).length === 0) finish(worthIt());
+          if (!running || !anyShort(wanted)) finish(worthIt());
         };
         // A destination short of room that answered nothing for a while is congested: the router
         // stops waiting for it (and does not wait for it again for a while).
