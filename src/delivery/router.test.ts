@@ -288,6 +288,16 @@ describe('the router, on envelopes without data', () => {
     return ids;
   }
 
+  /** The real settler, settling for the lease owner `test-sender`. */
+  const testSettler = () =>
+    createSettler({
+      db: t.app.store.db,
+      log: t.app.services.log,
+      policy: { schedule: t.app.config.retrySchedule },
+      disableAfterMs: t.app.config.disableAfterMs,
+      owner: 'test-sender',
+    });
+
   const deliveriesOf = (organizationId: string) =>
     queryRows<{
       id: string;
@@ -361,14 +371,8 @@ describe('the router, on envelopes without data', () => {
     const acme = await t.organization('Not lost');
     await installWebhook(acme.token, { event_types: ['custom.*'] });
     const ids = await visits(acme.token, 3);
-    const { config, services, store } = t.app;
-    const settle = createSettler({
-      db: store.db,
-      log: services.log,
-      policy: { schedule: config.retrySchedule },
-      disableAfterMs: config.disableAfterMs,
-      owner: 'test-sender',
-    });
+    const { store } = t.app;
+    const settle = testSettler();
     // The first hand-over's outcomes cannot be written (the database went away, say); later ones are.
     let failNext = true;
     const handed: string[] = [];
@@ -438,19 +442,13 @@ describe('the router, on envelopes without data', () => {
     expect(handed).toEqual([]);
     expect(await deliveriesOf(acme.id)).toHaveLength(3);
   });
+
   it('settles each attempt of a batch on its own when the batch is refused, and loses one whose destination is gone', async () => {
     const acme = await t.organization('Settle apart');
     const kept = await installWebhook(acme.token, { event_types: ['custom.*'] });
     const deleted = await installWebhook(acme.token, { event_types: ['custom.*'] });
     const [eventId, otherEventId] = await visits(acme.token, 2);
-    const { config, services, store } = t.app;
-    const settle = createSettler({
-      db: store.db,
-      log: services.log,
-      policy: { schedule: config.retrySchedule },
-      disableAfterMs: config.disableAfterMs,
-      owner: 'test-sender',
-    });
+    const settle = testSettler();
     const gone = await t.call('DELETE', `/v1/installations/${deleted}`, { token: acme.token });
     expect(gone.statusCode, gone.body).toBe(204);
     const now = new Date();
