@@ -14,7 +14,7 @@ import { events } from '../store/schema.ts';
 import { createSettler } from './outcome.ts';
 import { type Claimed, Unwritten } from './queue.ts';
 import { createRouter, ROUTER_CONSUMER } from './router.ts';
-import { type Handoff, startSender } from './sender.ts';
+import { type Handoff, QUICK_MS, startSender } from './sender.ts';
 
 describe('the router, on envelopes without data', () => {
   let t: TestApp;
@@ -505,5 +505,60 @@ describe('the router, on envelopes without data', () => {
     expect(rows.map((r) => `${r.installation_id}/${r.status}/${r.outcomes.join(',')}`)).toEqual([
       `${kept}/succeeded/succeeded`,
     ]);
+  });
+  it('does not wait for the outcomes of a destination that answers slowly: it writes them leased at once', async () => {
+    const acme = await t.organization('Slow and quick');
+    const quick = await installWebhook(acme.token, { event_types: ['custom.*'] });
+    const slow = await installWebhook(acme.token, { event_types: ['custom.*'] });
+    const { config, services, store } = t.app;
+    await store.db.execute(
+      sql`update installations set config = jsonb_set(config, '{url}', '"http://127.0.0.1:9/slow"') where id = ${slow}`,
+    );
+    t.app.services.installations.forget(slow);
+    const sender = startSender({
+      db: store.db,
+      log: services.log,
+      installations: services.installations,
+      catalog: connectorById,
+      // Four times QUICK_MS for the slow one; the quick one answers at once.
+      http: async (url) => {
+        if (url.endsWith('/slow')) await new Promise((r) => setTimeout(r, 4 * QUICK_MS));
+        return { status: 204, headers: {}, body: '' };
+      },
+      logger: pino({ level: 'silent' }),
+      policy: { schedule: config.retrySchedule },
+      disableAfterMs: config.disableAfterMs,
+      timeoutMs: 5000,
+      leaseMs: 60_000,
+    });
+    const handed: Claimed[] = [];
+    const handoff: Handoff = {
+      ...sender.handoff,
+      adopt: (claimed, granted) => {
+        handed.push(...claimed.filter((c) => c.organizationId === acme.id));
+        sender.handoff.adopt(claimed, granted);
+      },
+    };
+    try {
+      // First the sender learns how each answers; then a second batch goes by.
+      await visits(acme.token, 1);
+      await routeUntil('router-slow-test-1', handoff, acme.id, 2);
+      expect(sender.handoff.quick?.(quick)).toBe(true);
+      expect(sender.handoff.quick?.(slow)).toBe(false);
+      handed.length = 0;
+      await visits(acme.token, 3);
+      await routeUntil('router-slow-test-2', handoff, acme.id, 8);
+    } finally {
+      await sender.stop();
+    }
+    const states = (id: string) =>
+      handed.filter((c) => c.installationId === id).map((c) => c.unwritten?.state);
+    expect(states(quick)).toEqual(Array(3).fill('settling'));
+    expect(states(slow)).toEqual(Array(3).fill('leasing'));
+    // Either way each was delivered once and its row tells so.
+    const rows = await deliveriesOf(acme.id);
+    expect(rows.map((r) => `${r.status}/${r.attempts}/${r.outcomes.join(',')}`)).toEqual(
+      Array(8).fill('succeeded/1/succeeded'),
+    );
   });
 });

@@ -30,7 +30,8 @@ export const HANDOFF_WAIT_MS = 2000;
 /**
  * How long the router waits, once a batch is handed over, for the outcomes that write its
  * deliveries once (see `Unwritten`); those still unanswered are then written leased to the sender,
- * and the log is committed past the batch.
+ * and the log is committed past the batch. Only for destinations that answer quickly
+ * (`Handoff.quick`); the others' are written leased at once.
  */
 export const WRITE_ONCE_WAIT_MS = 250;
 
@@ -187,18 +188,17 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
   /**
    * Waits (at most `WRITE_ONCE_WAIT_MS`) for the outcomes that write `handed` once, writes the
    * rest leased to the sender, and resolves once all are in the table; rejects when one could
-   * not be written (the batch is then read again, and what was not written sent again).
+   * not be written (the batch is then read again, and what was not written sent again). The
+   * deliveries to destinations that are not quick (`Handoff.quick`) are written leased at once:
+   * waiting for them would hold every partition of the next poll back by their answer time.
    */
   async function writeHandedOver(handoff: Handoff, handed: Claimed[]): Promise<void> {
     if (handed.length === 0) return;
-    const all = Promise.allSettled(handed.map((c) => c.unwritten?.durable));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, WRITE_ONCE_WAIT_MS)))]);
-    clearTimeout(timer);
-    const slow = handed.filter((c) => c.unwritten?.state === 'unwritten');
-    if (slow.length > 0) {
-      const leasing = insertLeased(db, handoff.owner, handoff.leaseMs, slow).then(() => {});
-      for (const c of slow) {
+    const lease = (claimed: Claimed[]) => {
+      const waiting = claimed.filter((c) => c.unwritten?.state === 'unwritten');
+      if (waiting.length === 0) return;
+      const leasing = insertLeased(db, handoff.owner, handoff.leaseMs, waiting).then(() => {});
+      for (const c of waiting) {
         const u = c.unwritten as Unwritten;
         u.state = 'leasing';
         u.leased = leasing;
@@ -207,7 +207,14 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
           (err) => u.failed(err),
         );
       }
-    }
+    };
+    const quick = handoff.quick;
+    if (quick) lease(handed.filter((c) => !quick(c.installationId)));
+    const all = Promise.allSettled(handed.map((c) => c.unwritten?.durable));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, WRITE_ONCE_WAIT_MS)))]);
+    clearTimeout(timer);
+    lease(handed);
     for (const c of handed) await c.unwritten?.durable;
   }
 

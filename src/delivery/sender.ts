@@ -28,6 +28,9 @@ export const CONGESTED_MS = 1000;
 /** While the router waits for room, the sender still claims from the queue this often. */
 export const CLAIM_WHILE_ROUTING_MS = 500;
 
+/** A destination whose answers took less than this lately (moving average) is quick (`Handoff.quick`). */
+export const QUICK_MS = 50;
+
 type Destination = CachedInstallation;
 
 /** How the router gives this worker's sender the deliveries it creates (see `startSender`). */
@@ -48,6 +51,12 @@ export interface Handoff {
   reserve(wanted: ReadonlyMap<string, number>): Map<string, number>;
   /** Sends the deliveries leased with the reservation, and gives back the slots left unused. */
   adopt(claimed: Claimed[], granted: ReadonlyMap<string, number>): void;
+  /**
+   * Whether the destination answers quickly (a moving average under `QUICK_MS`, or not heard from
+   * yet): only then is it worth the router's while to wait for its outcomes, which write its
+   * deliveries once (see `Unwritten`). Absent: every destination is.
+   */
+  quick?(installationId: string): boolean;
 }
 
 export interface SenderOptions {
@@ -134,6 +143,8 @@ export function startSender(o: SenderOptions) {
   const lastAnswer = new Map<string, number>();
   let lastAnyAnswer = 0;
   const congestedUntil = new Map<string, number>();
+  // How long each destination took to answer lately (a moving average, ms), for `handoff.quick`.
+  const answerMs = new Map<string, number>();
   /** The destinations of `wanted` worth waiting for that lack room for a fair share of it. */
   function short(wanted: ReadonlyMap<string, number>): string[] {
     const now = Date.now();
@@ -187,6 +198,11 @@ export function startSender(o: SenderOptions) {
       for (const c of claimed) answered(c);
     }
     const durationMs = performance.now() - t0;
+    const id = claimed[0]?.installationId;
+    if (id !== undefined) {
+      const before = answerMs.get(id);
+      answerMs.set(id, before === undefined ? durationMs : before * 0.8 + durationMs * 0.2);
+    }
     await Promise.all(
       claimed.map(async (c, i) => {
         const result = results[i] as DeliveryResult;
@@ -320,6 +336,7 @@ export function startSender(o: SenderOptions) {
       }
       return granted;
     },
+    quick: (installationId) => (answerMs.get(installationId) ?? 0) < QUICK_MS,
     adopt(claimed, granted) {
       const used = new Map<string, number>();
       for (const c of claimed) used.set(c.installationId, (used.get(c.installationId) ?? 0) + 1);
