@@ -6,6 +6,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../../test/helpers/app.ts';
 import { connectorById } from '../connectors/catalog.ts';
+import type { HttpClient } from '../connectors/sdk.ts';
 import { TOPICS, topicOf } from '../events/types.ts';
 import { newId, uuidv7 } from '../ids.ts';
 import type { LogRecord } from '../log/port.ts';
@@ -25,11 +26,15 @@ describe('the router, on envelopes without data', () => {
     await t?.close();
   });
 
-  /** A webhook destination (its URL never answers: these tests only route). */
-  async function installWebhook(token: string, subscription: object): Promise<string> {
+  /** A webhook destination (its URL never answers: these tests only route, or send with a fake HTTP client). */
+  async function installWebhook(
+    token: string,
+    subscription: object,
+    url = 'http://127.0.0.1:9/hook',
+  ): Promise<string> {
     const res = await t.call('POST', '/v1/installations', {
       token,
-      body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/hook' }, subscription },
+      body: { connector: 'webhook', config: { url }, subscription },
     });
     expect(res.statusCode, res.body).toBe(201);
     return res.json().id as string;
@@ -288,6 +293,39 @@ describe('the router, on envelopes without data', () => {
     return ids;
   }
 
+  /**
+   * The real sender with a fake HTTP client, and a hand-over to it that keeps what it was given of
+   * `organizationId`'s deliveries (`handed`).
+   */
+  function realSender(
+    organizationId: string,
+    http: HttpClient,
+    policy = { schedule: t.app.config.retrySchedule },
+  ) {
+    const { services, store, config } = t.app;
+    const sender = startSender({
+      db: store.db,
+      log: services.log,
+      installations: services.installations,
+      catalog: connectorById,
+      http,
+      logger: pino({ level: 'silent' }),
+      policy,
+      disableAfterMs: config.disableAfterMs,
+      timeoutMs: 5000,
+      leaseMs: 60_000,
+    });
+    const handed: Claimed[] = [];
+    const handoff: Handoff = {
+      ...sender.handoff,
+      adopt: (claimed, granted) => {
+        handed.push(...claimed.filter((c) => c.organizationId === organizationId));
+        sender.handoff.adopt(claimed, granted);
+      },
+    };
+    return { sender, handed, handoff };
+  }
+
   /** The real settler, settling for the lease owner `test-sender`. */
   const testSettler = () =>
     createSettler({
@@ -317,45 +355,28 @@ describe('the router, on envelopes without data', () => {
   it('writes a delivery it hands over once, with the outcome of its first attempt', async () => {
     const acme = await t.organization('Write once');
     const fine = await installWebhook(acme.token, { event_types: ['custom.*'] });
-    const { config, services, store } = t.app;
-    // Re-point the second destination at a URL this sender's HTTP client answers 500 to.
-    const failing = await installWebhook(acme.token, { event_types: ['custom.*'] });
-    await store.db.execute(
-      sql`update installations set config = jsonb_set(config, '{url}', '"http://127.0.0.1:9/fails"')
-          where id = ${failing}`,
+    // A URL the fake HTTP client answers 500 to.
+    const failing = await installWebhook(
+      acme.token,
+      { event_types: ['custom.*'] },
+      'http://127.0.0.1:9/fails',
     );
-    t.app.services.installations.forget(failing);
-    const sender = startSender({
-      db: store.db,
-      log: services.log,
-      installations: services.installations,
-      catalog: connectorById,
-      http: async (url) => ({ status: url.endsWith('/fails') ? 500 : 204, headers: {}, body: '' }),
-      logger: pino({ level: 'silent' }),
+    const { sender, handed, handoff } = realSender(
+      acme.id,
+      async (url) => ({ status: url.endsWith('/fails') ? 500 : 204, headers: {}, body: '' }),
       // Retries an hour later: the failed deliveries stay as their first attempt left them.
-      policy: { schedule: [3_600_000, 3_600_000] },
-      disableAfterMs: config.disableAfterMs,
-      timeoutMs: 1000,
-      leaseMs: 60_000,
-    });
-    const handed: Claimed[] = [];
-    const handoff: Handoff = {
-      ...sender.handoff,
-      adopt: (claimed, granted) => {
-        handed.push(...claimed);
-        sender.handoff.adopt(claimed, granted);
-      },
-    };
+      { schedule: [3_600_000, 3_600_000] },
+    );
     const ids = await visits(acme.token, 3);
     try {
       await routeUntil('router-write-once-test', handoff, acme.id, 6);
     } finally {
       await sender.stop();
     }
-    const mine = handed.filter((c) => c.organizationId === acme.id);
-    expect(mine.map((c) => c.eventId).sort()).toEqual([...ids, ...ids].sort());
+
+    expect(handed.map((c) => c.eventId).sort()).toEqual([...ids, ...ids].sort());
     // Each row was written by its outcome, not leased first by the router.
-    for (const c of mine) expect(c.unwritten?.state).toBe('settling');
+    for (const c of handed) expect(c.unwritten?.state).toBe('settling');
     const rows = await deliveriesOf(acme.id);
     const summary = (id: string) =>
       rows
@@ -364,7 +385,7 @@ describe('the router, on envelopes without data', () => {
     expect(summary(fine)).toEqual(Array(3).fill('succeeded/1/-/succeeded'));
     expect(summary(failing)).toEqual(Array(3).fill('failed/1/-/retry'));
     // The ids the sender used are the rows' own.
-    expect(new Set(rows.map((r) => r.id))).toEqual(new Set(mine.map((c) => c.id)));
+    expect(new Set(rows.map((r) => r.id))).toEqual(new Set(handed.map((c) => c.id)));
   });
 
   it('commits the log past a batch only once its deliveries are written, and never sends one written before', async () => {
@@ -509,36 +530,12 @@ describe('the router, on envelopes without data', () => {
   it('does not wait for the outcomes of a destination that answers slowly: it writes them leased at once', async () => {
     const acme = await t.organization('Slow and quick');
     const quick = await installWebhook(acme.token, { event_types: ['custom.*'] });
-    const slow = await installWebhook(acme.token, { event_types: ['custom.*'] });
-    const { config, services, store } = t.app;
-    await store.db.execute(
-      sql`update installations set config = jsonb_set(config, '{url}', '"http://127.0.0.1:9/slow"') where id = ${slow}`,
-    );
-    t.app.services.installations.forget(slow);
-    const sender = startSender({
-      db: store.db,
-      log: services.log,
-      installations: services.installations,
-      catalog: connectorById,
-      // Four times QUICK_MS for the slow one; the quick one answers at once.
-      http: async (url) => {
-        if (url.endsWith('/slow')) await new Promise((r) => setTimeout(r, 4 * QUICK_MS));
-        return { status: 204, headers: {}, body: '' };
-      },
-      logger: pino({ level: 'silent' }),
-      policy: { schedule: config.retrySchedule },
-      disableAfterMs: config.disableAfterMs,
-      timeoutMs: 5000,
-      leaseMs: 60_000,
+    const slow = await installWebhook(acme.token, { event_types: ['custom.*'] }, 'http://127.0.0.1:9/slow');
+    // Four times QUICK_MS for the slow one; the quick one answers at once.
+    const { sender, handed, handoff } = realSender(acme.id, async (url) => {
+      if (url.endsWith('/slow')) await new Promise((r) => setTimeout(r, 4 * QUICK_MS));
+      return { status: 204, headers: {}, body: '' };
     });
-    const handed: Claimed[] = [];
-    const handoff: Handoff = {
-      ...sender.handoff,
-      adopt: (claimed, granted) => {
-        handed.push(...claimed.filter((c) => c.organizationId === acme.id));
-        sender.handoff.adopt(claimed, granted);
-      },
-    };
     try {
       // First the sender learns how each answers; then a second batch goes by.
       await visits(acme.token, 1);
