@@ -224,7 +224,6 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
     const destinations = await destinationsOf(organizationIds);
     if (destinations.length === 0) return;
     await fillData(db, records, destinations);
-    const open = new Set(destinations.filter((d) => d.open).map((d) => d.id));
     const fresh: FreshDelivery[] = [];
     const replayed: (typeof deliveries.$inferInsert)[] = [];
     for (const record of records) {
@@ -242,7 +241,7 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
           // The sender may take it at once (see `handOver`).
           fresh.push({
             ...row,
-            handOver: !d.settings.ordered && d.settings.rateLimit == null && open.has(d.id),
+            handOver: !d.settings.ordered && d.settings.rateLimit == null && d.open,
           });
         }
       }
