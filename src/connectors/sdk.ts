@@ -112,6 +112,12 @@ export interface DeliveryItem {
   /** 1 for the first attempt. */
   attempt: number;
   event: Envelope;
+  /**
+   * When the hub has it at hand, the event's data as the JSON text stored: byte for byte
+   * `JSON.stringify(event.data)`, so a connector that sends the data as JSON can send this text
+   * and leave `event.data` unread (it is then never parsed).
+   */
+  dataJson?: string | undefined;
   /** The connector of the installation the event came from (`shopify`), or null for API events. */
   sourceConnector: string | null;
 }

@@ -23,6 +23,11 @@ export interface Claimed {
   connectorId: string;
   /** The event, read by the claim itself (no second round trip). */
   event: EventRow;
+  /**
+   * The event's data as the JSON text stored, when it was read as such (the router's hand-over):
+   * `event.data` is then parsed only when read (`eventFromSqlText`).
+   */
+  dataJson?: string | undefined;
   /** The connector of the installation the event came from, if any. */
   sourceConnector: string | null;
   /** Handed over by the router with no row written yet (see `Unwritten`). */

@@ -8,7 +8,7 @@
 // a filter, for an operational event (which names its destination), or to send it.
 import { and, eq, inArray, isNotNull, ne, sql } from 'drizzle-orm';
 import type { AnyConnector } from '../connectors/sdk.ts';
-import { eventFromSql, type SqlEventRow } from '../events/envelope.ts';
+import { eventFromSqlText, type SqlEventRow } from '../events/envelope.ts';
 import { SYSTEM_EVENT_TYPES } from '../events/types.ts';
 import { newId } from '../ids.ts';
 import type { LogRecord } from '../log/port.ts';
@@ -296,7 +296,9 @@ async function fillData(db: Db, records: LogRecord[], destinations: Destination[
 type FreshDelivery = typeof deliveries.$inferInsert & { handOver?: boolean };
 
 interface ReadEvent {
-  event: SqlEventRow;
+  event: Omit<SqlEventRow, 'data'>;
+  /** The event's data as the JSON text stored (see `eventFromSqlText`). */
+  data: string;
   sourceConnector: string | null;
   connectorId: string;
 }
@@ -314,18 +316,23 @@ async function readEvents(db: Db, rows: FreshDelivery[]): Promise<Map<string, Re
   const wanted = JSON.stringify(
     rows.map((r) => ({ event_id: r.eventId, installation_id: r.installationId })),
   );
-  const found = await queryPrepared<{
-    event: SqlEventRow;
-    installation_id: string;
-    source_connector: string | null;
-    connector_id: string;
-  }>(
+  const found = await queryPrepared<
+    SqlEventRow & {
+      destination_id: string;
+      source_connector: string | null;
+      connector_id: string;
+      data: string;
+    }
+  >(
     db,
     'router_read_events',
     // The pairs through unnest, which the planner takes for a few (json_to_recordset: always 100,
-    // for which it scanned and hashed the whole of deliveries and events at every batch).
+    // for which it scanned and hashed the whole of deliveries and events at every batch). The
+    // data as text: parsed only if a connector reads it (the webhook connector sends the text).
     sql`with x as (select * from json_to_recordset(${wanted}::json) as x(event_id text, installation_id text))
-        select row_to_json(e) as event, x.installation_id, si.connector_id as source_connector, i.connector_id
+        select e.id, e.organization_id, e.installation_id, e.source, e.type, e.subject, e.time, e.partition_key,
+          e.topic, e.user_id, e.raw_request_id, e.created_at, e.data::text as data,
+          x.installation_id as destination_id, si.connector_id as source_connector, i.connector_id
         from unnest(array(select event_id from x), array(select installation_id from x)) as x(event_id, installation_id)
         join events e on e.id = x.event_id
         join installations i on i.id = x.installation_id
@@ -334,9 +341,9 @@ async function readEvents(db: Db, rows: FreshDelivery[]): Promise<Map<string, Re
           where d.event_id = x.event_id and d.installation_id = x.installation_id)`,
   );
   return new Map(
-    found.map((r) => [
-      pairKey(r.event.id, r.installation_id),
-      { event: r.event, sourceConnector: r.source_connector, connectorId: r.connector_id },
+    found.map(({ destination_id, source_connector, connector_id, data, ...event }) => [
+      pairKey(event.id, destination_id),
+      { event, data, sourceConnector: source_connector, connectorId: connector_id },
     ]),
   );
 }
@@ -352,7 +359,8 @@ function unwrittenDelivery(row: FreshDelivery, read: ReadEvent): Claimed {
     roundAttempts: 1,
     sendAt: new Date(),
     connectorId: read.connectorId,
-    event: eventFromSql(read.event),
+    event: eventFromSqlText(read.event, read.data),
+    dataJson: read.data,
     sourceConnector: read.sourceConnector,
     unwritten: new Unwritten(),
   };

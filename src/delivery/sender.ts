@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { AnyConnector, DeliveryItem, DeliveryResult, HttpClient } from '../connectors/sdk.ts';
-import { toEnvelope } from '../events/envelope.ts';
+import { toEnvelope, toLazyEnvelope } from '../events/envelope.ts';
 import type { CachedInstallation, InstallationService } from '../installations/installations.ts';
 import type { EventLog } from '../log/port.ts';
 import type { DeliveryMetrics } from '../observability/metrics.ts';
@@ -171,7 +171,8 @@ export function startSender(o: SenderOptions) {
       const items: DeliveryItem[] = claimed.map((c) => ({
         deliveryId: c.id,
         attempt: c.attempt,
-        event: toEnvelope(c.event),
+        event: c.dataJson === undefined ? toEnvelope(c.event) : toLazyEnvelope(c.event),
+        dataJson: c.dataJson,
         sourceConnector: c.sourceConnector,
       }));
       // Everything is ready: wait for the slot the rate limit booked, then send at once.

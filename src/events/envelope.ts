@@ -74,3 +74,54 @@ export function toEnvelope(row: EventRow): Envelope {
     data: row.data,
   };
 }
+
+/**
+ * `eventFromSql` for a row whose data came as the JSON text stored (`data::text`, `dataJson`):
+ * `data` is parsed when first read, so a path that uses the text as it is (the webhook connector
+ * splices it into its body, see `DeliveryItem.dataJson`) never parses it. Reading it gives what
+ * `eventFromSql` gives.
+ */
+export function eventFromSqlText(r: Omit<SqlEventRow, 'data'>, dataJson: string): EventRow {
+  let data: unknown;
+  let parsed = false;
+  return {
+    id: r.id,
+    organizationId: r.organization_id,
+    installationId: r.installation_id,
+    source: r.source,
+    type: r.type,
+    subject: r.subject,
+    time: new Date(r.time),
+    partitionKey: r.partition_key,
+    topic: r.topic,
+    userId: r.user_id,
+    get data() {
+      if (!parsed) {
+        data = JSON.parse(dataJson);
+        parsed = true;
+      }
+      return data;
+    },
+    rawRequestId: r.raw_request_id,
+    createdAt: new Date(r.created_at),
+  };
+}
+
+/** `toEnvelope` whose `data` is the row's, read only when the envelope's is (see `eventFromSqlText`). */
+export function toLazyEnvelope(row: EventRow): Envelope {
+  return {
+    specversion: '1.0',
+    id: row.id,
+    source: row.source,
+    type: row.type,
+    subject: row.subject,
+    time: row.time.toISOString(),
+    datacontenttype: 'application/json',
+    organization: row.organizationId,
+    partitionkey: row.partitionKey,
+    userid: row.userId,
+    get data() {
+      return row.data;
+    },
+  };
+}

@@ -42,17 +42,22 @@ export function activeSecrets(s: Secrets, now: Date): string[] {
   return [...(s.signingSecret ? [s.signingSecret] : []), ...previous];
 }
 
-/** The body a receiver gets: Standard Webhooks' `{type, timestamp, data}`, with the event's ids. */
+/**
+ * The body a receiver gets: Standard Webhooks' `{type, timestamp, data}`, with the event's ids.
+ * The data's JSON text, when the hub has it (`dataJson`), goes in as it is: the same bytes as
+ * stringifying the parsed data, without parsing it.
+ */
 export function payloadOf(item: DeliveryItem): string {
   const e = item.event;
-  return JSON.stringify({
+  const head = {
     id: e.id,
     type: e.type,
     timestamp: e.time,
     subject: e.subject,
     user_id: e.userid,
-    data: e.data,
-  });
+  };
+  if (item.dataJson === undefined) return JSON.stringify({ ...head, data: e.data });
+  return `${JSON.stringify(head).slice(0, -1)},"data":${item.dataJson}}`;
 }
 
 async function send(url: string, item: DeliveryItem, s: Secrets, http: HttpClient, now: () => Date) {
