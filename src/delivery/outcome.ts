@@ -135,7 +135,23 @@ export async function settleAll(ctx: OutcomeContext, records: AttemptRecord[]): 
       0,
       unwritten.map((a) => a.claimed),
     );
-    const present = records.flatMap((a, i) => (!a.claimed.unwritten || wrote.has(a.claimed.id) ? [i] : []));
+    // A claimed delivery's row may be gone (its destination deleted meanwhile): its attempt is not
+    // recorded. The rows are locked as a foreign key's check would (attempts have none, see
+    // `deliveryAttempts`), so that a deletion waits for this transaction and takes the attempts along.
+    const claimedIds = records.flatMap((a) => (a.claimed.unwritten ? [] : [a.claimed.id]));
+    const exist = new Set(
+      claimedIds.length === 0
+        ? []
+        : (
+            await queryRows<{ id: string }>(
+              tx,
+              sql`select id from deliveries where id in ${claimedIds} for key share`,
+            )
+          ).map((r) => r.id),
+    );
+    const present = records.flatMap((a, i) =>
+      (a.claimed.unwritten ? wrote : exist).has(a.claimed.id) ? [i] : [],
+    );
     if (present.length > 0)
       await tx
         .insert(deliveryAttempts)
@@ -240,7 +256,13 @@ async function settleDelivered(ctx: OutcomeContext, records: AttemptRecord[]): P
             outcome, status_code, error, response, worker)
           select id, delivery_id, organization_id, attempt, started_at, duration_ms, 'succeeded', status_code,
             null, response, ${ctx.owner} from a
-          where a.created_at is null or a.delivery_id in (select id from once)
+          -- Written or updated just now, or a claimed delivery this worker no longer holds whose row
+          -- is still there, locked as a foreign key's check would (attempts have none, see
+          -- \`deliveryAttempts\`): a deletion waits for this statement and takes the attempt along.
+          -- (A row this statement updates cannot be locked by it as well: the lock would skip it.)
+          where a.delivery_id in (select id from once) or a.delivery_id in (select id from updated)
+            or (a.created_at is null and a.delivery_id not in (select id from updated)
+              and exists (select 1 from deliveries d where d.id = a.delivery_id for key share))
         ),
         recovered as (
           update destination_state set failing_since = null

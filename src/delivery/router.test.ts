@@ -1,7 +1,7 @@
 // The router reads the log without event data (ROUTER_CONSUMER): it must still apply filters on
 // the data, and still keep a destination from hearing of its own failures, by fetching the data
 // of exactly those events. Against the real log and database (PGlite, or PostgreSQL).
-import { sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../../test/helpers/app.ts';
@@ -11,7 +11,7 @@ import { TOPICS, topicOf } from '../events/types.ts';
 import { newId, uuidv7 } from '../ids.ts';
 import type { LogRecord } from '../log/port.ts';
 import { queryRows } from '../store/db.ts';
-import { events } from '../store/schema.ts';
+import { events, organizations } from '../store/schema.ts';
 import { createSettler } from './outcome.ts';
 import { type Claimed, Unwritten } from './queue.ts';
 import { createRouter, ROUTER_CONSUMER } from './router.ts';
@@ -473,10 +473,10 @@ describe('the router, on envelopes without data', () => {
     const gone = await t.call('DELETE', `/v1/installations/${deleted}`, { token: acme.token });
     expect(gone.statusCode, gone.body).toBe(204);
     const now = new Date();
-    const attempt = (installationId: string, organizationId = acme.id, event = eventId as string) => {
+    const attempt = (installationId: string, statusCode = 204, event = eventId as string) => {
       const claimed: Claimed = {
         id: newId('delivery'),
-        organizationId,
+        organizationId: acme.id,
         eventId: event,
         installationId,
         attempt: 1,
@@ -507,15 +507,15 @@ describe('the router, on envelopes without data', () => {
         eventType: 'custom.visit',
         startedAt: now,
         durationMs: 1,
-        result: { status: 'delivered', statusCode: 204 },
+        result: { status: 'delivered', statusCode },
       });
     };
-    // Settled together: the one of an organization that does not exist makes the database refuse
-    // the batch; the others are then settled apart.
+    // Settled together: a status code beyond the column's range makes the database refuse the
+    // batch; the others are then settled apart.
     const results = await Promise.allSettled([
       attempt(kept),
       attempt(deleted),
-      attempt(kept, 'org_does_not_exist', otherEventId),
+      attempt(kept, 2 ** 40, otherEventId),
     ]);
     expect(results.map((r) => (r.status === 'fulfilled' ? r.value : 'refused'))).toEqual([
       'succeeded',
@@ -526,6 +526,34 @@ describe('the router, on envelopes without data', () => {
     expect(rows.map((r) => `${r.installation_id}/${r.status}/${r.outcomes.join(',')}`)).toEqual([
       `${kept}/succeeded/succeeded`,
     ]);
+  });
+  it('removes the attempts of the deliveries that go with a deleted destination or organization', async () => {
+    const acme = await t.organization('Attempts follow');
+    const kept = await installWebhook(acme.token, { event_types: ['custom.*'] });
+    const doomed = await installWebhook(acme.token, { event_types: ['custom.*'] });
+    const { sender, handoff } = realSender(acme.id, async () => ({ status: 204, headers: {}, body: '' }));
+    try {
+      await visits(acme.token, 2);
+      await routeUntil('router-attempts-follow', handoff, acme.id, 4);
+    } finally {
+      await sender.stop();
+    }
+    // Attempts have no foreign key (a trigger on deliveries stands for it): counted by organization.
+    const attempts = async () =>
+      (
+        await queryRows<{ n: number }>(
+          t.app.store.db,
+          sql`select count(*)::int as n from delivery_attempts where organization_id = ${acme.id}`,
+        )
+      )[0]?.n;
+    expect(await attempts()).toBe(4);
+    const gone = await t.call('DELETE', `/v1/installations/${doomed}`, { token: acme.token });
+    expect(gone.statusCode, gone.body).toBe(204);
+    expect(await attempts()).toBe(2);
+    expect((await deliveriesOf(acme.id)).map((r) => r.installation_id)).toEqual([kept, kept]);
+    await t.app.store.db.delete(organizations).where(eq(organizations.id, acme.id));
+    expect(await attempts()).toBe(0);
+    expect(await deliveriesOf(acme.id)).toEqual([]);
   });
   it('does not wait for the outcomes of a destination that answers slowly: it writes them leased at once', async () => {
     const acme = await t.organization('Slow and quick');
