@@ -348,12 +348,19 @@ async function settleFailure(
 }
 
 /**
- * Group settling: attempts that finish while a transaction is under way wait and are settled
- * together in the next, so a busy worker commits once per batch, not once per delivery.
+ * Group settling: attempts that finish while a statement is under way wait and are settled
+ * together in the next, so a busy worker commits once per batch, not once per delivery. Two lanes,
+ * one statement at a time each: successes (one statement for the batch) and the rest (a
+ * transaction), so a slow failure transaction never holds successes back, and successes come in
+ * batches as large as one statement's time lets them grow (with two statements at a time, half
+ * the size: twice the statements, each a round trip and a wake-up of the server).
  */
-export function createSettler(ctx: OutcomeContext, concurrency = 2, maxBatch = 256) {
-  let queue: { record: AttemptRecord; resolve(s: Settled): void; reject(e: unknown): void }[] = [];
-  let running = 0;
+export function createSettler(ctx: OutcomeContext, maxBatch = 256) {
+  type Pending = { record: AttemptRecord; resolve(s: Settled): void; reject(e: unknown): void };
+  const lanes = [
+    { queue: [] as Pending[], running: false },
+    { queue: [] as Pending[], running: false },
+  ];
   let scheduled = false;
 
   /**
@@ -361,7 +368,7 @@ export function createSettler(ctx: OutcomeContext, concurrency = 2, maxBatch = 2
    * being unavailable, one attempt may be the cause (a row the database refuses): its batch-mates
    * must not pay for it, so each is settled again on its own.
    */
-  async function settleBatch(batch: typeof queue): Promise<void> {
+  async function settleBatch(batch: Pending[]): Promise<void> {
     try {
       const results = await settleAll(
         ctx,
@@ -388,12 +395,12 @@ export function createSettler(ctx: OutcomeContext, concurrency = 2, maxBatch = 2
   }
 
   function flush() {
-    while (queue.length > 0 && running < concurrency) {
-      const batch = queue.slice(0, maxBatch);
-      queue = queue.slice(batch.length);
-      running++;
+    for (const lane of lanes) {
+      if (lane.running || lane.queue.length === 0) continue;
+      const batch = lane.queue.splice(0, maxBatch);
+      lane.running = true;
       settleBatch(batch).finally(() => {
-        running--;
+        lane.running = false;
         flush();
       });
     }
@@ -401,7 +408,11 @@ export function createSettler(ctx: OutcomeContext, concurrency = 2, maxBatch = 2
 
   const enqueue = (record: AttemptRecord): Promise<Settled> =>
     new Promise((resolve, reject) => {
-      queue.push({ record, resolve, reject });
+      (lanes[record.result.status === 'delivered' ? 0 : 1] as (typeof lanes)[number]).queue.push({
+        record,
+        resolve,
+        reject,
+      });
       if (!scheduled) {
         scheduled = true;
         setImmediate(() => {

@@ -6,7 +6,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../../test/helpers/app.ts';
 import { connectorById } from '../connectors/catalog.ts';
-import type { HttpClient } from '../connectors/sdk.ts';
+import type { DeliveryResult, HttpClient } from '../connectors/sdk.ts';
 import { TOPICS, topicOf } from '../events/types.ts';
 import { newId, uuidv7 } from '../ids.ts';
 import type { LogRecord } from '../log/port.ts';
@@ -527,6 +527,87 @@ describe('the router, on envelopes without data', () => {
       `${kept}/succeeded/succeeded`,
     ]);
   });
+  it('settles successes while a failure transaction is held up', async () => {
+    const acme = await t.organization('Two lanes');
+    const destination = await installWebhook(acme.token, { event_types: ['custom.*'] });
+    const [first, second] = await visits(acme.token, 2);
+    // Every transaction (a failure's settling) waits at this gate; single statements do not.
+    let open: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const db = t.app.store.db;
+    const gated = new Proxy(db, {
+      get: (target, key) =>
+        key === 'transaction'
+          ? async (...args: Parameters<typeof db.transaction>) => {
+              await gate;
+              return target.transaction(...args);
+            }
+          : Reflect.get(target, key),
+    });
+    const settle = createSettler({
+      db: gated,
+      log: t.app.services.log,
+      policy: { schedule: t.app.config.retrySchedule },
+      disableAfterMs: t.app.config.disableAfterMs,
+      owner: 'test-sender',
+    });
+    const now = new Date();
+    const record = (eventId: string, result: DeliveryResult) => ({
+      claimed: {
+        id: newId('delivery'),
+        organizationId: acme.id,
+        eventId,
+        installationId: destination,
+        attempt: 1,
+        roundAttempts: 1,
+        sendAt: now,
+        connectorId: 'webhook',
+        sourceConnector: null,
+        event: {
+          id: eventId,
+          organizationId: acme.id,
+          installationId: null,
+          source: '/api',
+          type: 'custom.visit',
+          subject: 'visitor-1',
+          time: now,
+          partitionKey: 'visitor-1',
+          topic: 'custom-events',
+          userId: null,
+          data: {},
+          rawRequestId: null,
+          createdAt: now,
+        },
+        unwritten: new Unwritten(),
+      },
+      connector: 'webhook',
+      eventType: 'custom.visit',
+      startedAt: now,
+      durationMs: 1,
+      result,
+    });
+    const failing = settle(
+      record(first as string, { status: 'retry', error: 'the endpoint answered 500', statusCode: 500 }),
+    );
+    await new Promise((r) => setTimeout(r, 20));
+    const succeeding = settle(record(second as string, { status: 'delivered', statusCode: 204 }));
+    const winner = await Promise.race([
+      succeeding,
+      failing.then(() => 'the failure first'),
+      new Promise((r) => setTimeout(() => r('held up'), 5000)),
+    ]);
+    expect(winner).toBe('succeeded');
+    open();
+    expect(await failing).toBe('retrying');
+    const rows = await deliveriesOf(acme.id);
+    expect(rows.map((r) => `${r.status}/${r.outcomes.join(',')}`).sort()).toEqual([
+      'failed/retry',
+      'succeeded/succeeded',
+    ]);
+  });
+
   it('removes the attempts of the deliveries that go with a deleted destination or organization', async () => {
     const acme = await t.organization('Attempts follow');
     const kept = await installWebhook(acme.token, { event_types: ['custom.*'] });
