@@ -226,13 +226,15 @@ export async function claimDeliveries(db: Db, o: ClaimOptions): Promise<Claimed[
 export async function claimUnlimited(
   db: Db,
   o: ClaimOptions,
-): Promise<{ claimed: Claimed[]; rateLimitedWork: boolean }> {
+): Promise<{ claimed: Claimed[]; rateLimitedWork: boolean; nothingDue: boolean }> {
   const busy = busyJson(o.busy);
   const limit = Math.max(0, o.limit);
   // No claim takes more than `perDestination` from one destination: a window larger than twice
   // that mostly read rows it could not take when one destination has the backlog.
   const windowSize = 2 * Math.min(limit, o.perDestination);
-  const rows = await queryPrepared<Partial<ClaimedRow> & { rate_limited: boolean; window_full: boolean }>(
+  const rows = await queryPrepared<
+    Partial<ClaimedRow> & { rate_limited: boolean; window_full: boolean; nothing_due: boolean }
+  >(
     db,
     'delivery_claim_unlimited',
     sql`with waiting as materialized (select * from deliveries_due_window(${windowSize})),
@@ -262,8 +264,9 @@ export async function claimUnlimited(
               where ${stillDue}
               for update of d skip locked`,
         )}
-        select l.*, f.rate_limited, f.window_full
-        from (select (select count(*) from waiting) >= ${windowSize} as window_full, exists (
+        select l.*, f.rate_limited, f.window_full, f.nothing_due
+        from (select (select count(*) from waiting) >= ${windowSize} as window_full,
+          not exists (select 1 from waiting) and not exists (select 1 from expired) as nothing_due, exists (
             select 1 from installations ri
             where ri.status = 'active' and (ri.destination->>'rateLimit') is not null
               and exists (select 1 from deliveries rd where rd.installation_id = ri.id
@@ -283,6 +286,8 @@ export async function claimUnlimited(
   return {
     claimed: starved ? await claimPerDestination(db, o, full) : claimed,
     rateLimitedWork: Boolean(rows[0]?.rate_limited),
+    // No delivery due at all, at any destination: slots given back cannot change that.
+    nothingDue: Boolean(rows[0]?.nothing_due),
   };
 }
 

@@ -301,6 +301,7 @@ describe('the router, on envelopes without data', () => {
     organizationId: string,
     http: HttpClient,
     policy = { schedule: t.app.config.retrySchedule },
+    pollMs?: number,
   ) {
     const { services, store, config } = t.app;
     const sender = startSender({
@@ -314,6 +315,7 @@ describe('the router, on envelopes without data', () => {
       disableAfterMs: config.disableAfterMs,
       timeoutMs: 5000,
       leaseMs: 60_000,
+      pollMs,
     });
     const handed: Claimed[] = [];
     const handoff: Handoff = {
@@ -527,6 +529,75 @@ describe('the router, on envelopes without data', () => {
       `${kept}/succeeded/succeeded`,
     ]);
   });
+  it('claims what the router queued at once, though its last claim found nothing due and its poll interval is long', async () => {
+    const acme = await t.organization('Queued wakes');
+    const ordered = await installWebhook(
+      acme.token,
+      { event_types: ['custom.*'], ordered: true },
+      'http://127.0.0.1:9/queued',
+    );
+    const sent: string[] = [];
+    const { sender, handoff } = realSender(
+      acme.id,
+      async (url) => {
+        // Earlier tests' deliveries may come due meanwhile: only this destination's are counted.
+        if (url.endsWith('/queued')) sent.push(url);
+        return { status: 204, headers: {}, body: '' };
+      },
+      undefined,
+      60_000,
+    );
+    try {
+      // Whatever earlier tests left due is sent first; then the sender waits with nothing due.
+      await new Promise((r) => setTimeout(r, 500));
+      // An ordered destination's deliveries are queued pending, not handed over.
+      await visits(acme.token, 2);
+      await routeUntil('router-queued-wakes', handoff, acme.id, 2);
+      const deadline = Date.now() + 5000;
+      while (sent.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    } finally {
+      await sender.stop();
+    }
+    expect(sent).toHaveLength(2);
+    const rows = await deliveriesOf(acme.id);
+    expect(rows.map((r) => `${r.installation_id}/${r.status}`)).toEqual(
+      Array(2).fill(`${ordered}/succeeded`),
+    );
+  });
+
+  it('sends a retry due at once without waiting for its poll interval', async () => {
+    const acme = await t.organization('Retry wakes');
+    await installWebhook(acme.token, { event_types: ['custom.*'] }, 'http://127.0.0.1:9/retried');
+    let calls = 0;
+    const { sender, handoff } = realSender(
+      acme.id,
+      // Earlier tests' deliveries may come due meanwhile: only this destination's are counted.
+      async (url) =>
+        url.endsWith('/retried')
+          ? { status: ++calls === 1 ? 500 : 204, headers: {}, body: '' }
+          : { status: 204, headers: {}, body: '' },
+      // The first retry at once, the next much later.
+      { schedule: [0, 3_600_000] },
+      60_000,
+    );
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      await visits(acme.token, 1);
+      await routeUntil('router-retry-wakes', handoff, acme.id, 1);
+      const deadline = Date.now() + 5000;
+      while (calls < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while (Date.now() < deadline) {
+        const [row] = await deliveriesOf(acme.id);
+        if (row?.status === 'succeeded') break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      await sender.stop();
+    }
+    const rows = await deliveriesOf(acme.id);
+    expect(rows.map((r) => `${r.status}/${r.outcomes.join(',')}`)).toEqual(['succeeded/retry,succeeded']);
+  });
+
   it('settles successes while a failure transaction is held up', async () => {
     const acme = await t.organization('Two lanes');
     const destination = await installWebhook(acme.token, { event_types: ['custom.*'] });

@@ -148,6 +148,7 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
         }
         if (wanted.size === 0) {
           await insertFresh(db, rest);
+          handoff.queued?.();
           return;
         }
         const waiting = await handoff.room(wanted, deadline - Date.now());
@@ -176,7 +177,10 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
         handed.push(...chunk);
         handoff.adopt(chunk, granted);
         // Pending rows keep the log's order among themselves (ordered destinations follow `seq`).
-        if (pending.length > 0) await insertFresh(db, pending);
+        if (pending.length > 0) {
+          await insertFresh(db, pending);
+          handoff.queued?.();
+        }
         rest = rest.slice(end);
       }
     } finally {
@@ -255,7 +259,10 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
         );
         const todo = fresh.filter((r) => !r.handOver || read.has(pairKey(r.eventId, r.installationId)));
         if (todo.length > 0) await handOver(handoff, todo, read);
-      } else await insertFresh(db, fresh);
+      } else {
+        await insertFresh(db, fresh);
+        handoff?.queued?.();
+      }
       return;
     }
     await db.transaction(async (txDb) => {
@@ -270,6 +277,7 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
           setWhere: sql`${deliveries.status} <> 'delivering'`,
         });
     });
+    handoff?.queued?.();
   };
 }
 

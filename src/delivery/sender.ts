@@ -57,6 +57,11 @@ export interface Handoff {
    * deliveries once (see `Unwritten`). Absent: every destination is.
    */
   quick?(installationId: string): boolean;
+  /**
+   * The router created deliveries that wait in the queue (pending): the sender claims soon, even
+   * if its last claim found nothing due (it then waits for this, or for its poll interval).
+   */
+  queued?(): void;
 }
 
 export interface SenderOptions {
@@ -96,6 +101,13 @@ export function startSender(o: SenderOptions) {
   let wakeAfter = 1;
   let waiter: { ready: () => boolean; resolve: () => void } | undefined;
   let limitedAt = 0;
+  // The last claim found nothing due anywhere; `poke` (work queued in this process) ends the wait.
+  let nothingDue = false;
+  let poked = false;
+  function poke() {
+    poked = true;
+    if (waiter?.ready()) waiter.resolve();
+  }
   // When the unlimited claim last ran, and whether it saw work for rate-limited destinations.
   let unlimitedAt = 0;
   let rateLimitedWork = false;
@@ -225,6 +237,8 @@ export function startSender(o: SenderOptions) {
           return;
         }
         o.metrics?.attempts.inc({ connector: connectorId, outcome: settled });
+        // A retry may be due at once (the schedule's first step).
+        if (settled === 'retrying') poke();
         if (settled === 'succeeded') {
           const created = c.event.createdAt;
           o.metrics?.latency.observe({ connector: connectorId }, (Date.now() - created.getTime()) / 1000);
@@ -338,6 +352,7 @@ export function startSender(o: SenderOptions) {
       return granted;
     },
     quick: (installationId) => (answerMs.get(installationId) ?? 0) < QUICK_MS,
+    queued: poke,
     adopt(claimed, granted) {
       const used = new Map<string, number>();
       for (const c of claimed) used.set(c.installationId, (used.get(c.installationId) ?? 0) + 1);
@@ -380,6 +395,7 @@ export function startSender(o: SenderOptions) {
           const fast = await claimUnlimited(o.db, options);
           claimed.push(...fast.claimed);
           rateLimitedWork = fast.rateLimitedWork;
+          nothingDue = fast.nothingDue && fast.claimed.length === 0;
         }
         for (const c of claimed) hold(c);
         // Rate-limited destinations cost a transaction: looked at once per poll interval (their
@@ -404,7 +420,13 @@ export function startSender(o: SenderOptions) {
         // destination's cap or for new work: claim again once about half of what is held came back
         // (an answer and a settle count one each; those during the claim too), so claims stay
         // large, or after the poll interval.
-        if (claimed.length === 0 || claimed.length < free) {
+        if (nothingDue && claimed.length === 0) {
+          // Nothing is due: slots given back change nothing (each answer would cost a claim that
+          // finds nothing, while the router hands a backlog over). Claim again after the poll
+          // interval, or once this process queues work (`handoff.queued`, a retry).
+          poked = false;
+          await pause(() => poked);
+        } else if (claimed.length === 0 || claimed.length < free) {
           wakeAfter = Math.max(1, inFlight);
           await pause(enoughReleased);
         }
