@@ -8,7 +8,7 @@
 // a filter, for an operational event (which names its destination), or to send it.
 import { and, eq, inArray, isNotNull, ne, sql } from 'drizzle-orm';
 import type { AnyConnector } from '../connectors/sdk.ts';
-import { eventFromSqlText, type SqlEventRow } from '../events/envelope.ts';
+import { type EventRow, eventFromSqlText, type SqlEventRow } from '../events/envelope.ts';
 import { SYSTEM_EVENT_TYPES } from '../events/types.ts';
 import { newId } from '../ids.ts';
 import type { LogRecord } from '../log/port.ts';
@@ -256,6 +256,7 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
         const read = await readEvents(
           db,
           fresh.filter((r) => r.handOver),
+          new Map(destinations.map((d) => [d.id, d.connector.id])),
         );
         const todo = fresh.filter((r) => !r.handOver || read.has(pairKey(r.eventId, r.installationId)));
         if (todo.length > 0) await handOver(handoff, todo, read);
@@ -304,8 +305,9 @@ async function fillData(db: Db, records: LogRecord[], destinations: Destination[
 type FreshDelivery = typeof deliveries.$inferInsert & { handOver?: boolean };
 
 interface ReadEvent {
-  event: Omit<SqlEventRow, 'data'>;
-  /** The event's data as the JSON text stored (see `eventFromSqlText`). */
+  /** Its data parsed only if read (`eventFromSqlText`); one object for all of an event's deliveries. */
+  event: EventRow;
+  /** The event's data as the JSON text stored. */
   data: string;
   sourceConnector: string | null;
   connectorId: string;
@@ -315,45 +317,53 @@ const pairKey = (eventId: string, installationId: string) => `${eventId} ${insta
 
 /**
  * The events (data included) of the deliveries to hand over, with what sending them takes, as a
- * claim reads them, by event and destination (`pairKey`): one query for the batch. A delivery
- * already in the table (its batch is read again: a failure before the log was committed, or a
- * partition that changed hands) is left out, so it is not sent again; so is one whose event is
- * gone (deleted with its organization): neither is created.
+ * claim reads them, by event and destination (`pairKey`): one query for the batch, one row per
+ * event however many destinations it goes to. A delivery already in the table (its batch is read
+ * again: a failure before the log was committed, or a partition that changed hands) is left out,
+ * so it is not sent again; so is one whose event is gone (deleted with its organization): neither
+ * is created. `connectorOf`: each destination's connector.
  */
-async function readEvents(db: Db, rows: FreshDelivery[]): Promise<Map<string, ReadEvent>> {
-  const wanted = JSON.stringify(
-    rows.map((r) => ({ event_id: r.eventId, installation_id: r.installationId })),
-  );
+async function readEvents(
+  db: Db,
+  rows: FreshDelivery[],
+  connectorOf: ReadonlyMap<string, string>,
+): Promise<Map<string, ReadEvent>> {
+  const ids = JSON.stringify([...new Set(rows.map((r) => r.eventId))]);
   const found = await queryPrepared<
-    SqlEventRow & {
-      destination_id: string;
-      source_connector: string | null;
-      connector_id: string;
-      data: string;
-    }
+    SqlEventRow & { data: string; source_connector: string | null; delivered: string[] }
   >(
     db,
     'router_read_events',
-    // The pairs through unnest, which the planner takes for a few (json_to_recordset: always 100,
-    // for which it scanned and hashed the whole of deliveries and events at every batch). The
+    // The ids through unnest, which the planner takes for a few (a JSON function: always 100, for
+    // which it once scanned and hashed the whole of deliveries and events at every batch). The
     // data as text: parsed only if a connector reads it (the webhook connector sends the text).
-    sql`with x as (select * from json_to_recordset(${wanted}::json) as x(event_id text, installation_id text))
-        select e.id, e.organization_id, e.installation_id, e.source, e.type, e.subject, e.time, e.partition_key,
+    sql`select e.id, e.organization_id, e.installation_id, e.source, e.type, e.subject, e.time, e.partition_key,
           e.topic, e.user_id, e.raw_request_id, e.created_at, e.data::text as data,
-          x.installation_id as destination_id, si.connector_id as source_connector, i.connector_id
-        from unnest(array(select event_id from x), array(select installation_id from x)) as x(event_id, installation_id)
-        join events e on e.id = x.event_id
-        join installations i on i.id = x.installation_id
-        left join installations si on si.id = e.installation_id
-        where not exists (select 1 from deliveries d
-          where d.event_id = x.event_id and d.installation_id = x.installation_id)`,
+          si.connector_id as source_connector,
+          array(select d.installation_id from deliveries d where d.event_id = e.id) as delivered
+        from unnest(array(select json_array_elements_text(${ids}::json))) as x(id)
+        join events e on e.id = x.id
+        left join installations si on si.id = e.installation_id`,
   );
-  return new Map(
-    found.map(({ destination_id, source_connector, connector_id, data, ...event }) => [
-      pairKey(event.id, destination_id),
-      { event, data, sourceConnector: source_connector, connectorId: connector_id },
+  const events = new Map(
+    found.map(({ data, source_connector, delivered, ...row }) => [
+      row.id,
+      { event: eventFromSqlText(row, data), data, sourceConnector: source_connector, delivered },
     ]),
   );
+  const read = new Map<string, ReadEvent>();
+  for (const r of rows) {
+    const found = events.get(r.eventId);
+    const connectorId = connectorOf.get(r.installationId);
+    if (!found || connectorId === undefined || found.delivered.includes(r.installationId)) continue;
+    read.set(pairKey(r.eventId, r.installationId), {
+      event: found.event,
+      data: found.data,
+      sourceConnector: found.sourceConnector,
+      connectorId,
+    });
+  }
+  return read;
 }
 
 /** A fresh delivery handed to the sender with no row written: its first attempt. */
@@ -367,7 +377,7 @@ function unwrittenDelivery(row: FreshDelivery, read: ReadEvent): Claimed {
     roundAttempts: 1,
     sendAt: new Date(),
     connectorId: read.connectorId,
-    event: eventFromSqlText(read.event, read.data),
+    event: read.event,
     dataJson: read.data,
     sourceConnector: read.sourceConnector,
     unwritten: new Unwritten(),
