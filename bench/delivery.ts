@@ -259,6 +259,9 @@ async function floorLoop(
 ) {
   const db = await scratchPostgres(process.env.DATABASE_URL ?? DEFAULT_SERVER);
   const pool = new pg.Pool({ connectionString: db.url, max: 3 });
+  // Dropping the scratch database (with force) may end a client that the pool is still closing:
+  // its error then comes to the pool, and must not end the run.
+  pool.on('error', () => {});
   try {
     await pool.query(`create table floor_deliveries (id text primary key, body text not null,
       status text not null default 'pending', attempts int not null default 0,
