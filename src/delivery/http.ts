@@ -4,6 +4,7 @@
 // they arrive, and one timer aborts the exchange (undici's `request` wraps the same dispatch in a
 // body stream, an async iterator and an AbortSignal with its listeners: a sixth of the hub's CPU
 // per delivery to a fast endpoint).
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { HttpClient, HttpResponse } from '../connectors/sdk.ts';
 import { EgressBlockedError, type EgressGuard, EgressLookupError } from './egress.ts';
@@ -67,6 +68,8 @@ class Cut extends Error {
   }
 }
 
+type Answer = { status: number; headers: Record<string, string | string[] | undefined>; body: string };
+
 /**
  * One exchange through `dispatcher`: resolves with the status, headers and at most `maxBytes` of
  * the body, decoded (the connection is closed when more came), or rejects with what went wrong.
@@ -78,67 +81,11 @@ function exchange(
   req: { method: string; headers: Record<string, string>; body: string | Buffer | null },
   timeoutMs: number,
   maxBytes: number,
-): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const { origin, path } = targetOf(url);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let status = 0;
-    let headers: Record<string, string | string[] | undefined> = {};
-    let settled = false;
-    let controller: Dispatcher.DispatchController | undefined;
-    let cut: Cut | undefined;
-    const finish = (err: unknown, truncated = false) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (err) reject(err);
-      else resolve({ status, headers, body: decodeKept(chunks, size, truncated) });
-    };
-    /** Stops the exchange (`finish` first when what was read is the answer). */
-    const stop = (reason: Cut) => {
-      cut = reason;
-      controller?.abort(reason);
-    };
-    const timer = setTimeout(() => {
-      stop(new Cut(true));
-      finish(cut);
-    }, timeoutMs);
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart(c) {
-        controller = c;
-        if (cut) c.abort(cut);
-      },
-      onResponseStart(_c, statusCode, responseHeaders) {
-        if (statusCode < 200) return; // informational: the answer comes after
-        status = statusCode;
-        headers = responseHeaders as Record<string, string | string[] | undefined>;
-        if (maxBytes <= 0) {
-          finish(undefined);
-          stop(new Cut(false));
-        }
-      },
-      onResponseData(_c, chunk) {
-        if (settled) return;
-        const room = maxBytes - size;
-        if (chunk.length >= room) {
-          chunks.push(chunk.subarray(0, room));
-          size += room;
-          // Enough: the rest is never read, and the connection is closed.
-          finish(undefined, true);
-          stop(new Cut(false));
-          return;
-        }
-        chunks.push(chunk);
-        size += chunk.length;
-      },
-      onResponseEnd() {
-        finish(undefined);
-      },
-      onResponseError(_c, err) {
-        finish(err);
-      },
-    };
+    const handler = new Exchange(maxBytes, resolve, reject);
+    handler.timer = setTimeout(onTimeout, timeoutMs, handler);
     try {
       dispatcher.dispatch(
         {
@@ -154,9 +101,93 @@ function exchange(
         handler,
       );
     } catch (err) {
-      finish(err);
+      handler.finish(err);
     }
   });
+}
+
+function onTimeout(exchange: Exchange) {
+  exchange.stop(new Cut(true));
+  exchange.finish(exchange.cut);
+}
+
+/** An exchange's handler and state: one object per request, its methods shared (no closures). */
+class Exchange implements Dispatcher.DispatchHandler {
+  chunks: Buffer[] = [];
+  size = 0;
+  status = 0;
+  headers: Record<string, string | string[] | undefined> = {};
+  settled = false;
+  controller: Dispatcher.DispatchController | undefined;
+  cut: Cut | undefined;
+  timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly maxBytes: number,
+    readonly resolve: (answer: Answer) => void,
+    readonly reject: (err: unknown) => void,
+  ) {}
+
+  finish(err: unknown, truncated = false) {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    if (err) this.reject(err);
+    else
+      this.resolve({
+        status: this.status,
+        headers: this.headers,
+        body: decodeKept(this.chunks, this.size, truncated),
+      });
+  }
+
+  /** Stops the exchange (`finish` first when what was read is the answer). */
+  stop(reason: Cut) {
+    this.cut = reason;
+    this.controller?.abort(reason);
+  }
+
+  onRequestStart(c: Dispatcher.DispatchController) {
+    this.controller = c;
+    if (this.cut) c.abort(this.cut);
+  }
+
+  onResponseStart(
+    _c: Dispatcher.DispatchController,
+    statusCode: number,
+    responseHeaders: IncomingHttpHeaders,
+  ) {
+    if (statusCode < 200) return; // informational: the answer comes after
+    this.status = statusCode;
+    this.headers = responseHeaders as Record<string, string | string[] | undefined>;
+    if (this.maxBytes <= 0) {
+      this.finish(undefined);
+      this.stop(new Cut(false));
+    }
+  }
+
+  onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer) {
+    if (this.settled) return;
+    const room = this.maxBytes - this.size;
+    if (chunk.length >= room) {
+      this.chunks.push(chunk.subarray(0, room));
+      this.size += room;
+      // Enough: the rest is never read, and the connection is closed.
+      this.finish(undefined, true);
+      this.stop(new Cut(false));
+      return;
+    }
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+  }
+
+  onResponseEnd() {
+    this.finish(undefined);
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error) {
+    this.finish(err);
+  }
 }
 
 function flattenHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
