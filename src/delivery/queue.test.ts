@@ -15,7 +15,7 @@ import { newId } from '../ids.ts';
 import { queryRows } from '../store/db.ts';
 import { deliveries } from '../store/schema.ts';
 import { settleAll } from './outcome.ts';
-import { claimDeliveries, claimUnlimited } from './queue.ts';
+import { claimDeliveries, claimUnlimited, Unwritten, WriteLatch } from './queue.ts';
 
 /** A hub started before the tests of the describe block that calls this, and closed after them. */
 function hubPerBlock(): () => TestApp {
@@ -325,5 +325,40 @@ describe.skipIf(!onPostgres)('rate-limit slots of a claim that waited for the lo
     } finally {
       await holder.end();
     }
+  });
+});
+
+describe('the write latch of a batch handed over unwritten', () => {
+  const state = (p: Promise<void>) =>
+    Promise.race([
+      p.then(
+        () => 'written',
+        (err: Error) => `failed: ${err.message}`,
+      ),
+      new Promise((r) => setTimeout(() => r('waiting'), 20)),
+    ]);
+
+  it('resolves once every delivery is written, whichever way, and each counts once', async () => {
+    const latch = new WriteLatch();
+    expect(await state(latch.wait())).toBe('written');
+    const [a, b] = [new Unwritten(latch), new Unwritten(latch)];
+    const waiting = latch.wait();
+    a.written();
+    a.written();
+    expect(await state(waiting)).toBe('waiting');
+    b.written();
+    expect(await state(waiting)).toBe('written');
+    expect(await state(latch.wait())).toBe('written');
+  });
+
+  it('rejects as soon as one could not be written, the others still under way', async () => {
+    const latch = new WriteLatch();
+    const [a, b, c] = [new Unwritten(latch), new Unwritten(latch), new Unwritten(latch)];
+    const waiting = latch.wait();
+    a.written();
+    b.failed(new Error('refused'));
+    expect(await state(waiting)).toBe('failed: refused');
+    c.written();
+    expect(await state(latch.wait())).toBe('failed: refused');
   });
 });

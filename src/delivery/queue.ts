@@ -38,35 +38,74 @@ export interface Claimed {
  * A fresh delivery the router gave its sender without writing its row: the row is written once,
  * with the first attempt's outcome (a success: one insert, instead of an insert leased and an
  * update). Until then only the log holds it: the router commits the log past its event only once
- * the row is in the table (`durable`), so a crash re-routes and re-sends it (at least once, with
+ * the row is in the table (`written`), so a crash re-routes and re-sends it (at least once, with
  * the same `webhook-id`). The first of two things writes it: the attempt's outcome (`settling`),
  * or the router, when the answer is slow in coming, leasing it to the sender as a claim would
- * (`leasing`; the outcome then updates that row, as for any claimed delivery).
+ * (`leasing`; the outcome then updates that row, as for any claimed delivery). Whether it is in the
+ * table, the router learns from its batch's `WriteLatch`.
  */
 export class Unwritten {
   state: 'unwritten' | 'settling' | 'leasing' = 'unwritten';
   /** When the router made it: the row's `created_at`. */
   readonly createdAt = new Date();
-  /** Resolves once the row is in the table, whichever way; rejects when writing it failed. */
-  readonly durable: Promise<void>;
   /** While `leasing`: resolves once the leased row is written. */
   leased: Promise<void> | undefined;
-  private done!: (err?: unknown) => void;
+  private done = false;
 
-  constructor() {
-    this.durable = new Promise<void>((resolve, reject) => {
-      this.done = (err) => (err === undefined ? resolve() : reject(err));
-    });
-    // Whoever waits for it sees a failure; nobody waiting is not an unhandled rejection.
-    this.durable.catch(() => {});
+  constructor(private readonly latch?: WriteLatch) {
+    latch?.add();
+  }
+
+  /** Its row is in the table, whichever way. */
+  written(): void {
+    if (this.done) return;
+    this.done = true;
+    this.latch?.written();
+  }
+
+  /** Its row could not be written. */
+  failed(err: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    this.latch?.failed(err ?? new Error('the delivery could not be written'));
+  }
+}
+
+/**
+ * The rows of the deliveries a router batch handed over unwritten (`Unwritten`): `wait()` resolves
+ * once every one counted is in the table, and rejects as soon as one could not be written. A
+ * counter for the batch, not a promise per delivery.
+ */
+export class WriteLatch {
+  private pending = 0;
+  private failure: { err: unknown } | undefined;
+  private waiting: Promise<void> | undefined;
+  private resolve: () => void = () => {};
+  private reject: (err: unknown) => void = () => {};
+
+  add(): void {
+    this.pending++;
   }
 
   written(): void {
-    this.done();
+    if (--this.pending === 0) this.resolve();
   }
 
   failed(err: unknown): void {
-    this.done(err ?? new Error('the delivery could not be written'));
+    this.pending--;
+    if (this.failure) return;
+    this.failure = { err };
+    this.reject(err);
+  }
+
+  wait(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure.err);
+    if (this.pending === 0) return Promise.resolve();
+    this.waiting ??= new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    return this.waiting;
   }
 }
 

@@ -14,7 +14,7 @@ import { newId } from '../ids.ts';
 import type { LogRecord } from '../log/port.ts';
 import { type Db, queryPrepared } from '../store/db.ts';
 import { type DestinationSettings, deliveries, destinationState, installations } from '../store/schema.ts';
-import { type Claimed, insertLeased, Unwritten } from './queue.ts';
+import { type Claimed, insertLeased, Unwritten, WriteLatch } from './queue.ts';
 import type { Handoff } from './sender.ts';
 import { subscriptionMatcher } from './subscription.ts';
 
@@ -139,6 +139,7 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
   ): Promise<void> {
     const deadline = Date.now() + HANDOFF_WAIT_MS;
     const handed: Claimed[] = [];
+    const latch = new WriteLatch();
     let rest = fresh;
     try {
       while (rest.length > 0) {
@@ -166,7 +167,7 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
           const event = n > 0 ? read.get(pairKey(row.eventId, row.installationId)) : undefined;
           if (event) {
             left.set(row.installationId, n - 1);
-            chunk.push(unwrittenDelivery(row, event));
+            chunk.push(unwrittenDelivery(row, event, latch));
           } else pending.push(row);
         }
         if (chunk.length === 0 && pending.length === 0) {
@@ -185,7 +186,7 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
       }
     } finally {
       // Also when this batch failed half-way: what was handed over is being sent, so it is written.
-      await writeHandedOver(handoff, handed);
+      await writeHandedOver(handoff, handed, latch);
     }
   }
 
@@ -196,7 +197,7 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
    * deliveries to destinations that are not quick (`Handoff.quick`) are written leased at once:
    * waiting for them would hold every partition of the next poll back by their answer time.
    */
-  async function writeHandedOver(handoff: Handoff, handed: Claimed[]): Promise<void> {
+  async function writeHandedOver(handoff: Handoff, handed: Claimed[], latch: WriteLatch): Promise<void> {
     if (handed.length === 0) return;
     const lease = (claimed: Claimed[]) => {
       const waiting = claimed.filter((c) => c.unwritten?.state === 'unwritten');
@@ -214,12 +215,14 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
     };
     const quick = handoff.quick;
     if (quick) lease(handed.filter((c) => !quick(c.installationId)));
-    const all = Promise.allSettled(handed.map((c) => c.unwritten?.durable));
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, WRITE_ONCE_WAIT_MS)))]);
+    await Promise.race([
+      latch.wait().catch(() => {}),
+      new Promise((r) => (timer = setTimeout(r, WRITE_ONCE_WAIT_MS))),
+    ]);
     clearTimeout(timer);
     lease(handed);
-    for (const c of handed) await c.unwritten?.durable;
+    await latch.wait();
   }
 
   /** The log handler: records of one partition, in order. */
@@ -367,7 +370,7 @@ async function readEvents(
 }
 
 /** A fresh delivery handed to the sender with no row written: its first attempt. */
-function unwrittenDelivery(row: FreshDelivery, read: ReadEvent): Claimed {
+function unwrittenDelivery(row: FreshDelivery, read: ReadEvent, latch: WriteLatch): Claimed {
   return {
     id: row.id as string,
     organizationId: row.organizationId,
@@ -380,7 +383,7 @@ function unwrittenDelivery(row: FreshDelivery, read: ReadEvent): Claimed {
     event: read.event,
     dataJson: read.data,
     sourceConnector: read.sourceConnector,
-    unwritten: new Unwritten(),
+    unwritten: new Unwritten(latch),
   };
 }
 
