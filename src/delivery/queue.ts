@@ -4,7 +4,7 @@
 // hand out send slots (GCRA) under a row lock, so the limit holds across every worker. Unlimited
 // destinations are claimed in one statement; rate-limited ones in a transaction of their own.
 import { type SQL, sql } from 'drizzle-orm';
-import { type EventRow, eventFromSql, type SqlEventRow } from '../events/envelope.ts';
+import { type EventRow, eventFromSqlText, type SqlEventRow } from '../events/envelope.ts';
 import { type Db, queryPrepared, queryRows } from '../store/db.ts';
 
 /** How far ahead a claim may book send slots of a rate-limited destination. */
@@ -189,8 +189,10 @@ interface ClaimedRow {
   connector_id: string;
   source_connector: string | null;
   now: Date | string;
-  /** The event's row, as `row_to_json` gives it. */
-  event: SqlEventRow;
+  /** The event's row but its data, as `json_build_object` gives it. */
+  event: Omit<SqlEventRow, 'data'>;
+  /** The event's data as the JSON text stored (see `eventFromSqlText`). */
+  data_json: string;
 }
 
 /**
@@ -199,7 +201,11 @@ interface ClaimedRow {
  */
 const leasedFromClaimed = sql`leased as (
       select c.*, i.connector_id, si.connector_id as source_connector, now() as now,
-        row_to_json(e) as event
+        json_build_object('id', e.id, 'organization_id', e.organization_id, 'installation_id', e.installation_id,
+          'source', e.source, 'type', e.type, 'subject', e.subject, 'time', e.time, 'partition_key', e.partition_key,
+          'topic', e.topic, 'user_id', e.user_id, 'raw_request_id', e.raw_request_id, 'created_at', e.created_at)
+          as event,
+        e.data::text as data_json
       from claimed c
       join events e on e.id = c.event_id
       join installations i on i.id = c.installation_id
@@ -230,7 +236,9 @@ function toClaimed(r: ClaimedRow, sendAt: Date): Claimed {
     sendAt,
     connectorId: r.connector_id,
     sourceConnector: r.source_connector,
-    event: eventFromSql(r.event),
+    // The data parsed only if a connector reads it (the webhook connector sends the text).
+    event: eventFromSqlText(r.event, r.data_json),
+    dataJson: r.data_json,
   };
 }
 
