@@ -12,7 +12,7 @@ import { newId, uuidv7 } from '../ids.ts';
 import type { LogRecord } from '../log/port.ts';
 import { queryRows } from '../store/db.ts';
 import { events, organizations } from '../store/schema.ts';
-import { createSettler } from './outcome.ts';
+import { type AttemptRecord, createSettler } from './outcome.ts';
 import { type Claimed, Unwritten } from './queue.ts';
 import { createRouter, ROUTER_CONSUMER } from './router.ts';
 import { type Handoff, QUICK_MS, startSender } from './sender.ts';
@@ -338,6 +338,50 @@ describe('the router, on envelopes without data', () => {
       owner: 'test-sender',
     });
 
+  /** The first attempt at a `custom.visit` event's delivery, handed over unwritten, and its result. */
+  function unwrittenAttempt(
+    organizationId: string,
+    installationId: string,
+    eventId: string,
+    result: DeliveryResult,
+  ): AttemptRecord {
+    const now = new Date();
+    return {
+      claimed: {
+        id: newId('delivery'),
+        organizationId,
+        eventId,
+        installationId,
+        attempt: 1,
+        roundAttempts: 1,
+        sendAt: now,
+        connectorId: 'webhook',
+        sourceConnector: null,
+        event: {
+          id: eventId,
+          organizationId,
+          installationId: null,
+          source: '/api',
+          type: 'custom.visit',
+          subject: 'visitor-1',
+          time: now,
+          partitionKey: 'visitor-1',
+          topic: 'custom-events',
+          userId: null,
+          data: {},
+          rawRequestId: null,
+          createdAt: now,
+        },
+        unwritten: new Unwritten(),
+      },
+      connector: 'webhook',
+      eventType: 'custom.visit',
+      startedAt: now,
+      durationMs: 1,
+      result,
+    };
+  }
+
   const deliveriesOf = (organizationId: string) =>
     queryRows<{
       id: string;
@@ -474,44 +518,8 @@ describe('the router, on envelopes without data', () => {
     const settle = testSettler();
     const gone = await t.call('DELETE', `/v1/installations/${deleted}`, { token: acme.token });
     expect(gone.statusCode, gone.body).toBe(204);
-    const now = new Date();
-    const attempt = (installationId: string, statusCode = 204, event = eventId as string) => {
-      const claimed: Claimed = {
-        id: newId('delivery'),
-        organizationId: acme.id,
-        eventId: event,
-        installationId,
-        attempt: 1,
-        roundAttempts: 1,
-        sendAt: now,
-        connectorId: 'webhook',
-        sourceConnector: null,
-        event: {
-          id: eventId as string,
-          organizationId: acme.id,
-          installationId: null,
-          source: '/api',
-          type: 'custom.visit',
-          subject: 'visitor-1',
-          time: now,
-          partitionKey: 'visitor-1',
-          topic: 'custom-events',
-          userId: null,
-          data: {},
-          rawRequestId: null,
-          createdAt: now,
-        },
-        unwritten: new Unwritten(),
-      };
-      return settle({
-        claimed,
-        connector: 'webhook',
-        eventType: 'custom.visit',
-        startedAt: now,
-        durationMs: 1,
-        result: { status: 'delivered', statusCode },
-      });
-    };
+    const attempt = (installationId: string, statusCode = 204, event = eventId as string) =>
+      settle(unwrittenAttempt(acme.id, installationId, event, { status: 'delivered', statusCode }));
     // Settled together: a status code beyond the column's range makes the database refuse the
     // batch; the others are then settled apart.
     const results = await Promise.allSettled([
@@ -624,41 +632,8 @@ describe('the router, on envelopes without data', () => {
       disableAfterMs: t.app.config.disableAfterMs,
       owner: 'test-sender',
     });
-    const now = new Date();
-    const record = (eventId: string, result: DeliveryResult) => ({
-      claimed: {
-        id: newId('delivery'),
-        organizationId: acme.id,
-        eventId,
-        installationId: destination,
-        attempt: 1,
-        roundAttempts: 1,
-        sendAt: now,
-        connectorId: 'webhook',
-        sourceConnector: null,
-        event: {
-          id: eventId,
-          organizationId: acme.id,
-          installationId: null,
-          source: '/api',
-          type: 'custom.visit',
-          subject: 'visitor-1',
-          time: now,
-          partitionKey: 'visitor-1',
-          topic: 'custom-events',
-          userId: null,
-          data: {},
-          rawRequestId: null,
-          createdAt: now,
-        },
-        unwritten: new Unwritten(),
-      },
-      connector: 'webhook',
-      eventType: 'custom.visit',
-      startedAt: now,
-      durationMs: 1,
-      result,
-    });
+    const record = (eventId: string, result: DeliveryResult) =>
+      unwrittenAttempt(acme.id, destination, eventId, result);
     const failing = settle(
       record(first as string, { status: 'retry', error: 'the endpoint answered 500', statusCode: 500 }),
     );
