@@ -392,6 +392,8 @@ export function startSender(o: SenderOptions) {
         const claimed: Claimed[] = [];
         if (roomWaiters.size === 0 || Date.now() - unlimitedAt >= CLAIM_WHILE_ROUTING_MS) {
           unlimitedAt = Date.now();
+          // Reset before the claim: work queued while it runs may have come too late for it.
+          poked = false;
           const fast = await claimUnlimited(o.db, options);
           claimed.push(...fast.claimed);
           rateLimitedWork = fast.rateLimitedWork;
@@ -423,8 +425,8 @@ export function startSender(o: SenderOptions) {
         if (nothingDue && claimed.length === 0) {
           // Nothing is due: slots given back change nothing (each answer would cost a claim that
           // finds nothing, while the router hands a backlog over). Claim again after the poll
-          // interval, or once this process queues work (`handoff.queued`, a retry).
-          poked = false;
+          // interval, or once this process queues work (`handoff.queued`, a retry), at once if it
+          // did while the claim ran.
           await pause(() => poked);
         } else if (claimed.length === 0 || claimed.length < free) {
           wakeAfter = Math.max(1, inFlight);
