@@ -6,14 +6,14 @@
 // written once, with their outcome (see `createRouter`). It reads envelopes only
 // (`ROUTER_CONSUMER`): an event's data is fetched just when a destination of its organization has
 // a filter, for an operational event (which names its destination), or to send it.
-import { and, eq, inArray, isNotNull, ne, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import type { AnyConnector } from '../connectors/sdk.ts';
 import { type EventRow, eventFromSqlText, type SqlEventRow } from '../events/envelope.ts';
 import { SYSTEM_EVENT_TYPES } from '../events/types.ts';
 import { newId } from '../ids.ts';
 import type { LogRecord } from '../log/port.ts';
 import { type Db, queryPrepared } from '../store/db.ts';
-import { type DestinationSettings, deliveries, destinationState, installations } from '../store/schema.ts';
+import { type DestinationSettings, deliveries } from '../store/schema.ts';
 import { type Claimed, insertLeased, Unwritten, WriteLatch } from './queue.ts';
 import type { Handoff } from './sender.ts';
 import { subscriptionMatcher } from './subscription.ts';
@@ -75,38 +75,38 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
   const compiled = new Map<string, { updatedAt: number; matches: Destination['matches'] }>();
 
   async function destinationsOf(organizationIds: string[]): Promise<Destination[]> {
-    const rows = await db
-      .select({
-        id: installations.id,
-        organizationId: installations.organizationId,
-        connectorId: installations.connectorId,
-        destination: installations.destination,
-        updatedAt: installations.updatedAt,
-        open: sql<boolean>`${installations.status} = 'active'
-          and (${destinationState.throttledUntil} is null or ${destinationState.throttledUntil} <= now())`,
-      })
-      .from(installations)
-      .leftJoin(destinationState, eq(destinationState.installationId, installations.id))
-      .where(
-        and(
-          inArray(installations.organizationId, organizationIds),
-          isNotNull(installations.destination),
-          ne(installations.status, 'uninstalled'),
-        ),
-      );
+    // A prepared statement (one per batch of the log): the organizations as one JSON parameter.
+    const rows = await queryPrepared<{
+      id: string;
+      organization_id: string;
+      connector_id: string;
+      destination: DestinationSettings | string | null;
+      updated_at: Date | string;
+      open: boolean;
+    }>(
+      db,
+      'router_destinations',
+      sql`select i.id, i.organization_id, i.connector_id, i.destination, i.updated_at,
+            i.status = 'active' and (s.throttled_until is null or s.throttled_until <= now()) as open
+          from installations i left join destination_state s on s.installation_id = i.id
+          where i.organization_id = any(array(select json_array_elements_text(${JSON.stringify(organizationIds)}::json)))
+            and i.destination is not null and i.status <> 'uninstalled'`,
+    );
     return rows.flatMap((row) => {
-      const connector = catalog(row.connectorId);
-      const settings = row.destination;
+      const connector = catalog(row.connector_id);
+      const settings: DestinationSettings | null =
+        typeof row.destination === 'string' ? JSON.parse(row.destination) : row.destination;
       if (!connector?.destination || !settings) return [];
+      const updatedAt = new Date(row.updated_at).getTime();
       let entry = compiled.get(row.id);
-      if (entry?.updatedAt !== row.updatedAt.getTime()) {
-        entry = { updatedAt: row.updatedAt.getTime(), matches: subscriptionMatcher(settings) };
+      if (entry?.updatedAt !== updatedAt) {
+        entry = { updatedAt, matches: subscriptionMatcher(settings) };
         compiled.set(row.id, entry);
       }
       return [
         {
           id: row.id,
-          organizationId: row.organizationId,
+          organizationId: row.organization_id,
           connector,
           settings,
           open: Boolean(row.open),
