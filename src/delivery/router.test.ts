@@ -5,6 +5,7 @@ import { eq, sql } from 'drizzle-orm';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../../test/helpers/app.ts';
+import { sleep, until } from '../../test/helpers/log-fixture.ts';
 import { connectorById } from '../connectors/catalog.ts';
 import type { DeliveryResult, HttpClient } from '../connectors/sdk.ts';
 import { TOPICS, topicOf } from '../events/types.ts';
@@ -52,7 +53,6 @@ describe('the router, on envelopes without data', () => {
       handler: createRouter(db, connectorById, handoff),
     });
     try {
-      const deadline = Date.now() + 20_000;
       const made = async () =>
         (
           await queryRows<{ n: number }>(
@@ -60,7 +60,7 @@ describe('the router, on envelopes without data', () => {
             sql`select count(*)::int as n from deliveries where organization_id = ${organizationId}`,
           )
         )[0]?.n;
-      while ((await made()) !== count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await until(async () => (await made()) === count, 20_000, `${count} deliveries`);
     } finally {
       await consumer.stop();
     }
@@ -120,8 +120,7 @@ describe('the router, on envelopes without data', () => {
       },
     });
     try {
-      const deadline = Date.now() + 20_000;
-      while (seen.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await until(() => seen.length >= 3, 20_000, 'three records');
     } finally {
       await consumer.stop();
     }
@@ -495,8 +494,7 @@ describe('the router, on envelopes without data', () => {
       },
     });
     try {
-      const deadline = Date.now() + 20_000;
-      while (again.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await until(() => again.length >= 3, 20_000, 'the three records again');
     } finally {
       await consumer.stop();
     }
@@ -557,12 +555,11 @@ describe('the router, on envelopes without data', () => {
     );
     try {
       // Whatever earlier tests left due is sent first; then the sender waits with nothing due.
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
       // An ordered destination's deliveries are queued pending, not handed over.
       await visits(acme.token, 2);
       await routeUntil('router-queued-wakes', handoff, acme.id, 2);
-      const deadline = Date.now() + 5000;
-      while (sent.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await until(() => sent.length >= 2, 5000, 'both deliveries sent');
     } finally {
       await sender.stop();
     }
@@ -589,16 +586,14 @@ describe('the router, on envelopes without data', () => {
       60_000,
     );
     try {
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
       await visits(acme.token, 1);
       await routeUntil('router-retry-wakes', handoff, acme.id, 1);
-      const deadline = Date.now() + 5000;
-      while (calls < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      while (Date.now() < deadline) {
-        const [row] = await deliveriesOf(acme.id);
-        if (row?.status === 'succeeded') break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await until(
+        async () => (await deliveriesOf(acme.id))[0]?.status === 'succeeded',
+        5000,
+        'the retry to succeed',
+      );
     } finally {
       await sender.stop();
     }
@@ -637,7 +632,7 @@ describe('the router, on envelopes without data', () => {
     const failing = settle(
       record(first as string, { status: 'retry', error: 'the endpoint answered 500', statusCode: 500 }),
     );
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
     const succeeding = settle(record(second as string, { status: 'delivered', statusCode: 204 }));
     const winner = await Promise.race([
       succeeding,

@@ -74,6 +74,12 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
   // Compiled matchers, reused while an installation is unchanged.
   const compiled = new Map<string, { updatedAt: number; matches: Destination['matches'] }>();
 
+  /** Creates deliveries pending (see `insertFresh`), and tells the sender there is work to claim. */
+  async function queue(rows: FreshDelivery[]): Promise<void> {
+    await insertFresh(db, rows);
+    handoff?.queued?.();
+  }
+
   async function destinationsOf(organizationIds: string[]): Promise<Destination[]> {
     // A prepared statement (one per batch of the log): the organizations as one JSON parameter.
     const rows = await queryPrepared<{
@@ -148,8 +154,7 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
           if (row.handOver) wanted.set(row.installationId, (wanted.get(row.installationId) ?? 0) + 1);
         }
         if (wanted.size === 0) {
-          await insertFresh(db, rest);
-          handoff.queued?.();
+          await queue(rest);
           return;
         }
         const waiting = await handoff.room(wanted, deadline - Date.now());
@@ -178,10 +183,7 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
         handed.push(...chunk);
         handoff.adopt(chunk, granted);
         // Pending rows keep the log's order among themselves (ordered destinations follow `seq`).
-        if (pending.length > 0) {
-          await insertFresh(db, pending);
-          handoff.queued?.();
-        }
+        if (pending.length > 0) await queue(pending);
         rest = rest.slice(end);
       }
     } finally {
@@ -203,15 +205,19 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
       const waiting = claimed.filter((c) => c.unwritten?.state === 'unwritten');
       if (waiting.length === 0) return;
       const leasing = insertLeased(db, handoff.owner, handoff.leaseMs, waiting).then(() => {});
-      for (const c of waiting) {
-        const u = c.unwritten as Unwritten;
+      const unwritten = waiting.map((c) => c.unwritten as Unwritten);
+      for (const u of unwritten) {
         u.state = 'leasing';
         u.leased = leasing;
-        leasing.then(
-          () => u.written(),
-          (err) => u.failed(err),
-        );
       }
+      leasing.then(
+        () => {
+          for (const u of unwritten) u.written();
+        },
+        (err) => {
+          for (const u of unwritten) u.failed(err);
+        },
+      );
     };
     const quick = handoff.quick;
     if (quick) lease(handed.filter((c) => !quick(c.installationId)));
@@ -263,10 +269,7 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
         );
         const todo = fresh.filter((r) => !r.handOver || read.has(pairKey(r.eventId, r.installationId)));
         if (todo.length > 0) await handOver(handoff, todo, read);
-      } else {
-        await insertFresh(db, fresh);
-        handoff?.queued?.();
-      }
+      } else await queue(fresh);
       return;
     }
     await db.transaction(async (txDb) => {
