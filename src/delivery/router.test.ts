@@ -570,6 +570,22 @@ describe('the router, on envelopes without data', () => {
     );
   });
 
+  it('stops without waiting for its poll interval, even when asked to while it claims', async () => {
+    const acme = await t.organization('Stops at once');
+    const { sender } = realSender(
+      acme.id,
+      async () => ({ status: 204, headers: {}, body: '' }),
+      undefined,
+      60_000,
+    );
+    // Right after start the sender is in its first claim.
+    const stopped = await Promise.race([
+      sender.stop().then(() => 'stopped'),
+      sleep(10_000).then(() => 'still waiting'),
+    ]);
+    expect(stopped).toBe('stopped');
+  });
+
   it('sends a retry due at once without waiting for its poll interval', async () => {
     const acme = await t.organization('Retry wakes');
     await installWebhook(acme.token, { event_types: ['custom.*'] }, 'http://127.0.0.1:9/retried');

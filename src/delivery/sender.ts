@@ -285,7 +285,8 @@ export function startSender(o: SenderOptions) {
 
   /** Waits until `ready` (checked as slots are given back) or the poll interval, whichever is first. */
   const pause = (ready: () => boolean) =>
-    ready()
+    // Stopping (stop() may have come while a claim ran) does not wait for the poll interval.
+    ready() || !running
       ? Promise.resolve()
       : new Promise<void>((resolve) => {
           const timer = setTimeout(finish, pollMs);
