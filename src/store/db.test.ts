@@ -2,6 +2,7 @@
 // Drizzle's wrapping of driver errors; on PostgreSQL, a connection killed under a transaction
 // neither crashes the process nor sticks in the pool.
 import { createServer } from 'node:net';
+import { PGlite } from '@electric-sql/pglite';
 import { DrizzleQueryError, sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
@@ -234,6 +235,63 @@ describe.skipIf(Boolean(process.env.DATABASE_URL))('PGlite statement cache', () 
         await expect(insert()).rejects.toMatchObject({ cause: expect.objectContaining({ code: '23505' }) });
       expect(await read('org_1')).toEqual(first);
     } finally {
+      await store.close();
+    }
+  });
+});
+
+// Drizzle asks PGlite to leave dates and timestamps as text on every query, which costs PGlite a
+// copy of its whole parser table each time: the client leaves them as text itself and drops the
+// option. What each kind of query answers stays as it was.
+describe.skipIf(Boolean(process.env.DATABASE_URL))('PGlite date and time types', () => {
+  it('answers Drizzle, queryRows and queryPrepared as before, without a parsers option per query', async () => {
+    const { organizations } = await import('./schema.ts');
+    const { migrate } = await import('./migrate.ts');
+    const { eq } = await import('drizzle-orm');
+    const store = await openStore({ kind: 'pglite', dataDir: undefined });
+    const given: unknown[] = [];
+    const query = PGlite.prototype.query;
+    try {
+      await migrate(store);
+      const at = new Date('2026-12-05T10:11:12.345Z');
+      await store.db.insert(organizations).values({ id: 'org_1', name: 'Acme', createdAt: at });
+      PGlite.prototype.query = function (this: PGlite, ...args: Parameters<PGlite['query']>) {
+        given.push(args[2]?.parsers);
+        return query.apply(this, args);
+      } as PGlite['query'];
+      const read = () => store.db.select().from(organizations).where(eq(organizations.id, 'org_1'));
+      for (let i = 0; i < 3; i++) expect((await read())[0]?.createdAt).toEqual(at);
+      // Drizzle's queries went to PGlite without their option (Drizzle gave one every time).
+      expect(given.length).toBeGreaterThanOrEqual(3);
+      expect(given.every((p) => p === undefined)).toBe(true);
+
+      const raw = sql`select created_at, array[created_at] as times, interval '1 day' as span,
+        date '2026-12-05' as day, 1.50::numeric as amount, array[1.5::numeric] as amounts
+        from organizations where id = 'org_1'`;
+      // queryRows (Drizzle's execute): these types as the server's text, arrays included.
+      const [text] = await queryRows<Record<string, unknown>>(store.db, raw);
+      expect(text).toEqual({
+        created_at: '2026-12-05 10:11:12.345+00',
+        times: '{"2026-12-05 10:11:12.345+00"}',
+        span: '1 day',
+        day: '2026-12-05',
+        amount: '1.50',
+        amounts: '{1.5}',
+      });
+      // queryPrepared: as PGlite parses them (Dates, arrays), prepared or not.
+      for (let i = 0; i < 2; i++) {
+        const [parsed] = await queryPrepared<Record<string, unknown>>(store.db, 'dates_test', raw);
+        expect(parsed).toEqual({
+          created_at: at,
+          times: [at],
+          span: '1 day',
+          day: new Date('2026-12-05T00:00:00.000Z'),
+          amount: '1.50',
+          amounts: ['1.5'],
+        });
+      }
+    } finally {
+      PGlite.prototype.query = query;
       await store.close();
     }
   });
