@@ -296,3 +296,40 @@ describe.skipIf(Boolean(process.env.DATABASE_URL))('PGlite date and time types',
     }
   });
 });
+
+// A group commit's bodies are one large bytea parameter: on PGlite it reaches the server as a
+// file rather than as a hex literal, byte for byte the same.
+describe.skipIf(Boolean(process.env.DATABASE_URL))('PGlite large binary parameters', () => {
+  it('passes a large one as a file and a small one as a literal, both exactly', async () => {
+    const { randomBytes } = await import('node:crypto');
+    const store = await openStore({ kind: 'pglite', dataDir: undefined });
+    const blobs: unknown[] = [];
+    const query = PGlite.prototype.query;
+    try {
+      PGlite.prototype.query = function (this: PGlite, ...args: Parameters<PGlite['query']>) {
+        if (args[0].startsWith('execute')) blobs.push(args[2]?.blob);
+        return query.apply(this, args);
+      } as PGlite['query'];
+      const read = (big: Buffer, small: Buffer) =>
+        queryPrepared<{ big: Buffer; small: Buffer; n: number }>(
+          store.db,
+          'bytes_test',
+          sql`select ${big}::bytea as big, ${small}::bytea as small, length(${big}::bytea) as n`,
+        );
+      for (let i = 0; i < 3; i++) {
+        const big = randomBytes(100_000 + i);
+        const small = randomBytes(100);
+        const [row] = await read(big, small);
+        expect(Buffer.from(row?.big ?? []).equals(big)).toBe(true);
+        expect(Buffer.from(row?.small ?? []).equals(small)).toBe(true);
+        expect(row?.n).toBe(big.length);
+      }
+      // Executed as a prepared statement each time, each with its file: the one large parameter.
+      expect(blobs).toHaveLength(3);
+      for (const blob of blobs) expect((blob as Blob | undefined)?.size).toBeGreaterThanOrEqual(100_000);
+    } finally {
+      PGlite.prototype.query = query;
+      await store.close();
+    }
+  });
+});

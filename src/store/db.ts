@@ -429,6 +429,16 @@ export function driverError(err: unknown): unknown {
  * as text parameters of the protocol would. A parameter with no literal form here (an array,
  * text holding U+0000) runs the statement the ordinary way. `execute` answers undefined when it did not run it.
  */
+/**
+ * From this size on, a binary parameter reaches PGlite's server as the file `/dev/blob` (PGlite's
+ * `blob` option writes it there for the one query; the statement reads it with
+ * `pg_read_binary_file`) instead of a hex literal: a literal twice the size of the bytes goes
+ * through the protocol and the server's parser, 7 ms for 256 KB against 1.2 ms as a file; below
+ * about 4 KB the file's fixed cost makes the literal faster.
+ */
+const BLOB_MIN_BYTES = 8 * 1024;
+const BLOB_FILE = "pg_read_binary_file('/dev/blob')";
+
 function pgliteStatements(client: PGlite) {
   // Each name is prepared once, by the first call; calls meanwhile wait for that one.
   const prepared = new Map<string, Promise<unknown>>();
@@ -438,7 +448,15 @@ function pgliteStatements(client: PGlite) {
     params: unknown[],
     options?: QueryOptions,
   ): Promise<Results | undefined> {
-    const literals = params.map(sqlLiteral);
+    // A large binary parameter (a group commit's bodies) goes in as a file PGlite's server reads,
+    // not as a literal: see BLOB_MIN_BYTES.
+    let blob: Blob | undefined;
+    const literals = params.map((param) => {
+      if (blob || !(param instanceof Uint8Array) || param.byteLength < BLOB_MIN_BYTES)
+        return sqlLiteral(param);
+      blob = new Blob([param]);
+      return BLOB_FILE;
+    });
     if (!/^[a-z_][a-z0-9_]*$/.test(name) || literals.some((l) => l === undefined)) return undefined;
     let preparing = prepared.get(name);
     if (!preparing) {
@@ -451,7 +469,7 @@ function pgliteStatements(client: PGlite) {
     return client.query(
       literals.length ? `execute ${name}(${literals.join(', ')})` : `execute ${name}`,
       [],
-      options,
+      blob ? { ...options, blob } : options,
     );
   };
 }
