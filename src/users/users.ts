@@ -3,11 +3,23 @@
 import { and, asc, eq, gt, inArray, type SQL, sql } from 'drizzle-orm';
 import { AppError } from '../errors.ts';
 import { isId, newId } from '../ids.ts';
-import type { Db } from '../store/db.ts';
+import { type Db, queryPrepared } from '../store/db.ts';
 import { decodeCursor, type Page, toPage } from '../store/pagination.ts';
 import { userExternalIds, users } from '../store/schema.ts';
 
 type UserRow = typeof users.$inferSelect;
+
+/** `get`'s row as the driver gives it (json as text, or parsed, depending on the path). */
+interface UserSqlRow {
+  id: string;
+  organization_id: string;
+  email: string | null;
+  name: string | null;
+  traits: Record<string, unknown> | string;
+  created_at: Date | string;
+  updated_at: Date | string;
+  external_ids: [string, string][] | string | null;
+}
 export type User = UserRow & { externalIds: Record<string, string> };
 
 export interface UserInput {
@@ -17,6 +29,9 @@ export interface UserInput {
   /** On update, a null value removes that platform's id. */
   externalIds?: Record<string, string | null> | undefined;
 }
+
+/** A json column as the driver gave it: parsed already, or (inside a transaction) as text. */
+const parsed = <T>(value: T | string): T => (typeof value === 'string' ? (JSON.parse(value) as T) : value);
 
 const notFound = (id: string) => new AppError('user_not_found', `user ${id} not found`);
 
@@ -57,16 +72,30 @@ export function createUserService(db: Db) {
     }));
   }
 
+  /** One user with its external ids: one prepared statement (two Drizzle queries before it). */
   async function get(organizationId: string, id: string): Promise<User> {
     const [row] = isId('user', id)
-      ? await db
-          .select()
-          .from(users)
-          .where(and(eq(users.organizationId, organizationId), eq(users.id, id)))
+      ? await queryPrepared<UserSqlRow>(
+          db,
+          'user_get',
+          sql`select u.id, u.organization_id, u.email, u.name, u.traits, u.created_at, u.updated_at,
+                (select json_agg(json_build_array(x.platform, x.external_id))
+                   from user_external_ids x where x.user_id = u.id) as external_ids
+              from users u where u.organization_id = ${organizationId} and u.id = ${id}`,
+        )
       : [];
     if (!row) throw notFound(id);
-    const [user] = await withExternalIds([row]);
-    return user as User;
+    const links = parsed(row.external_ids) ?? [];
+    return {
+      id: row.id,
+      organizationId: row.organization_id,
+      email: row.email,
+      name: row.name,
+      traits: parsed(row.traits),
+      createdAt: new Date(row.created_at),
+      updatedAt: new Date(row.updated_at),
+      externalIds: Object.fromEntries(links.sort(([a], [b]) => a.localeCompare(b))),
+    };
   }
 
   /** Applies external id changes inside the caller's transaction; a clash with another user is a 409. */
