@@ -137,6 +137,18 @@ describe('listing, reading and replaying', () => {
       })
     ).json();
     expect(future.data).toEqual([]);
+    const list = async (query: string) =>
+      (await t.call('GET', `/v1/events?${query}`, { token: org.token }))
+        .json()
+        .data.map((e: { id: string }) => e.id);
+    expect(await list('type=custom.*')).toEqual(ids);
+    expect(await list('type=custom.kind1')).toEqual([ids[1], ids[3]]);
+    expect(await list('type=order.*')).toEqual([]);
+    expect(await list(`until=${encodeURIComponent('2000-01-01T00:00:00Z')}`)).toEqual([]);
+    // Every filter at once, and a cursor: each combination is a statement of its own.
+    const all = `type=custom.*&since=${encodeURIComponent('2000-01-01T00:00:00Z')}&until=${encodeURIComponent('2999-01-01T00:00:00Z')}`;
+    expect(await list(all)).toEqual(ids);
+    expect(await list(`${all}&limit=2&cursor=${page1.next_cursor}`)).toEqual(ids.slice(2, 4));
     const bad = await t.call('GET', '/v1/events?type=DROP TABLE', { token: org.token });
     expect(bad.statusCode).toBe(400);
 

@@ -1,15 +1,15 @@
 // The events API's service: list and read an organization's events, replay one into the log,
 // and take custom events sent by the organization's own systems (idempotent by their `id`).
 
-import { and, asc, eq, gt, gte, like, lt, type SQL } from 'drizzle-orm';
+import { and, eq, type SQL, sql } from 'drizzle-orm';
 import { AppError } from '../errors.ts';
 import { uuidv7 } from '../ids.ts';
 import type { Committer } from '../ingest/committer.ts';
 import type { EventLog } from '../log/port.ts';
-import type { Db } from '../store/db.ts';
+import { type Db, queryPrepared } from '../store/db.ts';
 import { encodeCursor } from '../store/pagination.ts';
 import { events, inboundRequests } from '../store/schema.ts';
-import { type EventRow, toEnvelope } from './envelope.ts';
+import { type EventRow, eventFromSql, type SqlEventRow, toEnvelope } from './envelope.ts';
 import { parseEventData, topicOf } from './types.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -56,26 +56,47 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
   return {
     async list(organizationId: string, q: EventQuery) {
       const after = decodeEventCursor(q.cursor);
-      const typeFilter: SQL | undefined = q.type
-        ? q.type.endsWith('.*')
-          ? like(events.type, `${q.type.slice(0, -2).replaceAll('%', '\\%').replaceAll('_', '\\_')}.%`)
-          : eq(events.type, q.type)
-        : undefined;
-      const rows = await db
-        .select()
-        .from(events)
-        .where(
-          and(
-            eq(events.organizationId, organizationId),
-            typeFilter,
-            q.installationId ? eq(events.installationId, q.installationId) : undefined,
-            q.since ? gte(events.time, q.since) : undefined,
-            q.until ? lt(events.time, q.until) : undefined,
-            after ? gt(events.id, after) : undefined,
-          ),
+      // A prepared statement for each combination of filters (its name says which): one text per
+      // name, run without building the query again (Drizzle's building was a fifth of the time).
+      const where: SQL[] = [sql`organization_id = ${organizationId}`];
+      let shape = '';
+      if (q.type?.endsWith('.*')) {
+        const prefix = q.type
+          .slice(0, -2)
+          .replaceAll('\\', '\\\\')
+          .replaceAll('%', '\\%')
+          .replaceAll('_', '\\_');
+        where.push(sql`type like ${`${prefix}.%`}`);
+        shape += 'p';
+      } else if (q.type) {
+        where.push(sql`type = ${q.type}`);
+        shape += 't';
+      }
+      if (q.installationId) {
+        where.push(sql`installation_id = ${q.installationId}`);
+        shape += 'i';
+      }
+      if (q.since) {
+        where.push(sql`time >= ${q.since}`);
+        shape += 's';
+      }
+      if (q.until) {
+        where.push(sql`time < ${q.until}`);
+        shape += 'u';
+      }
+      if (after) {
+        where.push(sql`id > ${after}`);
+        shape += 'a';
+      }
+      const rows = (
+        await queryPrepared<SqlEventRow>(
+          db,
+          `events_list_${shape || 'all'}`,
+          sql`select id, organization_id, installation_id, source, type, subject, time, partition_key, topic,
+                user_id, data, raw_request_id, created_at
+              from events where ${sql.join(where, sql` and `)} order by id limit ${q.limit + 1}`,
         )
-        .orderBy(asc(events.id))
-        .limit(q.limit + 1);
+      ).map(eventFromSql);
       const data = rows.slice(0, q.limit);
       const hasMore = rows.length > q.limit;
       const last = data.at(-1);
