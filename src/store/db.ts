@@ -450,14 +450,16 @@ function pgliteStatements(client: PGlite) {
   ): Promise<Results | undefined> {
     // A large binary parameter (a group commit's bodies) goes in as a file PGlite's server reads,
     // not as a literal: see BLOB_MIN_BYTES.
-    let blob: Blob | undefined;
+    if (!/^[a-z_][a-z0-9_]*$/.test(name)) return undefined;
+    let file: Uint8Array | undefined;
     const literals = params.map((param) => {
-      if (blob || !(param instanceof Uint8Array) || param.byteLength < BLOB_MIN_BYTES)
+      if (file || !(param instanceof Uint8Array) || param.byteLength < BLOB_MIN_BYTES)
         return sqlLiteral(param);
-      blob = new Blob([param]);
+      file = param;
       return BLOB_FILE;
     });
-    if (!/^[a-z_][a-z0-9_]*$/.test(name) || literals.some((l) => l === undefined)) return undefined;
+    if (literals.some((l) => l === undefined)) return undefined;
+    const blob = file && new Blob([file]);
     let preparing = prepared.get(name);
     if (!preparing) {
       // One statement only: the extended protocol refuses several, which `exec` would run.

@@ -33,6 +33,10 @@ export interface UserInput {
 /** A json column as the driver gave it: parsed already, or (inside a transaction) as text. */
 const parsed = <T>(value: T | string): T => (typeof value === 'string' ? (JSON.parse(value) as T) : value);
 
+/** A user's `external_ids` from (platform, id) pairs, platforms in order. */
+const externalIdsOf = (links: [string, string][]): Record<string, string> =>
+  Object.fromEntries(links.sort(([a], [b]) => a.localeCompare(b)));
+
 const notFound = (id: string) => new AppError('user_not_found', `user ${id} not found`);
 
 /** Postgres unique violation on the external id index, through either driver's error shape. */
@@ -63,11 +67,8 @@ export function createUserService(db: Db) {
       );
     return rows.map((row) => ({
       ...row,
-      externalIds: Object.fromEntries(
-        links
-          .filter((l) => l.userId === row.id)
-          .sort((a, b) => a.platform.localeCompare(b.platform))
-          .map((l) => [l.platform, l.externalId]),
+      externalIds: externalIdsOf(
+        links.filter((l) => l.userId === row.id).map((l): [string, string] => [l.platform, l.externalId]),
       ),
     }));
   }
@@ -94,7 +95,7 @@ export function createUserService(db: Db) {
       traits: parsed(row.traits),
       createdAt: new Date(row.created_at),
       updatedAt: new Date(row.updated_at),
-      externalIds: Object.fromEntries(links.sort(([a], [b]) => a.localeCompare(b))),
+      externalIds: externalIdsOf(links),
     };
   }
 
