@@ -63,6 +63,7 @@ describe('custom events', () => {
       alpha: { y: '2', b: [3, { d: 4, c: 5 }] },
       amount: '12345678901234567.89',
       name: 'Zoë 🛒',
+      note: 'a "quoted" \\ line\u2028break\n\ttab',
     };
     const sent = await send(acme.token, { type: 'custom.order.noted', data });
     expect(sent.statusCode, sent.body).toBe(201);
@@ -70,6 +71,12 @@ describe('custom events', () => {
     expect(read.statusCode).toBe(200);
     // Compared as text: the stored value keeps the order it was written in (jsonb would sort keys).
     expect(JSON.stringify(read.json().data)).toBe(JSON.stringify(data));
+    // The listing splices the stored text into its body: the same envelope, byte for byte.
+    const listed = await t.call('GET', '/v1/events?type=custom.order.*', { token: acme.token });
+    expect(listed.headers['content-type']).toBe('application/json; charset=utf-8');
+    const [item] = listed.json().data;
+    expect(JSON.stringify(item)).toBe(JSON.stringify(read.json()).replace(/,"request":null}$/, '}'));
+    expect(listed.body).toContain(`"data":${JSON.stringify(data)}}`);
   });
 
   it('validates canonical types against their schema and attaches a known user', async () => {

@@ -9,7 +9,7 @@ import type { EventLog } from '../log/port.ts';
 import { type Db, queryPrepared } from '../store/db.ts';
 import { encodeCursor } from '../store/pagination.ts';
 import { events, inboundRequests } from '../store/schema.ts';
-import { type EventRow, eventFromSql, type SqlEventRow, toEnvelope } from './envelope.ts';
+import { type EventRow, envelopeJson, type SqlEventRow, toEnvelope } from './envelope.ts';
 import { parseEventData, topicOf } from './types.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -88,22 +88,23 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
         where.push(sql`id > ${after}`);
         shape += 'a';
       }
-      const rows = (
-        await queryPrepared<SqlEventRow>(
-          db,
-          `events_list_${shape || 'all'}`,
-          sql`select id, organization_id, installation_id, source, type, subject, time, partition_key, topic,
-                user_id, data, raw_request_id, created_at
-              from events where ${sql.join(where, sql` and `)} order by id limit ${q.limit + 1}`,
-        )
-      ).map(eventFromSql);
-      const data = rows.slice(0, q.limit);
+      // The data comes as the JSON text stored and goes into the page as it is (`envelopeJson`).
+      const rows = await queryPrepared<Omit<SqlEventRow, 'data'> & { data: string }>(
+        db,
+        `events_list_${shape || 'all'}`,
+        sql`select id, organization_id, installation_id, source, type, subject, time, partition_key, topic,
+              user_id, data::text as data, raw_request_id, created_at
+            from events where ${sql.join(where, sql` and `)} order by id limit ${q.limit + 1}`,
+      );
+      const page = rows.slice(0, q.limit);
       const hasMore = rows.length > q.limit;
-      const last = data.at(-1);
+      const last = page.at(-1);
+      const nextCursor = hasMore && last ? encodeCursor(last.id) : null;
       return {
-        data: data.map(toEnvelope),
+        /** The page as the API's JSON body: `{data, has_more, next_cursor}`. */
+        json: `{"data":[${page.map((r) => envelopeJson(r, r.data)).join(',')}],"has_more":${hasMore},"next_cursor":${JSON.stringify(nextCursor)}}`,
         hasMore,
-        nextCursor: hasMore && last ? encodeCursor(last.id) : null,
+        nextCursor,
       };
     },
 
