@@ -12,7 +12,7 @@ import { type EventRow, eventFromSqlText, type SqlEventRow } from '../events/env
 import { SYSTEM_EVENT_TYPES } from '../events/types.ts';
 import { newId } from '../ids.ts';
 import type { LogRecord } from '../log/port.ts';
-import { type Db, queryPrepared } from '../store/db.ts';
+import { type Db, jsonColumn, queryPrepared } from '../store/db.ts';
 import { type DestinationSettings, deliveries } from '../store/schema.ts';
 import { type Claimed, insertLeased, Unwritten, WriteLatch } from './queue.ts';
 import type { Handoff } from './sender.ts';
@@ -100,8 +100,7 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
     );
     return rows.flatMap((row) => {
       const connector = catalog(row.connector_id);
-      const settings: DestinationSettings | null =
-        typeof row.destination === 'string' ? JSON.parse(row.destination) : row.destination;
+      const settings = jsonColumn<DestinationSettings | null>(row.destination);
       if (!connector?.destination || !settings) return [];
       const updatedAt = new Date(row.updated_at).getTime();
       let entry = compiled.get(row.id);
@@ -304,7 +303,7 @@ async function fillData(db: Db, records: LogRecord[], destinations: Destination[
     sql`select e.id, e.data from json_array_elements_text(${JSON.stringify(wanting.map((r) => r.event.id))}::json) as x(id)
         join events e on e.id = x.id`,
   );
-  const data = new Map(rows.map((r) => [r.id, typeof r.data === 'string' ? JSON.parse(r.data) : r.data]));
+  const data = new Map(rows.map((r) => [r.id, jsonColumn(r.data)]));
   for (const r of wanting) r.event.data = data.get(r.event.id) ?? null;
 }
 

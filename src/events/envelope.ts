@@ -1,5 +1,6 @@
 // The CloudEvents 1.0 envelope of a canonical event, as the API, the log and destinations see it.
 import { z } from 'zod';
+import { jsonColumn } from '../store/db.ts';
 import type { events } from '../store/schema.ts';
 
 export const envelopeSchema = z
@@ -53,7 +54,7 @@ export function eventFromSql(r: SqlEventRow): EventRow {
     partitionKey: r.partition_key,
     topic: r.topic,
     userId: r.user_id,
-    data: typeof r.data === 'string' ? JSON.parse(r.data) : r.data,
+    data: jsonColumn(r.data),
     rawRequestId: r.raw_request_id,
     createdAt: new Date(r.created_at),
   };

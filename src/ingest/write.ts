@@ -14,7 +14,7 @@
 // subquery's result (~8 % of the server's CPU per webhook, with the page faults of fresh memory).
 import { sql } from 'drizzle-orm';
 import type { EventLog } from '../log/port.ts';
-import { type Db, queryPrepared, queryRows } from '../store/db.ts';
+import { type Db, jsonColumn, queryPrepared, queryRows } from '../store/db.ts';
 import type { IngestItem, IngestOutcome } from './committer.ts';
 
 /** What the statement says of each item: accepted, or a duplicate of something committed. */
@@ -260,7 +260,7 @@ export async function duplicateOutcomes(
         order by x.i, x.n`,
   );
   for (const row of rows) {
-    const made = typeof row.made === 'string' ? (JSON.parse(row.made) as string[]) : (row.made ?? []);
+    const made = jsonColumn(row.made) ?? [];
     const i = Number(row.i);
     const before = outcomes.get(i);
     const eventIds = made.length > 0 ? made : row.event_id ? [row.event_id] : [];

@@ -580,6 +580,14 @@ export async function queryPrepared<T>(db: Db, name: string, query: SQL): Promis
   return run ? ((await run(name, query)) as T[]) : queryRows<T>(db, query);
 }
 
+/**
+ * A json or jsonb column of a raw query's row as the driver gave it: parsed already, or (PGlite in
+ * a transaction, where Drizzle's own parsers apply) as text. Only for columns holding objects,
+ * arrays or null: a JSON string value would come parsed and be parsed again.
+ */
+export const jsonColumn = <T>(value: T | string): T =>
+  typeof value === 'string' ? (JSON.parse(value) as T) : value;
+
 /** Runs raw SQL and returns its rows: both drivers answer `{ rows }`, which Drizzle's generic type does not show. */
 export async function queryRows<T>(db: Db, query: SQL): Promise<T[]> {
   const result = (await db.execute(query)) as unknown as { rows: T[] };

@@ -3,7 +3,7 @@
 import { and, asc, eq, gt, inArray, type SQL, sql } from 'drizzle-orm';
 import { AppError } from '../errors.ts';
 import { isId, newId } from '../ids.ts';
-import { type Db, queryPrepared } from '../store/db.ts';
+import { type Db, jsonColumn, queryPrepared } from '../store/db.ts';
 import { decodeCursor, type Page, toPage } from '../store/pagination.ts';
 import { userExternalIds, users } from '../store/schema.ts';
 
@@ -29,9 +29,6 @@ export interface UserInput {
   /** On update, a null value removes that platform's id. */
   externalIds?: Record<string, string | null> | undefined;
 }
-
-/** A json column as the driver gave it: parsed already, or (inside a transaction) as text. */
-const parsed = <T>(value: T | string): T => (typeof value === 'string' ? (JSON.parse(value) as T) : value);
 
 /** A user's `external_ids` from (platform, id) pairs, platforms in order. */
 const externalIdsOf = (links: [string, string][]): Record<string, string> =>
@@ -86,13 +83,13 @@ export function createUserService(db: Db) {
         )
       : [];
     if (!row) throw notFound(id);
-    const links = parsed(row.external_ids) ?? [];
+    const links = jsonColumn(row.external_ids) ?? [];
     return {
       id: row.id,
       organizationId: row.organization_id,
       email: row.email,
       name: row.name,
-      traits: parsed(row.traits),
+      traits: jsonColumn(row.traits),
       createdAt: new Date(row.created_at),
       updatedAt: new Date(row.updated_at),
       externalIds: externalIdsOf(links),
