@@ -173,7 +173,28 @@ describe('one-statement group commit', () => {
     expect(byId.get(first.requestId)?.headers).toEqual(first.request?.headers);
     expect(byId.get(again.requestId)).toMatchObject({ status: 'duplicate', eventCount: 0, body: null });
     const [key] = await store.db.select().from(dedupeKeys).where(eq(dedupeKeys.key, 'dup-1'));
-    expect(key).toMatchObject({ requestId: first.requestId, eventId: first.events[0]?.id });
+    expect(key).toMatchObject({ requestId: first.requestId, eventIds: [first.events[0]?.id] });
+  });
+
+  it('answers a duplicate of a request that made several events with all of them, in order', async () => {
+    const log = createPostgresLog({ db: store.db, logger });
+    const committer = createCommitter({ store, log, logger });
+    const base = item('multi-1', 'shop-m');
+    const event = base.events[0] as IngestItem['events'][0];
+    // Ids out of their sort order: the answer keeps the order the first delivery gave.
+    const ids = [uuidv7(), uuidv7(), uuidv7()].reverse();
+    const first = { ...base, events: ids.map((id) => ({ ...event, id })) };
+    expect(await committer.submit(first)).toEqual({
+      status: 'accepted',
+      requestId: first.requestId,
+      eventIds: ids,
+    });
+    const again = { ...item('multi-1', 'shop-m'), events: [{ ...event, id: uuidv7() }] };
+    expect(await committer.submit(again)).toEqual({
+      status: 'duplicate',
+      requestId: first.requestId,
+      eventIds: ids,
+    });
   });
 
   it('keeps a rejected request for debugging, without events', async () => {

@@ -14,7 +14,7 @@
 // subquery's result (~8 % of the server's CPU per webhook, with the page faults of fresh memory).
 import { sql } from 'drizzle-orm';
 import type { EventLog } from '../log/port.ts';
-import { type Db, jsonColumn, queryPrepared, queryRows } from '../store/db.ts';
+import { type Db, queryPrepared, queryRows } from '../store/db.ts';
 import type { IngestItem, IngestOutcome } from './committer.ts';
 
 /** What the statement says of each item: accepted, or a duplicate of something committed. */
@@ -48,7 +48,7 @@ export async function writeBatch(db: Db, log: EventLog, items: IngestItem[]): Pr
   const firstOfKey = new Set<string>();
   const batchDuplicate = new Set<number>();
   const skippedEvents = new Set<string>();
-  const keys: { o: string; s: string; k: string; r: string | null; e: string | null }[] = [];
+  const keys: { o: string; s: string; k: string; r: string | null; e: string[] }[] = [];
   const judged: { i: number; o: string; s: string; k: string | null }[] = [];
   const claim = (o: string, s: string, k: string): boolean => {
     const key = `${o}\0${s}\0${k}`;
@@ -63,7 +63,7 @@ export async function writeBatch(db: Db, log: EventLog, items: IngestItem[]): Pr
     if (keyedPerEvent(item)) {
       for (const e of item.events) {
         const k = `${EVENT_KEY_PREFIX}${e.dedupeKey}`;
-        if (claim(o, s, k)) keys.push({ o, s, k, r, e: e.id });
+        if (claim(o, s, k)) keys.push({ o, s, k, r, e: [e.id] });
         else skippedEvents.add(e.id);
       }
       judged.push({ i, o, s, k: null });
@@ -77,7 +77,7 @@ export async function writeBatch(db: Db, log: EventLog, items: IngestItem[]): Pr
       batchDuplicate.add(i);
       return;
     }
-    keys.push({ o, s, k: item.dedupeKey, r, e: item.events[0]?.id ?? null });
+    keys.push({ o, s, k: item.dedupeKey, r, e: item.events.map((e) => e.id) });
     judged.push({ i, o, s, k: item.dedupeKey });
   });
 
@@ -137,9 +137,9 @@ export async function writeBatch(db: Db, log: EventLog, items: IngestItem[]): Pr
     db,
     'ingest_write_batch',
     sql`with blob as not materialized (select ${blob.build()}::bytea as b), keys as (
-      insert into dedupe_keys (organization_id, scope, key, request_id, event_id)
+      insert into dedupe_keys (organization_id, scope, key, request_id, event_ids)
       select x.o, x.s, x.k, x.r, x.e from json_to_recordset(${JSON.stringify(keys)}::json)
-        as x(o text, s text, k text, r text, e text)
+        as x(o text, s text, k text, r text, e text[])
       order by x.o, x.s, x.k
       on conflict do nothing
       returning organization_id, scope, key
@@ -228,7 +228,8 @@ function dataSlice(blob: BlobBuilder, data: unknown): { dof: number; dn: number 
 
 /**
  * What each duplicate answers: the request and every event the first delivery of its key made
- * (a HubSpot batch makes several), in order. One query for all of a batch's duplicates.
+ * (a HubSpot batch makes several), in order, from the keys' rows alone. One query for all of a
+ * batch's duplicates.
  */
 export async function duplicateOutcomes(
   db: Db,
@@ -240,30 +241,22 @@ export async function duplicateOutcomes(
     if (verdicts[i] !== 'duplicate') return [];
     const { organizationId: o, scope: s } = item;
     if (keyedPerEvent(item))
-      return item.events.map((e, n) => ({ i, n, o, s, k: `${EVENT_KEY_PREFIX}${e.dedupeKey}`, pe: true }));
-    return item.dedupeKey === null ? [] : [{ i, n: 0, o, s, k: item.dedupeKey, pe: false }];
+      return item.events.map((e, n) => ({ i, n, o, s, k: `${EVENT_KEY_PREFIX}${e.dedupeKey}` }));
+    return item.dedupeKey === null ? [] : [{ i, n: 0, o, s, k: item.dedupeKey }];
   });
   const outcomes = new Map<number, IngestOutcome>();
   if (wanted.length === 0) return outcomes;
-  const rows = await queryRows<{
-    i: number;
-    request_id: string | null;
-    event_id: string | null;
-    made: string[] | string | null;
-  }>(
+  const rows = await queryRows<{ i: number; request_id: string | null; event_ids: string[] }>(
     db,
-    sql`select x.i, k.request_id, k.event_id,
-          case when not x.pe then (select json_agg(e.id order by e.id) from events e
-            where e.organization_id = k.organization_id and e.raw_request_id = k.request_id) end as made
-        from json_to_recordset(${JSON.stringify(wanted)}::json) as x(i int, n int, o text, s text, k text, pe boolean)
+    sql`select x.i, k.request_id, k.event_ids
+        from json_to_recordset(${JSON.stringify(wanted)}::json) as x(i int, n int, o text, s text, k text)
         join dedupe_keys k on k.organization_id = x.o and k.scope = x.s and k.key = x.k
         order by x.i, x.n`,
   );
   for (const row of rows) {
-    const made = jsonColumn(row.made) ?? [];
     const i = Number(row.i);
     const before = outcomes.get(i);
-    const eventIds = made.length > 0 ? made : row.event_id ? [row.event_id] : [];
+    const eventIds = row.event_ids ?? [];
     outcomes.set(
       i,
       before && before.status === 'duplicate'

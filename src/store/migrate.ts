@@ -10,12 +10,13 @@ import type { Store } from './db.ts';
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL('./migrations', import.meta.url));
 const MIGRATION_LOCK = 0x1c_0001;
 
-export async function migrate(store: Store): Promise<void> {
+/** `folder`: another migrations folder (a test's copy that stops at an earlier migration). */
+export async function migrate(store: Store, folder = MIGRATIONS_FOLDER): Promise<void> {
   await store.withLock(MIGRATION_LOCK, async (db) => {
     if (store.kind === 'pglite') {
-      await migratePglite(db as unknown as PgliteDatabase, { migrationsFolder: MIGRATIONS_FOLDER });
+      await migratePglite(db as unknown as PgliteDatabase, { migrationsFolder: folder });
     } else {
-      await migrateNodePg(db as unknown as NodePgDatabase, { migrationsFolder: MIGRATIONS_FOLDER });
+      await migrateNodePg(db as unknown as NodePgDatabase, { migrationsFolder: folder });
     }
   });
 }

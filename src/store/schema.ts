@@ -181,7 +181,12 @@ export const dedupeKeys = pgTable(
     scope: text('scope').notNull(),
     key: text('key').notNull(),
     requestId: text('request_id'),
-    eventId: text('event_id'),
+    /**
+     * The events the key's first delivery made, in the order it answered them: a duplicate is
+     * answered from this row alone (looking them up by `events.raw_request_id`, which has no
+     * index, read every event of the organization).
+     */
+    eventIds: text('event_ids').array().notNull().default([]),
     createdAt: createdAt(),
   },
   (t) => [primaryKey({ columns: [t.organizationId, t.scope, t.key] })],

@@ -1,0 +1,1 @@
+ALTER TABLE "dedupe_keys" DROP COLUMN "event_id";
