@@ -1,5 +1,6 @@
-// The worker role: the `router` consumer group turning logged events into deliveries, and the
-// delivery sender, which takes the fresh deliveries it has room for straight from the router.
+// The worker role: the `router` consumer group turning logged events into deliveries, the
+// delivery sender, which takes the fresh deliveries it has room for straight from the router, and
+// the `privacy` consumer group carrying out Shopify's redaction requests (src/ingest/redact.ts).
 // Several worker processes may share one PostgreSQL: the consumer group splits the log's
 // partitions among them and the queue's leases split the deliveries.
 import type { Logger } from 'pino';
@@ -8,6 +9,7 @@ import { connectorById } from './connectors/catalog.ts';
 import { createRouter, ROUTER_CONSUMER } from './delivery/router.ts';
 import { startSender } from './delivery/sender.ts';
 import { TOPICS } from './events/types.ts';
+import { startPrivacyConsumer } from './ingest/redact.ts';
 import type { Metrics } from './observability/metrics.ts';
 import type { Services } from './services.ts';
 import type { Store } from './store/db.ts';
@@ -42,10 +44,11 @@ export function startWorker(parts: {
     topics: TOPICS,
     handler: createRouter(store.db, connectorById, sender.handoff),
   });
+  const privacy = startPrivacyConsumer(store.db, services.log, logger);
   return {
     async stop() {
       // The router first: what it hands over while stopping still has a running sender.
-      await router.stop();
+      await Promise.all([router.stop(), privacy.stop()]);
       await sender.stop();
     },
   };

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendShopifyWebhook, shopifyCustomerRedact, shopifyOrder, shopifyPayload } from '../sim/shopify.ts';
 import { startTestApp, type TestApp } from './helpers/app.ts';
+import { until } from './helpers/log-fixture.ts';
 
 const SHOP = 'acme-store.myshopify.com';
 const SECRET = 'shpss_test_secret_0123456789';
@@ -255,6 +256,8 @@ describe('receiving webhooks', () => {
   });
 
   it('redacts a customer on customers/redact: personal data gone from events and raw bodies', async () => {
+    // The redaction is the worker's (the `privacy` consumer group), after the webhook's 200.
+    t.app.startWorker();
     const org = await t.organization('Privacy');
     const shop = 'privacy-shop.myshopify.com';
     const ins = await install(org.token, shop);
@@ -264,17 +267,21 @@ describe('receiving webhooks', () => {
       first_name: 'John',
       last_name: 'Private',
     };
-    const order = shopifyOrder({ id: 777n, customer });
-    expect(
-      (
-        await sendShopifyWebhook(`${base}/hooks/${ins.id}`, {
-          topic: 'orders/create',
-          shopDomain: shop,
-          body: order,
-          secret: SECRET,
-        })
-      ).status,
-    ).toBe(200);
+    const other = { id: 5550002n, email: 'kept@example.com', first_name: 'Kim', last_name: 'Kept' };
+    for (const [id, who] of [
+      [777n, customer],
+      [778n, other],
+    ] as const)
+      expect(
+        (
+          await sendShopifyWebhook(`${base}/hooks/${ins.id}`, {
+            topic: 'orders/create',
+            shopDomain: shop,
+            body: shopifyOrder({ id, customer: who }),
+            secret: SECRET,
+          })
+        ).status,
+      ).toBe(200);
     const redact = await sendShopifyWebhook(`${base}/hooks/${ins.id}`, {
       topic: 'customers/redact',
       shopDomain: shop,
@@ -282,18 +289,41 @@ describe('receiving webhooks', () => {
       secret: SECRET,
     });
     expect(redact.status, redact.body).toBe(200);
-    const all = (await t.call('GET', '/v1/events?limit=100', { token: org.token })).json();
+    const list = async () => (await t.call('GET', '/v1/events?limit=100', { token: org.token })).json();
+    await until(
+      async () => !JSON.stringify(await list()).includes('john.privacy@example.com'),
+      10_000,
+      'the redaction',
+    );
+    const all = await list();
     expect(all.data.map((e: { type: string }) => e.type)).toEqual([
+      'order.created',
       'order.created',
       'privacy.customer_redact',
     ]);
-    expect(JSON.stringify(all)).not.toContain('john.privacy@example.com');
     expect(JSON.stringify(all)).not.toContain('Private');
     expect(all.data[0].data.order_id).toBe('777');
+    expect(all.data[0].data.customer).toMatchObject({ customer_id: '191167', email: null, last_name: null });
+    // Another customer's order is untouched, and so is its raw body.
+    expect(all.data[1].data.customer).toMatchObject({ email: 'kept@example.com', last_name: 'Kept' });
     const bodies = await t.app.store.db.query.inboundRequests.findMany({
       where: (r, { eq }) => eq(r.organizationId, org.id),
     });
-    expect(bodies.every((r) => r.body === null)).toBe(true);
+    const withBody = bodies.filter((r) => r.body !== null).map((r) => r.body?.toString('utf8') ?? '');
+    expect(withBody.some((b) => b.includes('kept@example.com'))).toBe(true);
+    expect(withBody.some((b) => b.includes('john.privacy@example.com'))).toBe(false);
+    // The group's progress is in /metrics: nothing of app-events left for it once it is done.
+    await until(
+      async () =>
+        (await t.call('GET', '/metrics')).body.includes(
+          'interchange_consumer_lag{group="privacy",topic="app-events"} 0',
+        ),
+      10_000,
+      'the privacy group caught up in /metrics',
+    );
+    expect((await t.call('GET', '/metrics')).body).toMatch(
+      /interchange_consumer_lag\{group="router",topic="order-events"\} \d+/,
+    );
   });
 
   it('marks the installation uninstalled on app/uninstalled, and answers 410 after', async () => {

@@ -8,10 +8,9 @@ import type { Topic } from '../events/types.ts';
 import type { EventLog } from '../log/port.ts';
 import { type Db, driverError, isDatabaseUnavailable, type Store } from '../store/db.ts';
 import { installations } from '../store/schema.ts';
-import { redact } from './redact.ts';
 import { duplicateOutcomes, writeBatch } from './write.ts';
 
-const EFFECT_TYPES = new Set(['app.uninstalled', 'privacy.customer_redact', 'privacy.shop_redact']);
+const EFFECT_TYPES = new Set(['app.uninstalled']);
 
 export interface PreparedEvent {
   id: string;
@@ -129,7 +128,7 @@ export function createCommitter({ store, log, logger, concurrency = 2, maxBatch 
 
   async function commitTogether(batch: Pending[]): Promise<void> {
     const items = batch.map((p) => p.item);
-    // An uninstall or a redaction changes other rows with the batch: one transaction for all.
+    // An uninstall changes another row with the batch: one transaction for all.
     // Otherwise the batch is one statement, committed on its own (no BEGIN/COMMIT round trips).
     const outcomes = items.some(hasEffects)
       ? await store.db.transaction(async (tx) => {
@@ -181,30 +180,17 @@ export function createCommitter({ store, log, logger, concurrency = 2, maxBatch 
     });
   }
 
-  /** What some canonical events mean for the hub itself: an uninstall, a privacy redaction. */
+  /**
+   * What an uninstall means for the hub itself, in the batch's transaction. (A privacy redaction
+   * is the worker's: see `startPrivacyConsumer`.)
+   */
   async function applyEffects(tx: Db, items: IngestItem[]): Promise<void> {
     for (const item of items) {
-      for (const e of item.events) {
-        if (e.type === 'app.uninstalled' && item.installationId) {
-          await tx
-            .update(installations)
-            .set({ status: 'uninstalled', uninstalledAt: sql`now()`, updatedAt: sql`now()` })
-            .where(eq(installations.id, item.installationId));
-        } else if (
-          (e.type === 'privacy.customer_redact' || e.type === 'privacy.shop_redact') &&
-          item.installationId
-        ) {
-          const customerId =
-            e.type === 'privacy.customer_redact'
-              ? (e.data as { customer_id?: string | null }).customer_id
-              : undefined;
-          await redact(tx, {
-            organizationId: item.organizationId,
-            installationId: item.installationId,
-            customerId: customerId ?? null,
-            all: e.type === 'privacy.shop_redact',
-          });
-        }
+      if (item.installationId && item.events.some((e) => e.type === 'app.uninstalled')) {
+        await tx
+          .update(installations)
+          .set({ status: 'uninstalled', uninstalledAt: sql`now()`, updatedAt: sql`now()` })
+          .where(eq(installations.id, item.installationId));
       }
     }
   }

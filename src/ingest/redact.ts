@@ -1,9 +1,19 @@
 // Privacy redaction (Shopify's customers/redact and shop/redact): scrubs the personal data we
 // hold on a customer, or on every customer of an installation, from stored events, and drops the
 // raw bodies they came from. Ids and amounts stay, so history and totals remain consistent.
-import { and, eq, inArray, or, sql } from 'drizzle-orm';
-import type { Db } from '../store/db.ts';
-import { events, inboundRequests } from '../store/schema.ts';
+//
+// The webhook is answered once its `privacy.*` event is committed; the redaction itself runs in
+// the worker, as the `privacy` consumer group of the log (`startPrivacyConsumer`), a chunk of
+// events at a time, each chunk its own statements. Inside the ingest's group commit it held that
+// transaction (and the log partitions it appends to) for as long as it took to read, and for a
+// shop, rewrite one by one, every event of the installation: minutes for a large shop, during
+// which no other webhook of those partitions could commit. Shopify allows 30 days to redact; the
+// consumer commits its offset only after a redaction is done, so a crash or an outage redoes it
+// (scrubbing is idempotent).
+import { sql } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import type { Consumer, EventLog } from '../log/port.ts';
+import { type Db, jsonColumn, queryRows } from '../store/db.ts';
 
 const PERSONAL = new Set([
   'email',
@@ -30,35 +40,115 @@ export function scrub(value: unknown, key = ''): unknown {
   );
 }
 
+export interface RedactTarget {
+  organizationId: string;
+  installationId: string;
+  /** The customer whose data goes (customers/redact); null with `all`. */
+  customerId: string | null;
+  /** Every customer of the installation (shop/redact). */
+  all: boolean;
+}
+
+/** Events read and rewritten per chunk. */
+export const REDACT_CHUNK = 500;
+
+/**
+ * Scrubs the target's events and drops their raw bodies, a chunk at a time in id order (each
+ * chunk: one read, one update of the events, one of the raw requests). Returns how many events.
+ * `signal` stops it between chunks (with the signal's reason): what is done stays done.
+ */
 export async function redact(
-  tx: Db,
-  target: { organizationId: string; installationId: string; customerId: string | null; all: boolean },
+  db: Db,
+  target: RedactTarget,
+  options: { chunk?: number; signal?: AbortSignal } = {},
 ): Promise<number> {
+  const chunk = options.chunk ?? REDACT_CHUNK;
   if (!target.all && !target.customerId) return 0;
+  const { organizationId: o, installationId: ins, customerId: c } = target;
   const concerns = target.all
-    ? undefined
-    : or(
-        sql`${events.data}->>'customer_id' = ${target.customerId}`,
-        sql`${events.data}->'customer'->>'customer_id' = ${target.customerId}`,
-      );
-  const rows = await tx
-    .select({ id: events.id, data: events.data, rawRequestId: events.rawRequestId })
-    .from(events)
-    .where(
-      and(
-        eq(events.organizationId, target.organizationId),
-        eq(events.installationId, target.installationId),
-        concerns,
-      ),
+    ? sql``
+    : sql`and (data->>'customer_id' = ${c} or data->'customer'->>'customer_id' = ${c})`;
+  let after = '';
+  let total = 0;
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const rows = await queryRows<{ id: string; data: unknown; raw_request_id: string | null }>(
+      db,
+      sql`select id, data, raw_request_id from events
+          where organization_id = ${o} and installation_id = ${ins} and id > ${after} ${concerns}
+          order by id limit ${chunk}`,
     );
-  for (const row of rows) {
-    await tx
-      .update(events)
-      .set({ data: scrub(row.data) })
-      .where(eq(events.id, row.id));
+    if (rows.length === 0) return total;
+    const scrubbed = rows.map((r) => ({ id: r.id, d: JSON.stringify(scrub(jsonColumn(r.data))) }));
+    await db.execute(
+      sql`update events e set data = x.d::json
+          from json_to_recordset(${JSON.stringify(scrubbed)}::json) as x(id text, d text)
+          where e.organization_id = ${o} and e.id = x.id`,
+    );
+    const raw = [...new Set(rows.flatMap((r) => (r.raw_request_id ? [r.raw_request_id] : [])))];
+    if (raw.length > 0)
+      await db.execute(
+        sql`update inbound_requests set body = null
+            where organization_id = ${o} and id in (select json_array_elements_text(${JSON.stringify(raw)}::json))`,
+      );
+    total += rows.length;
+    after = (rows.at(-1) as { id: string }).id;
   }
-  const raw = [...new Set(rows.flatMap((r) => (r.rawRequestId ? [r.rawRequestId] : [])))];
-  if (raw.length > 0)
-    await tx.update(inboundRequests).set({ body: null }).where(inArray(inboundRequests.id, raw));
-  return rows.length;
+}
+
+export const PRIVACY_GROUP = 'privacy';
+const REDACTIONS = new Set(['privacy.customer_redact', 'privacy.shop_redact']);
+
+/**
+ * The worker's `privacy` consumer: each `privacy.customer_redact` or `privacy.shop_redact` event
+ * in `app-events` is carried out (see `redact`); the group's offset moves past it only once done.
+ * Stopping interrupts a redaction between chunks: it is done again, from the start, on the next run.
+ */
+export function startPrivacyConsumer(db: Db, log: EventLog, logger: Logger): Consumer {
+  const stopping = new AbortController();
+  const consumer = log.consume({
+    group: PRIVACY_GROUP,
+    topics: ['app-events'],
+    // Most of app-events is not privacy: the data of those that are is read with their row.
+    withoutData: true,
+    // A large shop's redaction may take minutes: its partitions stay with this member meanwhile.
+    maxPollIntervalMs: 60 * 60_000,
+    handler: async (records) => {
+      for (const { event } of records) {
+        if (!REDACTIONS.has(event.type)) continue;
+        const [row] = await queryRows<{ installation_id: string | null; data: unknown }>(
+          db,
+          sql`select installation_id, data from events where organization_id = ${event.organization} and id = ${event.id}`,
+        );
+        if (!row?.installation_id) continue;
+        const data = jsonColumn(row.data) as { customer_id?: string | null };
+        const all = event.type === 'privacy.shop_redact';
+        const target = {
+          organizationId: event.organization,
+          installationId: row.installation_id,
+          customerId: all ? null : (data.customer_id ?? null),
+          all,
+        };
+        const started = Date.now();
+        const events = await redact(db, target, { signal: stopping.signal });
+        logger.info(
+          {
+            event_id: event.id,
+            type: event.type,
+            installation_id: target.installationId,
+            events,
+            duration_ms: Date.now() - started,
+          },
+          'privacy redaction done',
+        );
+      }
+    },
+  });
+  return {
+    ...consumer,
+    async stop() {
+      stopping.abort(new Error('the worker is stopping: the redaction resumes on its next start'));
+      await consumer.stop();
+    },
+  };
 }
