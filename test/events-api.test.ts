@@ -164,6 +164,56 @@ describe('listing, reading and replaying', () => {
     expect(one.json()).toMatchObject({ id: ids[0], type: 'custom.kind0', request: null });
   });
 
+  it('lists a time range by time, then id, page after page', async () => {
+    const org = await t.organization('Timeline');
+    // Sent in this order, with times out of it (and two at the same instant).
+    const times = [
+      '2026-03-01T00:00:05Z',
+      '2026-03-01T00:00:01Z',
+      '2026-03-01T00:00:03Z',
+      '2026-03-01T00:00:03Z',
+      '2026-02-01T00:00:00Z',
+      '2026-03-01T00:00:02Z',
+    ];
+    const sent: { id: string; time: string }[] = [];
+    for (const [i, time] of times.entries()) {
+      const res = await send(org.token, { type: `custom.tick${i % 2}`, data: { i }, time });
+      sent.push({ id: res.json().id, time });
+    }
+    const byTime = sent
+      .filter((e) => e.time >= '2026-03-01T00:00:00Z')
+      .sort((a, b) => (a.time === b.time ? (a.id < b.id ? -1 : 1) : a.time < b.time ? -1 : 1))
+      .map((e) => e.id);
+    const since = `since=${encodeURIComponent('2026-03-01T00:00:00Z')}`;
+    const pages: string[] = [];
+    let cursor = '';
+    for (let n = 0; n < 10; n++) {
+      const page = (
+        await t.call('GET', `/v1/events?${since}&limit=2${cursor ? `&cursor=${cursor}` : ''}`, {
+          token: org.token,
+        })
+      ).json();
+      pages.push(...page.data.map((e: { id: string }) => e.id));
+      if (!page.has_more) break;
+      cursor = page.next_cursor;
+    }
+    expect(pages).toEqual(byTime);
+    // Unfiltered, the order stored (by id); `until` and a type narrow the range.
+    const ids = async (query: string) =>
+      (await t.call('GET', `/v1/events?${query}`, { token: org.token }))
+        .json()
+        .data.map((e: { id: string }) => e.id);
+    expect(await ids('limit=100')).toEqual(sent.map((e) => e.id));
+    expect(await ids(`until=${encodeURIComponent('2026-03-01T00:00:03Z')}`)).toEqual([
+      sent[4]?.id,
+      sent[1]?.id,
+      sent[5]?.id,
+    ]);
+    expect(await ids(`${since}&type=custom.tick0`)).toEqual(
+      byTime.filter((id) => [0, 2, 4].includes(sent.findIndex((e) => e.id === id))),
+    );
+  });
+
   it('replays an event into its topic again', async () => {
     const event = (await send(acme.token, { type: 'custom.replayed', data: {} })).json();
     const res = await t.call('POST', `/v1/events/${event.id}/replay`, { token: acme.token });

@@ -84,8 +84,17 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
         where.push(sql`time < ${q.until}`);
         shape += 'u';
       }
+      // A time range is listed by time, then id, along `events_time_idx`: ordered by id, the
+      // page would be read by walking the organization's events and skipping those outside the
+      // range (every one of them for a recent `since`). The cursor is still the last event's id:
+      // its time is read back with it.
+      const byTime = q.since !== undefined || q.until !== undefined;
       if (after) {
-        where.push(sql`id > ${after}`);
+        where.push(
+          byTime
+            ? sql`(time, id) > ((select c.time from events c where c.organization_id = ${organizationId} and c.id = ${after}), ${after})`
+            : sql`id > ${after}`,
+        );
         shape += 'a';
       }
       // The data comes as the JSON text stored and goes into the page as it is (`envelopeJson`).
@@ -94,7 +103,8 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
         `events_list_${shape || 'all'}`,
         sql`select id, organization_id, installation_id, source, type, subject, time, partition_key, topic,
               user_id, data::text as data, raw_request_id, created_at
-            from events where ${sql.join(where, sql` and `)} order by id limit ${q.limit + 1}`,
+            from events where ${sql.join(where, sql` and `)}
+            order by ${byTime ? sql`time, id` : sql`id`} limit ${q.limit + 1}`,
       );
       const page = rows.slice(0, q.limit);
       const hasMore = rows.length > q.limit;

@@ -62,12 +62,18 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags,
         summary: 'List events, oldest first',
+        description:
+          'In the order they were stored (by id); with a time range (`since`, `until`), by their `time`, then id. `next_cursor` continues the same listing.',
         security: bearer,
         querystring: listQuery.extend({
           type: typeFilter.optional(),
           installation_id: z.string().max(100).optional(),
-          since: instant.optional(),
-          until: instant.optional(),
+          since: instant
+            .optional()
+            .describe(
+              'events whose `time` is at or after this instant; with `since` or `until` the list is ordered by `time`, then id',
+            ),
+          until: instant.optional().describe('events whose `time` is before this instant'),
         }),
         response: { 200: listOf(envelopeSchema), ...errorResponses },
       },

@@ -1,0 +1,1 @@
+CREATE INDEX "events_time_idx" ON "events" USING btree ("organization_id","time","id");
