@@ -110,12 +110,8 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
       const hasMore = rows.length > q.limit;
       const last = page.at(-1);
       const nextCursor = hasMore && last ? encodeCursor(last.id) : null;
-      return {
-        /** The page as the API's JSON body: `{data, has_more, next_cursor}`. */
-        json: `{"data":[${page.map((r) => envelopeJson(r, r.data)).join(',')}],"has_more":${hasMore},"next_cursor":${JSON.stringify(nextCursor)}}`,
-        hasMore,
-        nextCursor,
-      };
+      // The page as the API's JSON body: `{data, has_more, next_cursor}`.
+      return `{"data":[${page.map((r) => envelopeJson(r, r.data)).join(',')}],"has_more":${hasMore},"next_cursor":${JSON.stringify(nextCursor)}}`;
     },
 
     async get(organizationId: string, id: string) {

@@ -423,13 +423,6 @@ export function driverError(err: unknown): unknown {
 }
 
 /**
- * PGlite's API has no named statements, and it parses and plans every query it is given (a log
- * poll: 0.6 ms, of which 0.2 ms is the execution). A statement is PREPAREd once in SQL and then
- * run with EXECUTE, its parameters written as literals that take the prepared parameters' types,
- * as text parameters of the protocol would. A parameter with no literal form here (an array,
- * text holding U+0000) runs the statement the ordinary way. `execute` answers undefined when it did not run it.
- */
-/**
  * From this size on, a binary parameter reaches PGlite's server as the file `/dev/blob` (PGlite's
  * `blob` option writes it there for the one query; the statement reads it with
  * `pg_read_binary_file`) instead of a hex literal: a literal twice the size of the bytes goes
@@ -439,6 +432,13 @@ export function driverError(err: unknown): unknown {
 const BLOB_MIN_BYTES = 8 * 1024;
 const BLOB_FILE = "pg_read_binary_file('/dev/blob')";
 
+/**
+ * PGlite's API has no named statements, and it parses and plans every query it is given (a log
+ * poll: 0.6 ms, of which 0.2 ms is the execution). A statement is PREPAREd once in SQL and then
+ * run with EXECUTE, its parameters written as literals that take the prepared parameters' types,
+ * as text parameters of the protocol would. A parameter with no literal form here (an array,
+ * text holding U+0000) runs the statement the ordinary way. `execute` answers undefined when it did not run it.
+ */
 function pgliteStatements(client: PGlite) {
   // Each name is prepared once, by the first call; calls meanwhile wait for that one.
   const prepared = new Map<string, Promise<unknown>>();

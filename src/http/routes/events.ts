@@ -91,7 +91,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       // JSON text, sent as it is: each event's stored data is spliced in, not parsed and serialized
       // again (the schema above still documents the body; the page is built from stored columns).
       // Fastify sends a string with a JSON content type unserialized; its type is the schema's.
-      return reply.type('application/json; charset=utf-8').send(page.json as never);
+      return reply.type('application/json; charset=utf-8').send(page as never);
     },
   );
 
