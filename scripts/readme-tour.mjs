@@ -2,7 +2,7 @@
 // scratch folder, so the README cannot drift from what the hub does. Prints how long the first
 // and a second start took to answer /healthz.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,17 +46,48 @@ async function startHub(label) {
     if (child.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  stop(child);
+  await stop(child);
   throw new Error(
     `${label}: the hub did not answer /healthz within ${HEALTH_DEADLINE_MS / 1000} s\n${output}`,
   );
 }
 
-function stop(child) {
+/**
+ * SIGTERM to the hub's process group, then wait until every process of the group is gone: `npm`
+ * can exit before the hub under it has finished closing its embedded database, whose files must
+ * not be removed (or reopened by the next start) while it still writes them.
+ */
+async function stop(child) {
+  const alive = () => {
+    try {
+      process.kill(-child.pid, 0);
+    } catch {
+      return false;
+    }
+    // A zombie still counts for kill(0), and an orphan's may never be reaped in a container whose
+    // PID 1 does not reap: on Linux, look for a member of the group that is not a zombie.
+    if (!existsSync('/proc/self/stat')) return true;
+    return readdirSync('/proc').some((pid) => {
+      if (!/^\d+$/.test(pid)) return false;
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return Number(pgrp) === child.pid && state !== 'Z' && state !== 'X';
+      } catch {
+        return false;
+      }
+    });
+  };
   try {
     process.kill(-child.pid, 'SIGTERM');
   } catch {}
-  return new Promise((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', resolve)));
+  const deadline = Date.now() + HEALTH_DEADLINE_MS;
+  while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (alive()) {
+    console.error('the hub did not stop within 15 s of SIGTERM; killing it');
+    process.kill(-child.pid, 'SIGKILL');
+    while (alive()) await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 let hub = await startHub('first start');
