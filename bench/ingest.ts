@@ -1,9 +1,11 @@
 // bench/ingest: signed Shopify orders/create webhooks at increasing concurrency against a running
 // hub (`interchange start`, its own process), on PGlite and on PostgreSQL, next to a bare Fastify
-// route that only parses the same JSON, measured in the same run, and (with PostgreSQL) the floor:
-// a route that verifies and group-commits the body into one table and does nothing else
-// (bench/floor-server.ts). Prints webhooks/s, p50/p99 and the ratio to the bare route, and each
-// process's memory after each level. Run: npm run bench:ingest [-- --seconds 5 --levels 1,8,32,64
+// route that only parses the same JSON, measured in the same run, and (with PostgreSQL) two floors
+// (bench/floor-server.ts): a route that verifies and group-commits the body into one table and does
+// nothing else, and one that also does what issue #3 asks of every webhook (normalize it into its
+// canonical event, keep the event beside the raw request, in log order) as cheaply as we know how.
+// Prints webhooks/s, p50/p99 and the ratio to the bare route, and each
+// process's memory after each level. Run: npm run bench:ingest [-- --seconds 5 --levels 1,8,32,64,256
 // --only postgres --role api --cpu-prof DIR --write]; --role runs the hub with that role (api: no
 // consumers beside the ingest); --cpu-prof writes the hub's V8 CPU profile into DIR.
 import { randomUUID } from 'node:crypto';
@@ -31,10 +33,10 @@ import {
 const args = process.argv.slice(2);
 const option = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const seconds = Number(option('--seconds')) || 5;
-const levels = (option('--levels') ?? '1,8,32,64').split(',').map(Number);
+const levels = (option('--levels') ?? '1,8,32,64,256').split(',').map(Number);
 const modes = (['pglite', 'postgres'] as const).filter((m) => (option('--only') ?? m) === m);
 const loadBefore = loadAverage();
-const steps = levels.length * (1 + modes.length + (modes.includes('postgres') ? 1 : 0));
+const steps = levels.length * (1 + modes.length + (modes.includes('postgres') ? 2 : 0));
 let stepsDone = 0;
 const SHOP = 'bench-shop.myshopify.com';
 const SECRET = 'shpss_bench_secret';
@@ -152,22 +154,27 @@ const bareServer = await startBaseline('bench/bare-server.ts', {});
 bare = await measure('bare fastify', bareServer.base, 'ins_bare', bareServer.child.proc.pid, false);
 await bareServer.child.stop();
 addRows('bare Fastify JSON route', bare);
-// The floor: verify, parse and group-commit the raw body into one table on PostgreSQL, nothing else.
+// The floors (bench/floor-server.ts): verify, parse and group-commit the raw body into one table
+// on PostgreSQL, nothing else; then the same with what issue #3 asks of each webhook (normalized
+// into its canonical event, kept with its raw request, in log order), as cheaply as we know how.
 if (modes.includes('postgres')) {
-  const db = await scratchPostgres(process.env.DATABASE_URL ?? DEFAULT_SERVER);
-  const floorServer = await startBaseline('bench/floor-server.ts', {
-    DATABASE_URL: db.url,
-    FLOOR_SECRET: SECRET,
-  });
-  try {
-    const pid = floorServer.child.proc.pid;
-    addRows(
-      'floor: verify + commit body on PostgreSQL',
-      await measure('floor', floorServer.base, 'ins_floor', pid, false, db.name),
-    );
-  } finally {
-    await floorServer.child.stop();
-    await db.drop();
+  for (const [mode, label] of [
+    ['body', 'floor: verify + commit body on PostgreSQL'],
+    ['event', 'event floor: + normalize, event + headers in the row, log offset'],
+  ] as const) {
+    const db = await scratchPostgres(process.env.DATABASE_URL ?? DEFAULT_SERVER);
+    const floorServer = await startBaseline('bench/floor-server.ts', {
+      DATABASE_URL: db.url,
+      FLOOR_SECRET: SECRET,
+      FLOOR_MODE: mode,
+    });
+    try {
+      const pid = floorServer.child.proc.pid;
+      addRows(label, await measure(`${mode} floor`, floorServer.base, 'ins_floor', pid, false, db.name));
+    } finally {
+      await floorServer.child.stop();
+      await db.drop();
+    }
   }
 }
 for (const mode of modes) {
