@@ -83,6 +83,58 @@ describe('postgres log', () => {
       'lag 0',
     );
   });
+
+  it('stops at once when stopping interrupts its handler: logged as a stop, not an error, and read again next start', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const log = createPostgresLog({ db: f.store.db, logger });
+    // Like the privacy consumer: a long job that stopping aborts.
+    const stopping = new AbortController();
+    const taken: LogRecord[] = [];
+    const c = log.consume({
+      group: 'interrupted',
+      topics: ['order-events'],
+      pollMs: 20,
+      handler: async (records) => {
+        taken.push(...records);
+        await new Promise((_, reject) => {
+          stopping.signal.addEventListener('abort', () => reject(stopping.signal.reason), { once: true });
+        });
+      },
+    });
+    const appended = await f.append(log, [{ key: 'interrupted.myshopify.com' }]);
+    await until(() => taken.length > 0, 10_000, 'the handler to start');
+    stopping.abort(new Error('the worker is stopping'));
+    await c.stop();
+    expect(lines.filter((l) => (l.level as number) >= 50)).toEqual([]);
+    expect(lines).toContainEqual(
+      expect.objectContaining({ level: 30, consumer_group: 'interrupted', err: expect.anything() }),
+    );
+    const again = recorder();
+    consumers.push(
+      log.consume({ group: 'interrupted', topics: ['order-events'], pollMs: 20, handler: again.handler }),
+    );
+    await until(() => again.has([appended[0]?.eventId ?? '']), 10_000, 'the interrupted batch again');
+  });
+
+  it('does not wait out its pause after a failed batch when stopped', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const log = createPostgresLog({ db: f.store.db, logger });
+    // pollMs 1000: a failed iteration pauses min(5 s, 10 polls) = 5 s before the next.
+    const c = log.consume({
+      group: 'failing',
+      topics: ['order-events'],
+      pollMs: 1000,
+      handler: async () => {
+        throw new Error('the handler failed');
+      },
+    });
+    await f.append(log, [{ key: 'failing.myshopify.com' }]);
+    await until(() => lines.some((l) => l.level === 50), 10_000, 'the failure to be logged');
+    const outcome = await Promise.race([c.stop().then(() => 'stopped'), sleep(4000).then(() => 'paused')]);
+    expect(outcome).toBe('stopped');
+  });
 });
 
 describe('postgres log: handlers slower than the lease (maxPollIntervalMs)', () => {
