@@ -17,7 +17,9 @@ export const now = () => performance.timeOrigin + performance.now();
 /**
  * Scratch storage for a hub — a fresh PGlite directory, or a scratch database of the PostgreSQL
  * server in DATABASE_URL (default: local) — and the environment of an `interchange start` on it,
- * allowed to deliver to 127.0.0.1. `cleanup` drops the database and the directory.
+ * allowed to deliver to 127.0.0.1. `cleanup` drops the database and the directory. The hub logs at
+ * `warn` (BENCH_HUB_LOG_LEVEL to change it): at the default `info` it writes two lines per request,
+ * Fastify's request log, which the benchmark would otherwise measure and keep in memory.
  */
 export async function hubStorage(storage: Storage) {
   const port = await freePort();
@@ -27,7 +29,7 @@ export async function hubStorage(storage: Storage) {
     PORT: String(port),
     INTERCHANGE_DATA_DIR: dataDir,
     INTERCHANGE_EGRESS_ALLOW: '127.0.0.1/32',
-    LOG_LEVEL: 'warn',
+    LOG_LEVEL: process.env.BENCH_HUB_LOG_LEVEL ?? 'warn',
   };
   delete env.REDIS_URL;
   delete env.BENCH_PROGRESS;
