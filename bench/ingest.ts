@@ -141,7 +141,6 @@ async function startBaseline(script: string, env: NodeJS.ProcessEnv) {
 }
 
 const measured: Array<[string, Level[]]> = [];
-const addRows = (target: string, results: Level[]) => measured.push([target, results]);
 
 /** The bare route: measured before the other targets and again after them; the ratios are to the mean. */
 async function measureBare(when: string): Promise<Level[]> {
@@ -169,7 +168,10 @@ if (modes.includes('postgres')) {
     });
     try {
       const pid = floorServer.child.proc.pid;
-      addRows(label, await measure(`${mode} floor`, floorServer.base, 'ins_floor', pid, false, db.name));
+      measured.push([
+        label,
+        await measure(`${mode} floor`, floorServer.base, 'ins_floor', pid, false, db.name),
+      ]);
     } finally {
       await floorServer.child.stop();
       await db.drop();
@@ -180,7 +182,7 @@ for (const mode of modes) {
   const hub = await startHub(mode);
   try {
     const results = await measure(mode, hub.base, hub.installationId, hub.pid, true, hub.database);
-    addRows(`Interchange on ${mode === 'pglite' ? 'PGlite' : 'PostgreSQL'}`, results);
+    measured.push([`Interchange on ${mode === 'pglite' ? 'PGlite' : 'PostgreSQL'}`, results]);
   } finally {
     await hub.stop();
   }

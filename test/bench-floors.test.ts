@@ -6,18 +6,14 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { shopifyOrder, signShopifyWebhook } from '../sim/shopify.ts';
+import { shopifyJson, shopifyOrder, signShopifyWebhook } from '../sim/shopify.ts';
 import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/database.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SECRET = 'shpss_floor_test';
 const SHOP = 'floor-test.myshopify.com';
 // An id past 2^53, as Shopify's own examples have: the event floor must keep it exact.
-const ORDER = shopifyOrder({ id: 820982911946154508n });
-const BODY = JSON.stringify(ORDER, (_k, v) => (typeof v === 'bigint' ? `#${v}#` : v)).replace(
-  /"#(\d+)#"/g,
-  '$1',
-);
+const BODY = shopifyJson(shopifyOrder({ id: 820982911946154508n }));
 
 let server: ChildProcessByStdio<null, Readable, Readable> | undefined;
 let database: TestDatabase | undefined;

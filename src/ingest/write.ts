@@ -256,7 +256,7 @@ export async function duplicateOutcomes(
   for (const row of rows) {
     const i = Number(row.i);
     const before = outcomes.get(i);
-    const eventIds = row.event_ids ?? [];
+    const eventIds = row.event_ids;
     outcomes.set(
       i,
       before && before.status === 'duplicate'
