@@ -79,6 +79,39 @@ describe('custom events', () => {
     expect(listed.body).toContain(`"data":${JSON.stringify(data)}}`);
   });
 
+  it('lists each envelope as GET /v1/events/:id gives it, byte for byte, whatever its fields hold', async () => {
+    const org = await t.organization('Envelopes');
+    const user = (
+      await t.call('POST', '/v1/users', { token: org.token, body: { email: 'e@example.com' } })
+    ).json();
+    const tricky = 'a "q" \\ /\u0001\u001f\b\f\n\r\t\u007f\u2028 ü 🛒';
+    const sent = [
+      // The listing's text is built by the database: escapes, nulls and times must come out as
+      // JSON.stringify writes them.
+      { type: 'custom.a', subject: tricky, partition_key: tricky, user_id: user.id, data: { s: tricky } },
+      { type: 'custom.b', time: '2026-03-04T05:06:07.089Z', data: {} },
+      { type: 'custom.c', time: '0999-12-31T23:59:59.999Z', data: { n: null } },
+    ];
+    const ids: string[] = [];
+    for (const body of sent) {
+      const res = await send(org.token, body);
+      expect(res.statusCode, res.body).toBe(201);
+      ids.push(res.json().id);
+    }
+    const listed = await t.call('GET', '/v1/events', { token: org.token });
+    const items = listed.body.slice('{"data":['.length, listed.body.indexOf('],"has_more"'));
+    const read = await Promise.all(
+      ids.map(async (id) => (await t.call('GET', `/v1/events/${id}`, { token: org.token })).json()),
+    );
+    expect(items).toBe(read.map(({ request: _, ...event }) => JSON.stringify(event)).join(','));
+    expect(read[0]).toMatchObject({ subject: tricky, partitionkey: tricky, userid: user.id });
+    expect(read.map((e) => e.time)).toEqual([
+      expect.any(String),
+      '2026-03-04T05:06:07.089Z',
+      '0999-12-31T23:59:59.999Z',
+    ]);
+  });
+
   it('validates canonical types against their schema and attaches a known user', async () => {
     const user = (
       await t.call('POST', '/v1/users', { token: acme.token, body: { email: 'u@example.com' } })

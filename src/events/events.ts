@@ -9,7 +9,7 @@ import type { EventLog } from '../log/port.ts';
 import { type Db, queryPrepared } from '../store/db.ts';
 import { encodeCursor } from '../store/pagination.ts';
 import { events, inboundRequests } from '../store/schema.ts';
-import { type EventRow, envelopeJson, type SqlEventRow, toEnvelope } from './envelope.ts';
+import { ENVELOPE_JSON_SQL, type EventRow, toEnvelope } from './envelope.ts';
 import { parseEventData, topicOf } from './types.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -97,12 +97,11 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
         );
         shape += 'a';
       }
-      // The data comes as the JSON text stored and goes into the page as it is (`envelopeJson`).
-      const rows = await queryPrepared<Omit<SqlEventRow, 'data'> & { data: string }>(
+      // Each event comes as its envelope's JSON text, built by the database (`ENVELOPE_JSON_SQL`).
+      const rows = await queryPrepared<{ id: string; envelope: string }>(
         db,
         `events_list_${shape || 'all'}`,
-        sql`select id, organization_id, installation_id, source, type, subject, time, partition_key, topic,
-              user_id, data::text as data, raw_request_id, created_at
+        sql`select id, ${sql.raw(ENVELOPE_JSON_SQL)} as envelope
             from events where ${sql.join(where, sql` and `)}
             order by ${byTime ? sql`time, id` : sql`id`} limit ${q.limit + 1}`,
       );
@@ -111,7 +110,7 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
       const last = page.at(-1);
       const nextCursor = hasMore && last ? encodeCursor(last.id) : null;
       // The page as the API's JSON body: `{data, has_more, next_cursor}`.
-      return `{"data":[${page.map((r) => envelopeJson(r, r.data)).join(',')}],"has_more":${hasMore},"next_cursor":${JSON.stringify(nextCursor)}}`;
+      return `{"data":[${page.map((r) => r.envelope).join(',')}],"has_more":${hasMore},"next_cursor":${JSON.stringify(nextCursor)}}`;
     },
 
     async get(organizationId: string, id: string) {
