@@ -4,12 +4,14 @@
 // (bench/floor-server.ts): a route that verifies and group-commits the body into one table and does
 // nothing else, and one that also does what issue #3 asks of every webhook (normalize it into its
 // canonical event, keep the event beside the raw request, in log order) as cheaply as we know how.
-// Prints webhooks/s, p50/p99 and the ratio to the bare route, and each
-// process's memory after each level. Run: npm run bench:ingest [-- --seconds 5 --levels 1,8,32,64,256
+// Prints webhooks/s, p50/p99 and the ratio to the bare route, the CPU each server (and its
+// PostgreSQL backends) and the load generator spent per webhook, the machine's idle share, each
+// process's memory after each level, and the CPU budget half the bare route leaves the work. Run: npm run bench:ingest [-- --seconds 5 --levels 1,8,32,64,256
 // --only postgres --role api --cpu-prof DIR --write]; --role runs the hub with that role (api: no
 // consumers beside the ingest); --cpu-prof writes the hub's V8 CPU profile into DIR.
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { shopifyOrder, signShopifyWebhook } from '../sim/shopify.ts';
 import { benchToken, DEFAULT_SERVER, HUB_NODE_FLAGS, hubStorage } from './hub.ts';
 import {
@@ -22,6 +24,7 @@ import {
   load,
   loadAverage,
   machine,
+  machineCpuMs,
   memoryCell,
   reportProgress,
   scratchPostgres,
@@ -93,7 +96,17 @@ const webhook = (installationId: string) => () => {
   return { path: `/hooks/${installationId}`, headers: signed.headers, body: signed.body };
 };
 
-type Level = LoadResult & { memory: string; cpu: string };
+type Level = LoadResult & {
+  memory: string;
+  cpu: string;
+  /** CPU ms per webhook of the server process, and of the PostgreSQL backends serving it. */
+  own?: number;
+  db?: number;
+  /** CPU ms per webhook of this process: the load generator (autocannon, and signing each webhook). */
+  gen: number;
+  /** The machine's idle share while the level ran (all cores). */
+  idle: number;
+};
 
 /**
  * Each level's result, with the memory of the process under test (`pid`) right after it and the
@@ -112,14 +125,30 @@ async function measure(
   await load(base, 8, 1, webhook(installationId)); // warm-up
   for (const c of levels) {
     const [cpu0, db0] = [cpuMsOf(pid), database ? await backendsCpuMs(server, database) : undefined];
+    const [gen0, machine0] = [process.cpuUsage(), machineCpuMs()];
     const r = await load(base, c, seconds, webhook(installationId));
+    const [gen1, machine1] = [process.cpuUsage(gen0), machineCpuMs()];
     const [cpu1, db1] = [cpuMsOf(pid), database ? await backendsCpuMs(server, database) : undefined];
-    const per = (ms: number) => (r.total > 0 ? (ms / r.total).toFixed(2) : '—');
-    const own = cpu0 === undefined || cpu1 === undefined ? '—' : per(cpu1 - cpu0);
-    const cpu = db0 && db1 ? `${own} + ${per(backendsCpuDiff(db0, db1))}` : own;
+    const per = (ms: number) => (r.total > 0 ? ms / r.total : Number.NaN);
+    const own = cpu0 === undefined || cpu1 === undefined ? undefined : per(cpu1 - cpu0);
+    const db = db0 && db1 ? per(backendsCpuDiff(db0, db1)) : undefined;
+    const shown = own === undefined ? '—' : own.toFixed(2);
+    const cpu = db === undefined ? shown : `${shown} + ${db.toFixed(2)}`;
+    const gen = per((gen1.user + gen1.system) / 1000);
+    const busy = machine0 && machine1 ? machine1.busy - machine0.busy : 0;
+    const idleMs = machine0 && machine1 ? machine1.idle - machine0.idle : 0;
+    const idle = busy + idleMs > 0 ? idleMs / (busy + idleMs) : Number.NaN;
     if (r.non2xx > 0 || r.errors > 0)
       console.warn(`${label} c=${c}: ${r.non2xx} non-2xx, ${r.errors} errors`);
-    results.push({ ...r, cpu, memory: await memoryCell(pid, metrics ? base : undefined) });
+    results.push({
+      ...r,
+      cpu,
+      own,
+      db,
+      gen,
+      idle,
+      memory: await memoryCell(pid, metrics ? base : undefined),
+    });
     reportProgress('levels', ++stepsDone, steps);
     process.stderr.write(`${label} c=${c}: ${r.rps.toFixed(0)}/s p50 ${r.p50} ms p99 ${r.p99} ms\n`);
   }
@@ -203,17 +232,51 @@ for (const [target, results] of [
   for (const [i, c] of levels.entries()) {
     const r = results[i] as Level;
     const ratio = (r.rps / (bare[i] as Level).rps).toFixed(2);
-    rows.push([target, c, r.rps.toFixed(0), r.p50, r.p99, ratio, r.cpu, r.memory]);
+    rows.push([
+      target,
+      c,
+      r.rps.toFixed(0),
+      r.p50,
+      r.p99,
+      ratio,
+      r.cpu,
+      r.gen.toFixed(2),
+      `${(100 * r.idle).toFixed(0)} %`,
+      r.memory,
+    ]);
   }
 }
 const bareNote = levels
   .map((c, i) => `${c}: ${bareBefore[i]?.rps.toFixed(0)} / ${bareAfter[i]?.rps.toFixed(0)}`)
   .join(', ');
 
+// What the target leaves for the work: at half the bare route's rate, the machine's cores give so
+// much CPU per webhook; the load generator runs on them too. A target whose server and PostgreSQL
+// spend more than the rest cannot reach half the bare route here, however the work is laid out
+// (the converse does not hold: idle time, locks and latency come on top).
+const cores = availableParallelism();
+const budget = modes.includes('postgres')
+  ? levels.map((c, i) => {
+      const half = (bare[i] as Level).rps / 2;
+      const total = (cores * 1000) / half;
+      const spent = measured
+        .filter(([, results]) => (results[i] as Level).db !== undefined)
+        .map(([target, results]) => {
+          const r = results[i] as Level;
+          return `${target.split(':')[0]} ${((r.own ?? 0) + (r.db ?? 0)).toFixed(2)} (load generator ${r.gen.toFixed(2)})`;
+        });
+      // The generator's cheapest figure of the level (its cost per webhook moves with the answers'
+      // size and latency): the budget is then the most the work could have.
+      const gen = Math.min(
+        ...[bare, ...measured.map(([, results]) => results)].map((rs) => (rs[i] as Level).gen),
+      );
+      return `at ${c} connections half the bare route is ${half.toFixed(0)} webhooks/s, when ${cores} cores give ${total.toFixed(2)} ms of CPU per webhook; less the load generator's (${gen.toFixed(2)} at its cheapest) server and PostgreSQL have ${(total - gen).toFixed(2)} ms. Spent: ${spent.join(', ')}`;
+    })
+  : [];
 const header = `Ingest: signed Shopify orders/create, ${seconds} s per level; ${machine()}; 1-min load average before the run ${loadBefore.toFixed(2)}`;
 const shown = args.filter((a) => a !== '--write');
 const command = ['npm run bench:ingest', ...(shown.length ? ['--', ...shown] : [])].join(' ');
-const out = `${header}\n\n${table(['target', 'connections', 'webhooks/s', 'p50 ms', 'p99 ms', 'vs bare', 'CPU ms / webhook', 'process memory after'], rows)}\n\n- \`${command}\`. The bare route made (connections: before / after the others, webhooks/s) ${bareNote}; its row and the ratios are their mean (p50, p99, CPU and memory from the run before). CPU: the server process's, plus (on PostgreSQL) that of the backends serving it, per webhook answered. Memory: RSS of the bare or floor server, or RSS (and V8 heap, from \`/metrics\`) of the \`interchange start\` process, right after each level.\n`;
+const out = `${header}\n\n${table(['target', 'connections', 'webhooks/s', 'p50 ms', 'p99 ms', 'vs bare', 'CPU ms / webhook', 'load gen. CPU ms', 'idle', 'process memory after'], rows)}\n\n- \`${command}\`. The bare route made (connections: before / after the others, webhooks/s) ${bareNote}; its row and the ratios are their mean (p50, p99, CPU and memory from the run before). CPU: the server process's, plus (on PostgreSQL) that of the backends serving it, per webhook answered. Memory: RSS of the bare or floor server, or RSS (and V8 heap, from \`/metrics\`) of the \`interchange start\` process, right after each level. Load gen. CPU: this process's (autocannon, signing each webhook) per webhook; idle: the machine's idle share during the level.\n${budget.map((b) => `- CPU budget of the target (half the bare route): ${b}.\n`).join('')}`;
 console.log(`\n${out}`);
 if (args.includes('--write')) {
   const path = 'BENCHMARKS.md';

@@ -231,6 +231,23 @@ export async function memoryCell(pid: number | undefined, base?: string): Promis
   return heap === undefined ? `${rss.toFixed(0)} MiB` : `${rss.toFixed(0)} MiB (heap ${heap.toFixed(0)} MiB)`;
 }
 
+/** The machine's CPU time so far, busy and idle (ms summed over cores), from /proc/stat; undefined off Linux. */
+export function machineCpuMs(): { busy: number; idle: number } | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+    // cpu  user nice system idle iowait irq softirq steal: 100 Hz clock ticks
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = line
+      .trim()
+      .split(/\s+/)
+      .slice(1, 9)
+      .map(Number);
+    const ticks = [user, nice, system, irq, softirq, steal].reduce<number>((a, b) => a + (b ?? 0), 0);
+    return { busy: ticks * 10, idle: ((idle ?? 0) + (iowait ?? 0)) * 10 };
+  } catch {
+    return undefined;
+  }
+}
+
 /** CPU time (user + system, ms) of a process so far, from /proc; undefined off Linux or once it exited. */
 export function cpuMsOf(pid: number | undefined): number | undefined {
   try {
