@@ -81,7 +81,7 @@ export function createTokenService({ db, box, issuer, ttlSeconds }: TokenService
   return {
     load,
 
-    async issue(client: ApiClient, scopes: Scope[]) {
+    async issue(client: Pick<ApiClient, 'id' | 'organizationId'>, scopes: Scope[]) {
       if (!newest) await load();
       const kid = newest as string;
       const key = await keyFor(kid);
