@@ -250,15 +250,20 @@ describe.skipIf(Boolean(process.env.DATABASE_URL))('PGlite date and time types',
     const { eq } = await import('drizzle-orm');
     const store = await openStore({ kind: 'pglite', dataDir: undefined });
     const given: unknown[] = [];
-    const query = PGlite.prototype.query;
+    const { query, exec } = PGlite.prototype;
     try {
       await migrate(store);
       const at = new Date('2026-12-05T10:11:12.345Z');
       await store.db.insert(organizations).values({ id: 'org_1', name: 'Acme', createdAt: at });
+      // Prepared statements are EXECUTEd through `exec` (see pgliteStatements), the rest `query`.
       PGlite.prototype.query = function (this: PGlite, ...args: Parameters<PGlite['query']>) {
         given.push(args[2]?.parsers);
         return query.apply(this, args);
       } as PGlite['query'];
+      PGlite.prototype.exec = function (this: PGlite, ...args: Parameters<PGlite['exec']>) {
+        given.push(args[1]?.parsers);
+        return exec.apply(this, args);
+      } as PGlite['exec'];
       const read = () => store.db.select().from(organizations).where(eq(organizations.id, 'org_1'));
       for (let i = 0; i < 3; i++) expect((await read())[0]?.createdAt).toEqual(at);
       // Drizzle's queries went to PGlite without their option (Drizzle gave one every time).
@@ -291,7 +296,7 @@ describe.skipIf(Boolean(process.env.DATABASE_URL))('PGlite date and time types',
         });
       }
     } finally {
-      PGlite.prototype.query = query;
+      Object.assign(PGlite.prototype, { query, exec });
       await store.close();
     }
   });
@@ -304,12 +309,12 @@ describe.skipIf(Boolean(process.env.DATABASE_URL))('PGlite large binary paramete
     const { randomBytes } = await import('node:crypto');
     const store = await openStore({ kind: 'pglite', dataDir: undefined });
     const blobs: unknown[] = [];
-    const query = PGlite.prototype.query;
+    const exec = PGlite.prototype.exec;
     try {
-      PGlite.prototype.query = function (this: PGlite, ...args: Parameters<PGlite['query']>) {
-        if (args[0].startsWith('execute')) blobs.push(args[2]?.blob);
-        return query.apply(this, args);
-      } as PGlite['query'];
+      PGlite.prototype.exec = function (this: PGlite, ...args: Parameters<PGlite['exec']>) {
+        if (args[0].startsWith('execute')) blobs.push(args[1]?.blob);
+        return exec.apply(this, args);
+      } as PGlite['exec'];
       const read = (big: Buffer, small: Buffer) =>
         queryPrepared<{ big: Buffer; small: Buffer; n: number }>(
           store.db,
@@ -328,7 +333,7 @@ describe.skipIf(Boolean(process.env.DATABASE_URL))('PGlite large binary paramete
       expect(blobs).toHaveLength(3);
       for (const blob of blobs) expect((blob as Blob | undefined)?.size).toBeGreaterThanOrEqual(100_000);
     } finally {
-      PGlite.prototype.query = query;
+      PGlite.prototype.exec = exec;
       await store.close();
     }
   });
