@@ -270,7 +270,7 @@ const budget = modes.includes('postgres')
       const gen = Math.min(
         ...[bare, ...measured.map(([, results]) => results)].map((rs) => (rs[i] as Level).gen),
       );
-      return `at ${c} connections half the bare route is ${half.toFixed(0)} webhooks/s, when ${cores} cores give ${total.toFixed(2)} ms of CPU per webhook; less the load generator's (${gen.toFixed(2)} at its cheapest) server and PostgreSQL have ${(total - gen).toFixed(2)} ms. Spent: ${spent.join(', ')}`;
+      return `at ${c} connection${c === 1 ? '' : 's'} half the bare route is ${half.toFixed(0)} webhooks/s, when ${cores} cores give ${total.toFixed(2)} ms of CPU per webhook; less the load generator's (${gen.toFixed(2)} at its cheapest) server and PostgreSQL have ${(total - gen).toFixed(2)} ms. Spent: ${spent.join(', ')}`;
     })
   : [];
 const header = `Ingest: signed Shopify orders/create, ${seconds} s per level; ${machine()}; 1-min load average before the run ${loadBefore.toFixed(2)}`;
