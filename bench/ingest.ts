@@ -6,8 +6,9 @@
 // canonical event, keep the event beside the raw request, in log order) as cheaply as we know how.
 // Prints webhooks/s, p50/p99 and the ratio to the bare route, the CPU each server (and its
 // PostgreSQL backends) and the load generator spent per webhook, the machine's idle share, each
-// process's memory after each level, and the CPU budget half the bare route leaves the work. Run: npm run bench:ingest [-- --seconds 5 --levels 1,8,32,64,256
-// --only postgres --role api --cpu-prof DIR --write]; --role runs the hub with that role (api: no
+// process's memory after each level, and the CPU budget half the bare route leaves the work.
+// Run: npm run bench:ingest [-- --seconds 5 --levels 1,8,32,64,256 --only postgres --role api
+// --cpu-prof DIR --write]; --role runs the hub with that role (api: no
 // consumers beside the ingest); --cpu-prof writes the hub's V8 CPU profile into DIR.
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';

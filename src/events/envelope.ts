@@ -133,10 +133,11 @@ export function toLazyEnvelope(row: EventRow): Envelope {
  * `JSON.stringify(toEnvelope(row))`, in the schema's key order, with the data spliced in as the
  * text stored (the `json` column keeps what the hub wrote: it is neither parsed nor stringified
  * again). One text column per row instead of one per field: PGlite's client decodes every field of
- * a result through JavaScript: a page of 20 events read as thirteen columns and spliced in
- * JavaScript took 620–670 µs in a loop, as one column 290–320 (on PostgreSQL 210 → 140). `to_json(text)` escapes as `JSON.stringify` does
- * (quotes, backslashes, control characters as \u00xx; U+2028 and non-ASCII left as they are), and
- * the time is `toISOString`'s form for the years 0001–9999.
+ * a result in JavaScript, and a page of 20 events read as thirteen columns and spliced here took
+ * 620–670 µs in a loop, as one column 290–320 (on PostgreSQL 210 → 140). `to_json(text)` escapes
+ * as `JSON.stringify` does (quotes, backslashes, control characters as \u00xx; U+2028 and
+ * non-ASCII left as they are); the time is `toISOString`'s form (milliseconds truncated, as a
+ * `Date` read from the row has them) for the years 0001–9999.
  */
 export const ENVELOPE_JSON_SQL = `'{"specversion":"1.0","id":' || to_json(id)::text
   || ',"source":' || to_json(source)::text || ',"type":' || to_json(type)::text
