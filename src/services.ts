@@ -9,6 +9,7 @@ import { createHttpClient } from './delivery/http.ts';
 import { createEventService } from './events/events.ts';
 import { createCommitter } from './ingest/committer.ts';
 import { createIngestService } from './ingest/ingest.ts';
+import { createInboundRequestService } from './ingest/requests.ts';
 import { createInstallationService } from './installations/installations.ts';
 import type { EventLog } from './log/port.ts';
 import { createPostgresLog } from './log/postgres.ts';
@@ -47,6 +48,7 @@ export function createServices(
     committer,
     ingest: createIngestService({ installations, committer, logger }),
     events: createEventService(db, log, committer),
+    inboundRequests: createInboundRequestService(db),
     deliveries: createDeliveryService(db),
   };
 }

@@ -36,6 +36,7 @@ import { deliveryRoutes } from './routes/deliveries.ts';
 import { eventRoutes } from './routes/events.ts';
 import { healthRoutes } from './routes/health.ts';
 import { hookRoutes } from './routes/hooks.ts';
+import { inboundRequestRoutes } from './routes/inbound-requests.ts';
 import { installationRoutes } from './routes/installations.ts';
 import { oauthRoutes } from './routes/oauth.ts';
 import { organizationRoutes } from './routes/organizations.ts';
@@ -184,6 +185,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     await v1.register(connectorRoutes);
     await v1.register(installationRoutes);
     await v1.register(eventRoutes);
+    await v1.register(inboundRequestRoutes);
     await v1.register(deliveryRoutes);
   });
 

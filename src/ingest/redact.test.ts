@@ -1,7 +1,7 @@
 // Privacy redaction on a real database (PGlite, or PostgreSQL with DATABASE_URL): a customer's
-// events across several chunks scrubbed and their raw bodies dropped, nothing of anyone else's
-// touched; a shop's redaction takes every event of the installation; a stop between chunks keeps
-// what was done.
+// events across several chunks scrubbed and their raw bodies dropped, with the bodies of refused
+// requests that name them, nothing of anyone else's touched; a shop's redaction takes every event
+// and body of the installation; a stop between chunks keeps what was done.
 import { eq, inArray } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../test/helpers/database.ts';
@@ -67,6 +67,34 @@ async function order(org: string, installation: string, customer: string): Promi
   return id;
 }
 
+/** A request refused after verification (no event) whose body names `customer`; returns its id. */
+async function refused(org: string, installation: string, customer: string): Promise<string> {
+  const id = `req_refused_${n++}`;
+  await store.db.insert(inboundRequests).values({
+    id,
+    organizationId: org,
+    installationId: installation,
+    receivedAt: new Date(),
+    method: 'POST',
+    path: `/hooks/${installation}`,
+    headers: {},
+    body: Buffer.from(`{"customer":{"id":"${customer}","email":"${customer}@example.com"`),
+    bodySize: 10,
+    status: 'rejected',
+    errorCode: 'payload_malformed',
+  });
+  return id;
+}
+
+async function bodiesKept(ids: string[]): Promise<boolean[]> {
+  const rows = await store.db
+    .select({ id: inboundRequests.id, body: inboundRequests.body })
+    .from(inboundRequests)
+    .where(inArray(inboundRequests.id, ids))
+    .orderBy(inboundRequests.id);
+  return ids.map((id) => rows.find((r) => r.id === id)?.body !== null);
+}
+
 async function read(ids: string[]) {
   const rows = await store.db
     .select({ id: events.id, data: events.data, body: inboundRequests.body })
@@ -87,6 +115,13 @@ describe('redact', () => {
     }
     // The same customer id in another installation, and in another organization.
     others.push(await order('org_1', 'ins_b', 'c-1'), await order('org_2', 'ins_a', 'c-1'));
+    // Refused requests (no events): hers goes; another customer's, and hers elsewhere, stay.
+    const refusedHers = await refused('org_1', 'ins_a', 'c-1');
+    const refusedKept = [
+      await refused('org_1', 'ins_a', 'c-2'),
+      await refused('org_1', 'ins_b', 'c-1'),
+      await refused('org_2', 'ins_a', 'c-1'),
+    ];
 
     const done = await redact(
       store.db,
@@ -110,13 +145,17 @@ describe('redact', () => {
       expect(row.body).not.toBeNull();
       expect((row.data.customer as { email: string }).email).toMatch(/@example\.com$/);
     }
+    expect(await bodiesKept([refusedHers, ...refusedKept])).toEqual([false, true, true, true]);
   });
 
   it("scrubs every event of the installation for the shop's redaction", async () => {
     const shop = [await order('org_1', 'ins_s', 'c-7'), await order('org_1', 'ins_s', 'c-8')];
     const kept = await order('org_1', 'ins_t', 'c-7');
+    const refusedShop = await refused('org_1', 'ins_s', 'c-9');
+    const refusedElsewhere = await refused('org_1', 'ins_t', 'c-9');
     const target = { organizationId: 'org_1', installationId: 'ins_s', customerId: null, all: true };
     expect(await redact(store.db, target, { chunk: 1 })).toBe(2);
+    expect(await bodiesKept([refusedShop, refusedElsewhere])).toEqual([false, true]);
     expect((await read(shop)).map((r) => [r.body, (r.data.customer as { email: unknown }).email])).toEqual([
       [null, null],
       [null, null],

@@ -54,7 +54,8 @@ export const REDACT_CHUNK = 500;
 
 /**
  * Scrubs the target's events and drops their raw bodies, a chunk at a time in id order (each
- * chunk: one read, one update of the events, one of the raw requests). Returns how many events.
+ * chunk: one read, one update of the events, one of the raw requests), then the bodies of the
+ * requests that were refused (see below). Returns how many events.
  * `signal` stops it between chunks (with the signal's reason): what is done stays done.
  */
 export async function redact(
@@ -78,7 +79,7 @@ export async function redact(
           where organization_id = ${o} and installation_id = ${ins} and id > ${after} ${concerns}
           order by id limit ${chunk}`,
     );
-    if (rows.length === 0) return total;
+    if (rows.length === 0) break;
     const scrubbed = rows.map((r) => ({ id: r.id, d: JSON.stringify(scrub(jsonColumn(r.data))) }));
     await db.execute(
       sql`update events e set data = x.d::json
@@ -94,6 +95,20 @@ export async function redact(
     total += rows.length;
     after = (rows.at(-1) as { id: string }).id;
   }
+  // Requests refused after verification made no events, so the chunks above never reach them,
+  // and their bodies are kept for debugging (GET /v1/inbound-requests/{id}/body): for a shop every
+  // body of the installation goes; for a customer, the refused ones that hold their id anywhere (a
+  // substring: one too many dropped loses a debugging body, one too few would keep personal data).
+  options.signal?.throwIfAborted();
+  await db.execute(
+    target.all
+      ? sql`update inbound_requests set body = null
+            where organization_id = ${o} and installation_id = ${ins} and body is not null`
+      : sql`update inbound_requests set body = null
+            where organization_id = ${o} and installation_id = ${ins} and status = 'rejected'
+              and body is not null and position(convert_to(${c}, 'UTF8') in body) > 0`,
+  );
+  return total;
 }
 
 export const PRIVACY_GROUP = 'privacy';

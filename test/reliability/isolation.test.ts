@@ -19,7 +19,7 @@ const MARK = `alpha${randomBytes(5).toString('hex')}`;
 const SHOPIFY_CUSTOMER = `7${randomInt(10 ** 10, 10 ** 11)}`;
 const PORTAL = `9${randomInt(10 ** 9, 10 ** 10)}`;
 
-type Kind = 'organization' | 'apiClient' | 'user' | 'installation' | 'event' | 'delivery';
+type Kind = 'organization' | 'apiClient' | 'user' | 'installation' | 'event' | 'inboundRequest' | 'delivery';
 type Caller = 'A' | 'B' | 'admin';
 type Expect = 'not_found' | 'forbidden' | 'public' | 'signed';
 
@@ -43,6 +43,7 @@ const ids: Record<Kind, string[]> = {
   user: [],
   installation: [],
   event: [],
+  inboundRequest: [],
   delivery: [],
 };
 /** Destinations of A (webhook, mixpanel): their ids are the one thing /metrics shows, by design. */
@@ -116,6 +117,7 @@ const PATH_PARAMS: Record<string, { values: () => Array<Record<string, string>>;
   },
   'installations:id': { values: () => ids.installation.map((id) => ({ id })), expect: 'not_found' },
   'events:id': { values: () => ids.event.map((id) => ({ id })), expect: 'not_found' },
+  'inbound-requests:id': { values: () => ids.inboundRequest.map((id) => ({ id })), expect: 'not_found' },
   'deliveries:id': { values: () => ids.delivery.map((id) => ({ id })), expect: 'not_found' },
   // The catalog is the same for every tenant: nothing of A's to find there.
   'connectors:id': { values: () => connectorIds.map((id) => ({ id })), expect: 'public' },
@@ -210,6 +212,8 @@ async function snapshotOfA(): Promise<string> {
     ...ids.user.map((id): [Caller, string] => ['A', `/v1/users/${id}`]),
     ...ids.installation.map((id): [Caller, string] => ['A', `/v1/installations/${id}`]),
     ...ids.event.map((id): [Caller, string] => ['A', `/v1/events/${id}`]),
+    ...ids.inboundRequest.map((id): [Caller, string] => ['A', `/v1/inbound-requests/${id}`]),
+    ...ids.installation.map((id): [Caller, string] => ['A', `/v1/installations/${id}/requests?limit=100`]),
     ...ids.delivery.map((id): [Caller, string] => ['A', `/v1/deliveries/${id}`]),
     ['A', '/v1/users?limit=100'],
     ['A', '/v1/api-clients?limit=100'],
@@ -323,6 +327,7 @@ beforeAll(async () => {
   const accepted = (await hook.json()) as { event_ids: string[]; request_id: string };
   expect(hook.status).toBe(200);
   ids.event.push(String(custom.id), ...accepted.event_ids);
+  ids.inboundRequest.push(accepted.request_id);
   forbidden.push(String(custom.id), ...accepted.event_ids, accepted.request_id);
 
   // Deliveries, made by the worker, settled before B starts (so A's objects stand still).
