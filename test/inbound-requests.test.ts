@@ -95,6 +95,10 @@ describe('inbound requests', () => {
       'payload_malformed',
       'topic_unknown',
     ]);
+    for (const status of ['accepted', 'duplicate'])
+      expect((await list(`?status=${status}`)).json().data.map((r: { status: string }) => r.status)).toEqual([
+        status,
+      ]);
     const since = (await list(`?since=${encodeURIComponent(before)}`)).json().data;
     expect(since.map((r: { status: string }) => r.status)).toEqual(['duplicate', 'rejected', 'rejected']);
     const future = (await list('?since=2999-01-01T00:00:00Z')).json().data;

@@ -9,7 +9,8 @@ import { isId } from '../ids.ts';
 import { type Db, jsonColumn, queryPrepared } from '../store/db.ts';
 import { decodeCursor, type Page, toPage } from '../store/pagination.ts';
 
-export type InboundStatus = 'accepted' | 'duplicate' | 'rejected';
+export const STATUSES = ['accepted', 'duplicate', 'rejected'] as const;
+export type InboundStatus = (typeof STATUSES)[number];
 
 export interface InboundRequest {
   id: string;
@@ -94,8 +95,11 @@ export function createInboundRequestService(db: Db) {
       const after = decodeCursor('inboundRequest', q.cursor);
       const from = q.since ? firstIdSince(q.since) : undefined;
       // A prepared statement per combination of filters (its name says which), read along
-      // inbound_requests_installation_idx (organization, installation, id).
-      const shape = `${after ? 'a' : ''}${from ? 's' : ''}${q.status ? 't' : ''}`;
+      // inbound_requests_installation_idx (organization, installation, id), or for refused requests
+      // along inbound_requests_rejected_idx: the status is written into the statement, not passed
+      // as a parameter, so that a plan made for any parameters can still use that partial index.
+      const status = q.status && STATUSES.includes(q.status) ? q.status : undefined;
+      const shape = `${after ? 'a' : ''}${from ? 's' : ''}${status ? `t${status[0]}` : ''}`;
       const rows = await queryPrepared<Row>(
         db,
         `inbound_requests_list_${shape || 'all'}`,
@@ -103,7 +107,7 @@ export function createInboundRequestService(db: Db) {
             where organization_id = ${organizationId} and installation_id = ${installationId}
               ${after ? sql`and id > ${after}` : sql``}
               ${from ? sql`and id >= ${from} and received_at >= ${q.since}` : sql``}
-              ${q.status ? sql`and status = ${q.status}` : sql``}
+              ${status ? sql.raw(`and status = '${status}'`) : sql``}
             order by id limit ${q.limit + 1}`,
       );
       return toPage(rows.map(fromRow), q.limit);

@@ -3,7 +3,7 @@
 // rejected with the error code it was answered with. For debugging a provider's deliveries.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { InboundRequest } from '../../ingest/requests.ts';
+import { type InboundRequest, STATUSES } from '../../ingest/requests.ts';
 import { organizationOf } from '../auth.ts';
 import {
   bearer,
@@ -18,7 +18,6 @@ import {
 } from '../schemas.ts';
 
 const tags = ['Inbound requests'];
-const STATUSES = ['accepted', 'duplicate', 'rejected'] as const;
 
 const inboundRequestSchema = z
   .object({

@@ -1,0 +1,1 @@
+CREATE INDEX "inbound_requests_rejected_idx" ON "inbound_requests" USING btree ("organization_id","installation_id","id") WHERE "inbound_requests"."status" = 'rejected';
