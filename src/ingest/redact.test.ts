@@ -29,23 +29,36 @@ afterAll(async () => {
 });
 
 let n = 0;
-/** An order of `customer` with its raw request; returns the event id. */
-async function order(org: string, installation: string, customer: string): Promise<string> {
-  const i = n++;
-  const id = `evt_${String(i).padStart(4, '0')}`;
-  const email = `${customer}@example.com`;
+
+/** A raw request of `installation` with this body (accepted, or refused after verification). */
+async function request(
+  id: string,
+  org: string,
+  installation: string,
+  body: string,
+  refusedWith?: string,
+): Promise<void> {
   await store.db.insert(inboundRequests).values({
-    id: `req_${i}`,
+    id,
     organizationId: org,
     installationId: installation,
     receivedAt: new Date(),
     method: 'POST',
     path: `/hooks/${installation}`,
     headers: {},
-    body: Buffer.from(JSON.stringify({ customer: { id: customer, email } })),
-    bodySize: 10,
-    status: 'accepted',
+    body: Buffer.from(body),
+    bodySize: body.length,
+    status: refusedWith ? 'rejected' : 'accepted',
+    errorCode: refusedWith ?? null,
   });
+}
+
+/** An order of `customer` with its raw request; returns the event id. */
+async function order(org: string, installation: string, customer: string): Promise<string> {
+  const i = n++;
+  const id = `evt_${String(i).padStart(4, '0')}`;
+  const email = `${customer}@example.com`;
+  await request(`req_${i}`, org, installation, JSON.stringify({ customer: { id: customer, email } }));
   await store.db.insert(events).values({
     id,
     organizationId: org,
@@ -70,19 +83,8 @@ async function order(org: string, installation: string, customer: string): Promi
 /** A request refused after verification (no event) whose body names `customer`; returns its id. */
 async function refused(org: string, installation: string, customer: string): Promise<string> {
   const id = `req_refused_${n++}`;
-  await store.db.insert(inboundRequests).values({
-    id,
-    organizationId: org,
-    installationId: installation,
-    receivedAt: new Date(),
-    method: 'POST',
-    path: `/hooks/${installation}`,
-    headers: {},
-    body: Buffer.from(`{"customer":{"id":"${customer}","email":"${customer}@example.com"`),
-    bodySize: 10,
-    status: 'rejected',
-    errorCode: 'payload_malformed',
-  });
+  const body = `{"customer":{"id":"${customer}","email":"${customer}@example.com"`;
+  await request(id, org, installation, body, 'payload_malformed');
   return id;
 }
 
