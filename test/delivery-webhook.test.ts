@@ -299,6 +299,39 @@ describe('bad destinations', () => {
     expect(n).toBe(0);
   });
 
+  it('refuses a rate limit outside 0.01 to 10,000 requests a second, naming the field', async () => {
+    const create = (rate: number) =>
+      t.call('POST', '/v1/installations', {
+        token: org.token,
+        body: {
+          connector: 'webhook',
+          config: { url: 'http://127.0.0.1:9/hook' },
+          subscription: { event_types: ['*'], rate_limit: rate },
+        },
+      });
+    for (const rate of [1e-300, 0.001, 0, -1, 10_000.5, 1e6]) {
+      const res = await create(rate);
+      expect(res.statusCode, `${rate} → ${res.body}`).toBe(400);
+      expect(res.json().error).toMatchObject({
+        code: 'validation_failed',
+        details: [{ path: 'body.subscription.rate_limit' }],
+      });
+    }
+    for (const rate of [0.01, 10_000]) {
+      const res = await create(rate);
+      expect(res.statusCode, `${rate} → ${res.body}`).toBe(201);
+      expect(res.json().subscription.rate_limit).toBe(rate);
+    }
+    // A change is held to the same range.
+    const id = (await create(5)).json().id as string;
+    const changed = await t.call('PATCH', `/v1/installations/${id}`, {
+      token: org.token,
+      body: { subscription: { event_types: ['*'], rate_limit: 1e-300 } },
+    });
+    expect(changed.statusCode, changed.body).toBe(400);
+    expect(changed.json().error.details[0].path).toBe('body.subscription.rate_limit');
+  });
+
   it("hides another organization's deliveries and destinations", async () => {
     receiver = await startReceiver();
     const ep = await endpoint();
