@@ -1,7 +1,8 @@
 // Delivery to webhook endpoints through real HTTP, on the embedded database and on PostgreSQL:
 // Standard Webhooks signatures checked with the official library (also while a secret rotates),
 // retries with a stable webhook-id, 410 disabling the endpoint, recover and retry, subscriptions
-// with filters, ordered endpoints and rate limits, and every kind of bad destination refused.
+// with filters, ordered endpoints and rate limits, and every kind of bad destination refused (an
+// internal host name without telling the tenant what it resolves to).
 import { sql } from 'drizzle-orm';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -297,6 +298,53 @@ describe('bad destinations', () => {
       sql`select count(*)::int as n from installations where connector_id = 'webhook' and config->>'url' not like 'http://127.0.0.1:%/hook'`,
     );
     expect(n).toBe(0);
+  });
+
+  it('tells the tenant that a host name resolves to a non-public address, never which one', async () => {
+    // No allowlist: `localhost` resolves to loopback addresses only.
+    const strict = await startTestApp({ INTERCHANGE_RETRY_SCHEDULE: '100ms' });
+    try {
+      strict.app.startWorker();
+      const acme = await strict.organization('Acme');
+      const create = (url: string) =>
+        strict.call('POST', '/v1/installations', {
+          token: acme.token,
+          body: { connector: 'webhook', config: { url } },
+        });
+      const refused = await create('http://localhost:9/hook');
+      expect(refused.statusCode, refused.body).toBe(400);
+      expect(refused.json().error.code).toBe('url_blocked');
+      expect(refused.json().error.message).toContain('localhost resolves to a non-public address');
+      expect(refused.body).not.toMatch(/127\.0\.0\.1|::1|loopback/);
+
+      // A destination whose host name came to resolve there after it was saved (DNS changes).
+      const ep = await create('http://8.8.8.8/hook');
+      expect(ep.statusCode, ep.body).toBe(201);
+      const id = ep.json().id as string;
+      await strict.app.store.db.execute(
+        sql`update installations set config = jsonb_set(config, '{url}', '"http://localhost:9/hook"')
+            where id = ${id}`,
+      );
+      strict.app.services.installations.forget(id);
+      await strict.call('POST', '/v1/events', {
+        token: acme.token,
+        body: { type: 'custom.probe', data: {} },
+      });
+      const [delivery] = await until(
+        async () =>
+          (await strict.call('GET', `/v1/deliveries?destination=${id}`, { token: acme.token })).json()
+            .data as Array<{ id: string; last_error: string | null }>,
+        (list) => Boolean(list[0]?.last_error),
+      );
+      const detail = await strict.call('GET', `/v1/deliveries/${delivery?.id}`, { token: acme.token });
+      expect(detail.json().last_error).toContain('localhost resolves to a non-public address');
+      expect(detail.json().attempts_list.length).toBeGreaterThan(0);
+      expect(detail.body).not.toMatch(/127\.0\.0\.1|::1|loopback/);
+      // The operator's log names it.
+      expect(strict.logs()).toMatch(/localhost resolves to loopback address/);
+    } finally {
+      await strict.close();
+    }
   });
 
   it('refuses a rate limit outside 0.01 to 10,000 requests a second, naming the field', async () => {
