@@ -34,7 +34,10 @@ export function createServices(
   const log = options.log ?? createPostgresLog({ db, logger, notifier: store.notifier });
   const committer = createCommitter({ store, log, logger });
   // Every outbound request of a connector goes through the egress guard.
-  const egress = createEgressGuard({ allow: config.egressAllow });
+  const egress = createEgressGuard({
+    allow: config.egressAllow,
+    logger: logger.child({ component: 'egress' }),
+  });
   const installations = createInstallationService(db, box, connectorById, egress);
   return {
     egress,

@@ -1524,6 +1524,76 @@ describe('bad input never gets a 5xx, and a rejected request changes nothing', (
     );
   });
 
+  it('absurd rate limits on a destination: answered 4xx, nothing changed', async () => {
+    // A rate limit outside 0.01–10,000 requests a second (1e-300 booked slots past any date) once
+    // failed the claim of every tenant's rate-limited deliveries: it must never be stored.
+    const id = (
+      await created(
+        await t.call('POST', '/v1/installations', {
+          token: fuzz.token,
+          body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/paced' } },
+        }),
+      )
+    ).id as string;
+    const absurd = fc.oneof(
+      fc
+        .double()
+        .filter((r) => Number.isFinite(r) && !(r >= 0.01 && r <= 10_000))
+        .map((r) => JSON.stringify(r)),
+      // As JSON text: 1e400 parses to Infinity, and a string or an array is no number.
+      fc.constantFrom(
+        '1e-300',
+        '5e-324',
+        '-0',
+        '0',
+        '-1',
+        '0.009999',
+        '10000.000001',
+        '1e6',
+        '1e308',
+        '1e400',
+      ),
+      fc.constantFrom('-1e400', '"5"', '"1e-300"', 'true', '[]', '{}'),
+    );
+    const body = (rate: string, create: boolean) =>
+      Buffer.from(
+        `{${create ? '"connector":"webhook","config":{"url":"http://127.0.0.1:9/paced"},' : ''}` +
+          `"subscription":{"event_types":["*"],"ordered":true,"rate_limit":${rate}}}`,
+      );
+    let last = await snapshot();
+    let refused = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(absurd, fc.boolean()), { minLength: 1, maxLength: 4 }),
+        async (batch) => {
+          const problems: string[] = [];
+          for (const [rate, create] of batch) {
+            const raw: Raw = {
+              method: create ? 'POST' : 'PATCH',
+              path: create ? '/v1/installations' : `/v1/installations/${id}`,
+              headers: { authorization: `Bearer ${fuzz.token}`, 'content-type': 'application/json' },
+              body: body(rate, create),
+            };
+            const a = await send('v1', raw);
+            if (!a) continue;
+            problems.push(...judge(raw, a));
+            if (a.status < 400) problems.push(`rate_limit ${rate} was accepted:\n  ${describeRaw(raw)}`);
+            if (a.status === 400) refused++;
+            const now = await snapshot();
+            const diff = changed(last, now);
+            figures.dbComparisons++;
+            if (diff.length > 0) problems.push(`rate_limit ${rate} changed ${diff.join(', ')}`);
+            last = now;
+          }
+          problems.push(...(await alive()));
+          fail(problems);
+        },
+      ),
+      { ...ASSERT, numRuns: 40 },
+    );
+    expect(refused).toBeGreaterThan(0);
+  });
+
   it('is still up and ready', async () => {
     expect(await alive()).toEqual([]);
     const ready = await request(`${base}/readyz`, { dispatcher: agent });
