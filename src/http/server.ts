@@ -1,6 +1,7 @@
 // The Fastify server of the api role: request ids, logging, OpenAPI from the zod schemas, error
 // mapping, metrics, and the routes. Resources register as plugins in their own scope.
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -72,6 +73,30 @@ function routerError(err: FastifyError, _req: FastifyRequest, reply: FastifyRepl
   else reply.code(400).send(toErrorBody('bad_request', 'the URL is not valid percent-encoding'));
 }
 
+/**
+ * How often Node checks the headers and request timeouts: a quarter of the shorter one, at most
+ * every second (Node's default, 30 s, would let a request run up to 30 s over its limit).
+ */
+function timeoutCheckInterval(config: Config): number {
+  const shorter = Math.min(config.headersTimeoutMs, config.requestTimeoutMs);
+  return Math.max(10, Math.min(1000, Math.floor(shorter / 4)));
+}
+
+/**
+ * Limits on what a connection may cost before any route runs: a whole request must arrive within
+ * the request timeout (a body trickled byte by byte is cut off with 408), its headers within the
+ * headers timeout (for a new connection counted from its opening, so one that sends nothing is
+ * closed too), an idle keep-alive connection is closed after the keep-alive timeout, and beyond
+ * the connection cap new connections are closed as they arrive. A route's own work is not timed.
+ */
+function limitConnections(app: FastifyInstance, config: Config): void {
+  const server = app.server;
+  server.maxConnections = config.maxConnections;
+  // Fastify's connectionTimeout is the socket's inactivity timer (Node destroys a silent socket):
+  // it guards a connection until its request has arrived, then stops, so a slow route is not cut.
+  server.on('request', (req: IncomingMessage) => req.socket.setTimeout(0));
+}
+
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
   const { config, metrics } = options;
   trackConsumerLag(metrics, options.services.log);
@@ -79,6 +104,13 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT,
+    requestTimeout: config.requestTimeoutMs,
+    connectionTimeout: config.headersTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    http: {
+      headersTimeout: config.headersTimeoutMs,
+      connectionsCheckingInterval: timeoutCheckInterval(config),
+    },
     logController: new LogController({ requestIdLogLabel: 'request_id' }),
     // Accept a caller's X-Request-Id when it is a sane token, so ids follow a request across services.
     genReqId: (req) => {
@@ -92,6 +124,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     frameworkErrors: routerError,
     clientErrorHandler,
   }).withTypeProvider<ZodTypeProvider>();
+  limitConnections(app, config);
 
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
