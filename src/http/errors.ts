@@ -60,6 +60,7 @@ export function installErrorHandling(app: FastifyInstance): void {
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (err instanceof OAuthError) {
+      reply.headers(err.headers);
       reply.header('cache-control', 'no-store');
       if (err.code === 'invalid_client') reply.header('www-authenticate', 'Basic realm="interchange"');
       return reply.code(err.status).send({ error: err.code, error_description: err.message });

@@ -30,6 +30,7 @@ import { unstorable } from '../storable.ts';
 import type { Store } from '../store/db.ts';
 import { TIER_LIMITS } from '../tenancy/scopes.ts';
 import { installAuth } from './auth.ts';
+import { createAuthThrottle } from './auth-throttle.ts';
 import { clientErrorHandler, installErrorHandling, toErrorBody } from './errors.ts';
 import { apiClientRoutes } from './routes/api-clients.ts';
 import { connectorRoutes } from './routes/connectors.ts';
@@ -117,6 +118,8 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
+    // Behind trusted proxies, the client's address (for throttling) is the one they forwarded.
+    trustProxy: config.trustProxy.length > 0 ? [...config.trustProxy] : false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     // The router's own refusals (a path parameter that is not valid percent-encoding, or longer
@@ -133,6 +136,15 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   app.decorate('metrics', metrics);
   app.decorate('publicUrl', config.publicUrl);
   installErrorHandling(app);
+  app.decorate(
+    'authThrottle',
+    await createAuthThrottle(app, {
+      redis: options.redis,
+      windowMs: config.authFailureWindowMs,
+      perAddress: config.authFailuresPerAddress,
+      perClient: config.authFailuresPerClient,
+    }),
+  );
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);

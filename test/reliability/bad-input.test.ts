@@ -109,6 +109,8 @@ const RFC6749_ERRORS = new Set([
   'unauthorized_client',
   'unsupported_grant_type',
   'invalid_scope',
+  // 429, once the fuzzing address has used its budget of failed authentications.
+  'temporarily_unavailable',
 ]);
 /** Codes only thrown once a webhook's signature held: its request must be kept, as rejected. */
 const AFTER_VERIFICATION = new Set(['payload_invalid', 'topic_unknown']);
