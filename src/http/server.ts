@@ -2,9 +2,14 @@
 // mapping, metrics, and the routes. Resources register as plugins in their own scope.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { getHeapStatistics } from 'node:v8';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import underPressure, {
+  type FastifyUnderPressureOptions,
+  TYPE_EVENT_LOOP_DELAY,
+} from '@fastify/under-pressure';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -96,6 +101,25 @@ function limitConnections(app: FastifyInstance, config: Config): void {
   // Fastify's connectionTimeout is the socket's inactivity timer (Node destroys a silent socket):
   // it guards a connection until its request has arrived, then stops, so a slow route is not cut.
   server.on('request', (req: IncomingMessage) => req.socket.setTimeout(0));
+}
+
+/**
+ * Webhooks are refused with 503 `overloaded` (and Retry-After) while the event loop lags or the
+ * heap is nearly full: providers retry them, and the hub catches up instead of queueing more. The
+ * API and the health routes are not shed.
+ */
+function shedLoad(config: Config): FastifyUnderPressureOptions {
+  return {
+    maxEventLoopDelay: config.maxEventLoopDelayMs,
+    // Past 90 % of V8's limit (--max-old-space-size) the process is near running out of memory.
+    maxHeapUsedBytes: Math.floor(getHeapStatistics().heap_size_limit * 0.9),
+    pressureHandler: async (_req, _reply, type) => {
+      throw new AppError(
+        'overloaded',
+        `the hub is overloaded (${type === TYPE_EVENT_LOOP_DELAY ? 'event loop delay' : 'memory'}); retry shortly`,
+      );
+    },
+  };
 }
 
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
@@ -192,7 +216,10 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
 
   await app.register(healthRoutes, { metricsToken: config.metricsToken });
   await app.register(oauthRoutes);
-  await app.register(hookRoutes);
+  await app.register(async (inbound) => {
+    await inbound.register(underPressure, shedLoad(config));
+    await inbound.register(hookRoutes);
+  });
   await app.register(async (v1) => {
     installAuth(v1);
     // Text the database cannot store (U+0000, unpaired surrogates) or JSON nested too deep to
