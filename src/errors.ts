@@ -46,6 +46,7 @@ export const ERROR_STATUS = {
   rate_limited: 429,
   internal_error: 500,
   database_unavailable: 503,
+  overloaded: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
@@ -77,16 +78,28 @@ export type OAuthErrorCode =
   | 'invalid_grant'
   | 'unauthorized_client'
   | 'unsupported_grant_type'
-  | 'invalid_scope';
+  | 'invalid_scope'
+  /**
+   * RFC 6749's code for "retry later" (registered for the authorization endpoint; the token
+   * endpoint has none of its own), answered with 429 and Retry-After when failed attempts are throttled.
+   */
+  | 'temporarily_unavailable';
+
+const OAUTH_ERROR_STATUS: Partial<Record<OAuthErrorCode, number>> = {
+  invalid_client: 401,
+  temporarily_unavailable: 429,
+};
 
 export class OAuthError extends Error {
   readonly code: OAuthErrorCode;
   readonly status: number;
+  readonly headers: Record<string, string>;
 
-  constructor(code: OAuthErrorCode, description: string) {
+  constructor(code: OAuthErrorCode, description: string, options: { headers?: Record<string, string> } = {}) {
     super(description);
     this.name = 'OAuthError';
     this.code = code;
-    this.status = code === 'invalid_client' ? 401 : 400;
+    this.status = OAUTH_ERROR_STATUS[code] ?? 400;
+    this.headers = options.headers ?? {};
   }
 }

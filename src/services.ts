@@ -32,7 +32,12 @@ export function createServices(
 ) {
   const db = store.db;
   const log = options.log ?? createPostgresLog({ db, logger, notifier: store.notifier });
-  const committer = createCommitter({ store, log, logger });
+  const committer = createCommitter({
+    store,
+    log,
+    logger,
+    bounds: { maxWaiting: config.ingestQueueLimit, maxWaitingBytes: config.ingestQueueBytes },
+  });
   // Every outbound request of a connector goes through the egress guard.
   const egress = createEgressGuard({
     allow: config.egressAllow,

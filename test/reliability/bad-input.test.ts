@@ -1,11 +1,12 @@
 // Bad input, property-based: fast-check throws random and mutated requests at /hooks/*,
 // /oauth/token and every /v1 route that /openapi.json lists, over a real socket. Properties: only
 // 2xx and 4xx come back; every 4xx is the JSON error shape with a stable code (RFC 6749's shape on
-// the token endpoint); the process stays up; and a rejected request changes nothing in the
-// database, but for the one documented trace: a webhook that passed its signature check and still
-// cannot be used is kept in inbound_requests with status `rejected` (for debugging).
+// the token endpoint); the process stays up (a body trickled byte by byte is cut off with 408);
+// and a rejected request changes nothing in the database, but for the one documented trace: a
+// webhook that passed its signature check and still cannot be used is kept in inbound_requests
+// with status `rejected` (for debugging).
 import { createHash, createHmac } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { sql } from 'drizzle-orm';
 import fc from 'fast-check';
 import { Agent, request } from 'undici';
@@ -109,6 +110,8 @@ const RFC6749_ERRORS = new Set([
   'unauthorized_client',
   'unsupported_grant_type',
   'invalid_scope',
+  // 429, once the fuzzing address has used its budget of failed authentications.
+  'temporarily_unavailable',
 ]);
 /** Codes only thrown once a webhook's signature held: its request must be kept, as rejected. */
 const AFTER_VERIFICATION = new Set(['payload_invalid', 'topic_unknown']);
@@ -1284,7 +1287,12 @@ async function created(res: Awaited<ReturnType<TestApp['call']>>): Promise<Recor
 
 beforeAll(async () => {
   const started = Date.now();
-  t = await startTestApp({ INTERCHANGE_EGRESS_ALLOW: '127.0.0.1/32', LOG_LEVEL: 'error' });
+  t = await startTestApp({
+    INTERCHANGE_EGRESS_ALLOW: '127.0.0.1/32',
+    LOG_LEVEL: 'error',
+    // Slow bodies: cut off sooner than the default 30 s (a 1 MB body arrives here in milliseconds).
+    INTERCHANGE_REQUEST_TIMEOUT: '10s',
+  });
   await t.app.server.listen({ port: 0, host: '127.0.0.1' });
   base = `http://127.0.0.1:${(t.app.server.server.address() as AddressInfo).port}`;
   publicUrl = t.app.config.publicUrl;
@@ -1592,6 +1600,30 @@ describe('bad input never gets a 5xx, and a rejected request changes nothing', (
       { ...ASSERT, numRuns: 40 },
     );
     expect(refused).toBeGreaterThan(0);
+  });
+
+  it('cuts off a webhook body trickled byte by byte with 408 request_timeout, and stays up', async () => {
+    const socket = connect(Number(new URL(base).port), '127.0.0.1');
+    let answer = '';
+    socket.on('data', (chunk) => {
+      answer += chunk.toString('latin1');
+    });
+    socket.on('error', () => {});
+    socket.write(
+      `POST /hooks/${hookIds.stripe} HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n`,
+    );
+    // One byte every 100 ms (100 KB would take hours); the client gives up after 30 s.
+    const trickle = setInterval(() => socket.write('{'), 100);
+    const giveUp = setTimeout(() => socket.destroy(), 30_000);
+    const closedByServer = await new Promise<boolean>((resolve) =>
+      socket.on('close', () => resolve(answer.length > 0)),
+    );
+    clearInterval(trickle);
+    clearTimeout(giveUp);
+    expect(closedByServer).toBe(true);
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).error.code).toBe('request_timeout');
+    expect(await alive()).toEqual([]);
   });
 
   it('is still up and ready', async () => {
