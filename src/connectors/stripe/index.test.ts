@@ -239,6 +239,17 @@ describe('stripe normalize', () => {
     expect(kwd.data).toMatchObject({ total: '1.234', currency: 'KWD' });
   });
 
+  it("reads amounts with Stripe's minor units where they are not ISO's: ISK in hundredths, MGA whole", async () => {
+    const isk = await only(
+      stripeEvent('payment_intent.succeeded', stripePaymentIntent({ amount: 50000, currency: 'isk' })),
+    );
+    expect(isk.data).toMatchObject({ total: '500', currency: 'ISK' });
+    const mga = await only(
+      stripeEvent('payment_intent.succeeded', stripePaymentIntent({ amount: 5000, currency: 'mga' })),
+    );
+    expect(mga.data).toMatchObject({ total: '5000.00', currency: 'MGA' });
+  });
+
   it('maps payment intents to payment.succeeded and payment.failed with the decline', async () => {
     const ok = stripePaymentIntent();
     const succeeded = await only(stripeEvent('payment_intent.succeeded', ok));

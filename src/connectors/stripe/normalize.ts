@@ -1,8 +1,9 @@
-// Stripe events → canonical events. Amounts arrive in minor units (1999 = $19.99, 500 = ¥500)
-// and become exact decimal strings with the currency's ISO 4217 exponent; currencies are upper-cased.
+// Stripe events → canonical events. Amounts arrive in Stripe's minor units (1999 = $19.99,
+// 500 = ¥500, 50000 = 500 kr) and become exact decimal strings (money.ts); currencies are upper-cased.
 import { fromMinorUnits } from '../../events/money.ts';
 import type { Address, Customer, Invoice, Payment, Refund } from '../../events/records.ts';
 import { ConnectorError, type EventDraft, parsePayload } from '../sdk.ts';
+import { STRIPE_MINOR_UNITS } from './currencies.ts';
 import {
   chargeSchema,
   customerSchema,
@@ -14,6 +15,10 @@ import {
 } from './schemas.ts';
 
 type Builder = (event: StripeEvent, installationId: string) => EventDraft;
+
+/** A Stripe amount, read with Stripe's minor units (not ISO's: they differ for ISK and MGA). */
+const money = (minor: number, currency: string): string =>
+  fromMinorUnits(minor, currency, STRIPE_MINOR_UNITS);
 
 const iso = (seconds: number | null | undefined): string | null =>
   seconds == null ? null : new Date(seconds * 1000).toISOString();
@@ -75,14 +80,14 @@ function invoiceEvent(
       number: inv.number ?? null,
       customer_id: customerId,
       status: inv.status ?? null,
-      total: fromMinorUnits(inv.total, cur),
-      amount_due: inv.amount_due == null ? null : fromMinorUnits(inv.amount_due, cur),
-      amount_paid: inv.amount_paid == null ? null : fromMinorUnits(inv.amount_paid, cur),
+      total: money(inv.total, cur),
+      amount_due: inv.amount_due == null ? null : money(inv.amount_due, cur),
+      amount_paid: inv.amount_paid == null ? null : money(inv.amount_paid, cur),
       currency: cur,
       due_date: iso(inv.due_date),
       lines: (inv.lines?.data ?? []).map((l) => ({
         description: l.description ?? null,
-        amount: fromMinorUnits(l.amount, cur),
+        amount: money(l.amount, cur),
         quantity: l.quantity ?? null,
       })),
       created_at: iso(inv.created),
@@ -106,7 +111,7 @@ function paymentEvent(type: 'payment.succeeded' | 'payment.failed'): Builder {
     const failure = type === 'payment.failed' ? pi.last_payment_error : null;
     const data: Payment = {
       payment_id: pi.id,
-      total: fromMinorUnits(pi.amount, cur),
+      total: money(pi.amount, cur),
       currency: cur,
       // Canonical status, whatever the intent's own (a failed intent is `requires_payment_method`).
       status: type === 'payment.succeeded' ? 'succeeded' : 'failed',
@@ -144,7 +149,7 @@ const refundEvent: Builder = (event, installationId) => {
   const data: Refund = {
     refund_id: refundId,
     payment_id: refId(ch.payment_intent) ?? ch.id,
-    total: fromMinorUnits(latest?.amount ?? ch.amount_refunded, cur),
+    total: money(latest?.amount ?? ch.amount_refunded, cur),
     currency: cur,
     reason: latest?.reason ?? null,
     created_at: iso(latest?.created ?? event.created),
