@@ -7,11 +7,20 @@ import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type MixpanelSim, startMixpanelSim } from '../sim/mixpanel.ts';
 import { sendShopifyWebhook, shopifyOrder } from '../sim/shopify.ts';
+import {
+  sendStripeWebhook,
+  stripeCharge,
+  stripeEvent,
+  stripePaymentIntent,
+  stripeRefund,
+  stripeRefundEvents,
+} from '../sim/stripe.ts';
 import { startTestApp, type TestApp } from './helpers/app.ts';
 import { type Receiver, startReceiver } from './helpers/receiver.ts';
 
 const SHOP = 'acme-store.myshopify.com';
 const SHOPIFY_SECRET = 'shpss_e2e_secret_0123456789';
+const STRIPE_SECRET = 'whsec_e2e_secret_0123456789abcdef';
 
 let t: TestApp;
 let mixpanel: MixpanelSim;
@@ -103,4 +112,63 @@ it('turns one Shopify order into Order Completed for the user in Mixpanel and a 
   expect(completed[0]?.properties).toMatchObject({ distinct_id: user.id, order_id: '820982911946154508' });
   expect(typeof completed[0]?.properties.total).toBe('number');
   expect(mixpanel.requests.every((r) => r.auth === 'service_account')).toBe(true);
+});
+
+/** Waits until Mixpanel holds `count` events that `match` (the worker delivers in the background). */
+async function mixpanelEvents(match: (e: MixpanelSim['events'][number]) => boolean, count: number) {
+  const deadline = Date.now() + 20_000;
+  while (mixpanel.events.filter(match).length < count && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return mixpanel.events.filter(match);
+}
+
+it('counts Stripe partial refunds of $10 then $15 as Order Refunded 10 and 15, once each though Stripe reports each twice', async () => {
+  const base = `http://127.0.0.1:${(t.app.server.server.address() as AddressInfo).port}`;
+  const org = await t.organization('Acme Payments');
+  const install = async (body: Record<string, unknown>) => {
+    const res = await t.call('POST', '/v1/installations', { token: org.token, body });
+    expect(res.statusCode, res.body).toBe(201);
+    return res.json();
+  };
+  const stripe = await install({ connector: 'stripe', secrets: { webhookSecret: STRIPE_SECRET } });
+  await install({
+    connector: 'mixpanel',
+    config: { region: 'us', host: mixpanel.url, auth: 'project_token' },
+    secrets: { projectToken: mixpanel.options.projectToken },
+    subscription: { event_types: ['refund.created'] },
+  });
+  const send = async (event: Parameters<typeof sendStripeWebhook>[1]) => {
+    const res = await sendStripeWebhook(`${base}/hooks/${stripe.id}`, event, { secret: STRIPE_SECRET });
+    expect(res.status).toBe(200);
+  };
+
+  const payment = stripePaymentIntent({ amount: 5000 });
+  await send(stripeEvent('payment_intent.succeeded', payment));
+  const charge = stripeCharge({
+    amount: 5000,
+    amount_refunded: 0,
+    refunded: false,
+    customer: payment.customer,
+    payment_intent: payment.id,
+  });
+  const first = stripeRefundEvents({ ...charge, amount_refunded: 1000 }, stripeRefund({ amount: 1000 }));
+  const second = stripeRefundEvents({ ...charge, amount_refunded: 2500 }, stripeRefund({ amount: 1500 }));
+  // Stripe sends both events of a refund in no promised order.
+  for (const event of [
+    first.chargeRefunded,
+    first.refundCreated,
+    second.refundCreated,
+    second.chargeRefunded,
+  ])
+    await send(event);
+
+  const refunded = await mixpanelEvents(
+    (e) => e.event === 'Order Refunded' && e.properties.payment_id === payment.id,
+    2,
+  );
+  expect(refunded.map((e) => e.properties.total).sort()).toEqual([10, 15]);
+  // Nothing more arrives later (each refund was stored once, so delivered once).
+  await new Promise((r) => setTimeout(r, 500));
+  expect(mixpanel.events.filter((e) => e.properties.payment_id === payment.id)).toHaveLength(2);
 });
