@@ -1,12 +1,13 @@
 // The e-commerce analytics flow end to end, through real HTTP: an organization, a user holding a
 // Shopify customer id, a Shopify source, a Mixpanel destination (the simulator) and a webhook
 // endpoint. One signed Shopify orders/create reaches Mixpanel as `Order Completed` for the
-// organization's user id, and the endpoint as a verified `order.created`.
+// organization's user id, and the endpoint as a verified `order.created`; its refund reaches
+// Mixpanel for the same user. Stripe partial refunds reach Mixpanel once each.
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type MixpanelSim, startMixpanelSim } from '../sim/mixpanel.ts';
-import { sendShopifyWebhook, shopifyOrder } from '../sim/shopify.ts';
+import { sendShopifyWebhook, shopifyOrder, shopifyRefund } from '../sim/shopify.ts';
 import {
   sendStripeWebhook,
   stripeCharge,
@@ -42,7 +43,7 @@ afterAll(async () => {
   await receiver?.close();
 });
 
-it('turns one Shopify order into Order Completed for the user in Mixpanel and a signed order.created', async () => {
+it('turns a Shopify order into Order Completed for the user in Mixpanel and a signed order.created, its refund into Order Refunded for the same user', async () => {
   const base = `http://127.0.0.1:${(t.app.server.server.address() as AddressInfo).port}`;
   const org = await t.organization('Acme Analytics');
   const install = async (body: Record<string, unknown>) => {
@@ -112,6 +113,20 @@ it('turns one Shopify order into Order Completed for the user in Mixpanel and a 
   expect(completed[0]?.properties).toMatchObject({ distinct_id: user.id, order_id: '820982911946154508' });
   expect(typeof completed[0]?.properties.total).toBe('number');
   expect(mixpanel.requests.every((r) => r.auth === 'service_account')).toBe(true);
+
+  // Shopify's refund names the order, not the customer: it reaches Mixpanel for the same user.
+  const refund = await sendShopifyWebhook(`${base}/hooks/${shopify.id}`, {
+    topic: 'refunds/create',
+    shopDomain: SHOP,
+    body: shopifyRefund({ orderId: 820982911946154508n }),
+    secret: SHOPIFY_SECRET,
+  });
+  expect(refund.status, refund.body).toBe(200);
+  const [refunded] = await mixpanelEvents(
+    (e) => e.event === 'Order Refunded' && e.properties.order_id === '820982911946154508',
+    1,
+  );
+  expect(refunded?.properties).toMatchObject({ distinct_id: user.id, total: 199 });
 });
 
 /** Waits until Mixpanel holds `count` events that `match` (the worker delivers in the background). */
@@ -144,6 +159,12 @@ it('counts Stripe partial refunds of $10 then $15 as Order Refunded 10 and 15, o
   };
 
   const payment = stripePaymentIntent({ amount: 5000 });
+  const user = (
+    await t.call('POST', '/v1/users', {
+      token: org.token,
+      body: { external_ids: { stripe: payment.customer as string } },
+    })
+  ).json();
   await send(stripeEvent('payment_intent.succeeded', payment));
   const charge = stripeCharge({
     amount: 5000,
@@ -168,6 +189,9 @@ it('counts Stripe partial refunds of $10 then $15 as Order Refunded 10 and 15, o
     2,
   );
   expect(refunded.map((e) => e.properties.total).sort()).toEqual([10, 15]);
+  // The second refund was stored from refund.created, which names no customer: the hub took the
+  // payment's, so both go to the user.
+  expect(refunded.map((e) => e.properties.distinct_id)).toEqual([user.id, user.id]);
   // Nothing more arrives later (each refund was stored once, so delivered once).
   await new Promise((r) => setTimeout(r, 500));
   expect(mixpanel.events.filter((e) => e.properties.payment_id === payment.id)).toHaveLength(2);

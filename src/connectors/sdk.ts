@@ -78,6 +78,14 @@ export interface EventDraft {
   /** The provider's id of the customer concerned, to attach the organization's user id. */
   customerExternalId?: string | null | undefined;
   /**
+   * For an event whose provider names no customer but an earlier event that did (a Shopify
+   * refund names its order): that event's subject, e.g. `orders/820982911946154508`. The hub
+   * takes the customer of the latest event of the installation with this subject (among its
+   * recent events, see `CUSTOMER_LOOKBACK_EVENTS`) as this event's customer, for its user id, and
+   * writes it into the data's `customer_id`. Ignored when `customerExternalId` is set.
+   */
+  customerFrom?: string | undefined;
+  /**
    * For a provider that batches events and may regroup them when it retries (HubSpot): this
    * event's own key, the same on every retry. When every event of a request has one, each is
    * de-duplicated on its own (a retry that mixes old and new events stores only the new ones) and

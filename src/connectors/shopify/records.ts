@@ -140,6 +140,8 @@ export function refund(r: RefundPayload, installationId: string): Refund {
   return {
     refund_id: r.id,
     order_id: r.order_id ?? null,
+    // Filled in by the hub from the order's events (see the refund draft's `customerFrom`).
+    customer_id: null,
     total: fromMinorUnits(total, cur, ISO_4217),
     currency: cur,
     reason: r.note ?? null,

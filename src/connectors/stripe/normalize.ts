@@ -149,14 +149,19 @@ function refundKey(event: StripeEvent, chargeId: string | null, refundId: string
   return request && chargeId ? `refund:${chargeId}:request:${request}` : `refund:${refundId}`;
 }
 
-/** refund.created → refund.created: one refund, with its own id and amount. */
+/**
+ * refund.created → refund.created: one refund, with its own id and amount. A refund names no
+ * customer: the hub takes it from the payment's events (payment_intent.succeeded names it).
+ */
 const refundCreated: Builder = (event, installationId) => {
   const r = parsePayload(refundSchema, event.data.object, `${event.type}: data.object`);
   const cur = r.currency.toUpperCase();
   const chargeId = refId(r.charge);
+  const paymentIntentId = refId(r.payment_intent);
   const data: Refund = {
     refund_id: r.id,
-    payment_id: refId(r.payment_intent) ?? chargeId,
+    payment_id: paymentIntentId ?? chargeId,
+    customer_id: null,
     total: money(r.amount, cur),
     currency: cur,
     reason: r.reason ?? null,
@@ -168,6 +173,7 @@ const refundCreated: Builder = (event, installationId) => {
     subject: `refunds/${r.id}`,
     time: iso(event.created) ?? undefined,
     data,
+    customerFrom: paymentIntentId ? `payment_intents/${paymentIntentId}` : undefined,
     dedupeKey: refundKey(event, chargeId, r.id),
   };
 };
@@ -213,6 +219,7 @@ const chargeRefunded: Builder = (event, installationId) => {
   const data: Refund = {
     refund_id: refund.id,
     payment_id: refId(ch.payment_intent) ?? ch.id,
+    customer_id: customerId,
     total: money(refund.amount, cur),
     currency: cur,
     reason: refund.reason,
