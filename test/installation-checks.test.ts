@@ -136,4 +136,23 @@ describe('sources', () => {
       message: expect.stringContaining('WooCommerce is a source: it calls the hub'),
     });
   });
+
+  it('take no subscription: the error says a source receives webhooks', async () => {
+    for (const [connector, config, name] of [
+      ['woocommerce', { siteUrl: 'https://shop.example.com' }, 'WooCommerce'],
+      ['shopify', { shopDomain: 'sub.myshopify.com' }, 'Shopify'],
+      ['stripe', {}, 'Stripe'],
+      ['hubspot', { portalId: '1' }, 'HubSpot'],
+    ] as const) {
+      const res = await t.call('POST', '/v1/installations', {
+        token: acme.token,
+        body: { connector, config, subscription: { event_types: ['*'] } },
+      });
+      expect(res.statusCode).toBe(400);
+      expect(res.json().error).toMatchObject({
+        code: 'not_a_destination',
+        message: `${name} is a source: its installation receives webhooks and takes no destination subscription`,
+      });
+    }
+  });
 });

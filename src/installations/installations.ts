@@ -146,13 +146,12 @@ export function createInstallationService(
   ) {
     if (!connector.destination) {
       if (input) {
-        throw new AppError(
-          'not_a_destination',
-          `${connector.name} sends no events, so it takes no subscription`,
-          {
-            details: [{ path: 'body.subscription', message: 'not a destination connector' }],
-          },
-        );
+        const what = connector.inbound
+          ? `${connector.name} is a source: its installation receives webhooks and takes no destination subscription`
+          : `${connector.name} is not a destination: it takes no subscription`;
+        throw new AppError('not_a_destination', what, {
+          details: [{ path: 'body.subscription', message: 'only destination installations take one' }],
+        });
       }
       return null;
     }
