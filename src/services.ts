@@ -8,6 +8,7 @@ import { createEgressGuard } from './delivery/egress.ts';
 import { createHttpClient } from './delivery/http.ts';
 import { createEventService } from './events/events.ts';
 import { createCommitter } from './ingest/committer.ts';
+import { createCustomerLookup } from './ingest/customer-of.ts';
 import { createIngestService } from './ingest/ingest.ts';
 import { createInboundRequestService } from './ingest/requests.ts';
 import { createInstallationService } from './installations/installations.ts';
@@ -54,7 +55,7 @@ export function createServices(
     installations,
     log,
     committer,
-    ingest: createIngestService({ installations, committer, logger }),
+    ingest: createIngestService({ installations, committer, logger, customerOf: createCustomerLookup(db) }),
     events: createEventService(db, log, committer),
     inboundRequests: createInboundRequestService(db),
     deliveries: createDeliveryService(db),

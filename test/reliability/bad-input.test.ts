@@ -19,11 +19,14 @@ import {
   signShopifyWebhook,
 } from '../../sim/shopify.ts';
 import {
+  type SimStripeEvent,
   stripeCharge,
   stripeCustomer,
   stripeEvent,
   stripeInvoice,
   stripePaymentIntent,
+  stripeRefund,
+  stripeRefundEvents,
   stripeWebhookRequest,
 } from '../../sim/stripe.ts';
 import {
@@ -407,20 +410,31 @@ const shopifyOriginal: fc.Arbitrary<Original> = fc
     };
   });
 
-const STRIPE_OBJECTS: Record<string, () => unknown> = {
-  'customer.created': () => stripeCustomer({ email: 'mary@example.com' }),
-  'invoice.paid': () => stripeInvoice({ status: 'paid' }),
-  'payment_intent.succeeded': () => stripePaymentIntent({ amount: 500, currency: 'eur' }),
-  'charge.refunded': () => stripeCharge({ amount: 500, amount_refunded: 500 }),
+const STRIPE_EVENTS: Record<string, () => SimStripeEvent> = {
+  'customer.created': () => stripeEvent('customer.created', stripeCustomer({ email: 'mary@example.com' })),
+  'invoice.paid': () => stripeEvent('invoice.paid', stripeInvoice({ status: 'paid' })),
+  'payment_intent.succeeded': () =>
+    stripeEvent('payment_intent.succeeded', stripePaymentIntent({ amount: 500, currency: 'eur' })),
+  'charge.refunded': () => stripeRefundOf500().chargeRefunded,
+  'refund.created': () => stripeRefundOf500().refundCreated,
 };
+
+function stripeRefundOf500() {
+  return stripeRefundEvents(
+    stripeCharge({ amount: 500, amount_refunded: 500 }),
+    stripeRefund({ amount: 500 }),
+  );
+}
 
 const stripeOriginal: fc.Arbitrary<Original> = fc
   .record({
-    type: fc.constantFrom(...Object.keys(STRIPE_OBJECTS)),
+    type: fc.constantFrom(...Object.keys(STRIPE_EVENTS)),
     id: fc.stringMatching(/^[A-Za-z0-9]{24}$/),
   })
   .map(({ type, id }) => {
-    const event = stripeEvent(type, STRIPE_OBJECTS[type]?.(), { id: `evt_${id}` });
+    const made = STRIPE_EVENTS[type];
+    if (!made) throw new Error(`no Stripe event ${type}`);
+    const event = { ...made(), id: `evt_${id}` };
     const { body, headers } = stripeWebhookRequest(event, { secret: SECRETS.stripe });
     return {
       source: 'stripe' as const,
