@@ -7,6 +7,7 @@ export const ERROR_STATUS = {
   invalid_cursor: 400,
   bad_request: 400,
   event_type_unknown: 400,
+  number_not_exact: 400,
   filter_invalid: 400,
   url_blocked: 400,
   url_unresolvable: 400,

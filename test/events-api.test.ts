@@ -79,6 +79,66 @@ describe('custom events', () => {
     expect(listed.body).toContain(`"data":${JSON.stringify(data)}}`);
   });
 
+  it('keeps the numbers of custom data exactly as sent: answer, read, listing', async () => {
+    const org = await t.organization('Numbers');
+    // Each as JSON text: JSON.parse would make them Infinity (stored as null), round the integer,
+    // and read the long decimal as 0.1.
+    const numbers =
+      '{"huge":1e400,"big":123456789012345678901234567890,"long":0.1000000000000000055511151231257827,"plain":[1.50,-0,2E-3]}';
+    const res = await t.call('POST', '/v1/events', {
+      token: org.token,
+      headers: { 'content-type': 'application/json' },
+      body: `{"type":"custom.measured","id":"m-1","data":${numbers}}`,
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    expect(res.body).toContain(`"data":${numbers}}`);
+    const read = await t.call('GET', `/v1/events/${res.json().id}`, { token: org.token });
+    expect(read.body).toContain(`"data":${numbers},"request":null}`);
+    const listed = await t.call('GET', '/v1/events', { token: org.token });
+    expect(listed.body).toContain(`"data":${numbers}}`);
+    // The replay of the same id answers the stored text too.
+    const again = await t.call('POST', '/v1/events', {
+      token: org.token,
+      headers: { 'content-type': 'application/json' },
+      body: `{"type":"custom.measured","id":"m-1","data":${numbers}}`,
+    });
+    expect(again.statusCode, again.body).toBe(200);
+    expect(again.body).toBe(res.body);
+  });
+
+  it('refuses a number a double would change in canonical data (its schema takes doubles)', async () => {
+    const org = await t.organization('Canonical numbers');
+    const order = (quantity: string) =>
+      `{"type":"order.created","data":{"order_id":"1","total":"10.00","revenue":"10.00","currency":"EUR",` +
+      `"external_ids":{},"products":[{"product_id":"p","name":"P","price":"10.00","quantity":${quantity}}]}}`;
+    for (const [quantity, message] of [
+      ['123456789012345678901234567890', 'is an integer beyond 2^53'],
+      ['1e400', 'is too large for a double'],
+      ['1.0000000000000000000001', 'has more digits than a double holds'],
+    ]) {
+      const res = await t.call('POST', '/v1/events', {
+        token: org.token,
+        headers: { 'content-type': 'application/json' },
+        body: order(quantity as string),
+      });
+      expect(res.statusCode, res.body).toBe(400);
+      expect(res.json().error).toMatchObject({
+        code: 'number_not_exact',
+        details: [{ path: 'body.data.products.0.quantity' }],
+      });
+      expect(res.json().error.message).toContain(`${quantity} ${message}`);
+    }
+    // A number a double holds exactly is taken, whatever its spelling.
+    const ok = await t.call('POST', '/v1/events', {
+      token: org.token,
+      headers: { 'content-type': 'application/json' },
+      body: order('2.0e0'),
+    });
+    expect(ok.statusCode, ok.body).toBe(201);
+    expect(ok.json().data.products[0].quantity).toBe(2);
+    expect((await t.call('GET', '/v1/events', { token: org.token })).json().data).toHaveLength(1);
+  });
+
   it('lists each envelope as GET /v1/events/:id gives it, byte for byte, whatever its fields hold', async () => {
     const org = await t.organization('Envelopes');
     const user = (
@@ -151,6 +211,22 @@ describe('custom events', () => {
       const res = await send(org.token, body);
       expect(res.statusCode, JSON.stringify(body)).toBe(400);
       expect(res.json().error.code).toBe('validation_failed');
+    }
+    // The body's data is read by a parser of its own (numbers as sent); it refuses what the API's
+    // usual parser refuses.
+    for (const [body, code] of [
+      ['{"type":"custom.ok","data":{"__proto__":{"admin":true}}}', 'invalid_json'],
+      ['{"type":"custom.ok","data":{"a":{"constructor":{"prototype":{}}}}}', 'invalid_json'],
+      ['{"type":"custom.ok","data":{"a":1', 'invalid_json'],
+      [`{"type":"custom.ok","data":{"a":${'['.repeat(5000)}${']'.repeat(5000)}}}`, 'validation_failed'],
+    ]) {
+      const res = await t.call('POST', '/v1/events', {
+        token: org.token,
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
+      expect(res.statusCode, body.slice(0, 80)).toBe(400);
+      expect(res.json().error.code).toBe(code);
     }
     expect((await t.call('GET', '/v1/events', { token: org.token })).json().data).toEqual([]);
   });

@@ -22,6 +22,8 @@ export interface PreparedEvent {
   topic: Topic;
   userId: string | null;
   data: unknown;
+  /** The data's JSON text when it must be stored as it is (custom events: numbers as sent); else `data` is stringified. */
+  dataJson?: string | undefined;
   /**
    * The provider's id of this one event when a request carries several that the provider may
    * regroup on retry (HubSpot): each is then de-duplicated on its own (see `keyedPerEvent`).

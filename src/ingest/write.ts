@@ -129,7 +129,7 @@ export async function writeBatch(db: Db, log: EventLog, items: IngestItem[]): Pr
             r: item.request ? item.requestId : null,
             sc: item.scope,
             ek: e.dedupeKey === undefined ? null : `${EVENT_KEY_PREFIX}${e.dedupeKey}`,
-            ...dataSlice(blob, e.data),
+            ...dataSlice(blob, e.dataJson ?? JSON.stringify(e.data) ?? 'null'),
           })),
   );
 
@@ -221,8 +221,8 @@ class BlobBuilder {
 }
 
 /** An event's data as JSON text in the blob: its offset (`dof`) and length in bytes (`dn`). */
-function dataSlice(blob: BlobBuilder, data: unknown): { dof: number; dn: number } {
-  const bytes = Buffer.from(JSON.stringify(data) ?? 'null', 'utf8');
+function dataSlice(blob: BlobBuilder, dataJson: string): { dof: number; dn: number } {
+  const bytes = Buffer.from(dataJson, 'utf8');
   return { dof: blob.add(bytes), dn: bytes.length };
 }
 
