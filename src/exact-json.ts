@@ -3,6 +3,7 @@
 // 0.1000000000000000055511151231257827 reads back as 0.1. A value parsed here holds each number
 // as a `LosslessNumber` (its text), and `stringifyExact` writes that text back unchanged.
 import {
+  compareLosslessNumber,
   getUnsafeNumberReason,
   isLosslessNumber,
   type LosslessNumber,
@@ -76,4 +77,38 @@ export function toDoubles(
     return { value: Object.fromEntries(entries) };
   }
   return { value };
+}
+
+/**
+ * Whether two values from `parseExact` are the same JSON: objects whatever their key order,
+ * numbers by their exact decimal value (`1.50` is `1.5`, `1e2` is `100`).
+ */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (isLosslessNumber(a) || isLosslessNumber(b)) {
+    return (
+      isLosslessNumber(a) &&
+      isLosslessNumber(b) &&
+      compareLosslessNumber(a as LosslessNumber, b as LosslessNumber) === 0
+    );
+  }
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return (
+      Array.isArray(a) &&
+      Array.isArray(b) &&
+      a.length === b.length &&
+      a.every((item, i) => sameJson(item, b[i]))
+    );
+  }
+  if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object') {
+    const keys = Object.keys(a);
+    return (
+      keys.length === Object.keys(b).length &&
+      keys.every(
+        (key) =>
+          Object.hasOwn(b, key) &&
+          sameJson((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]),
+      )
+    );
+  }
+  return a === b;
 }

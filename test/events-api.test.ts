@@ -38,10 +38,27 @@ describe('custom events', () => {
     expect(event.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(event.source).toBe(`/api-clients/${acme.client.clientId}`);
 
-    const again = await send(acme.token, { ...body, data: { changed: true } });
+    // The same event again (its data's keys in another order) is a replay: the stored event.
+    const again = await send(acme.token, { ...body, data: { value: '19.99', cart_id: '42' } });
     expect(again.statusCode).toBe(200);
-    expect(again.json().id).toBe(event.id);
-    expect(again.json().data).toEqual({ cart_id: '42', value: '19.99' });
+    expect(again.body).toBe(first.body);
+    // Another event under the same id is refused, whatever differs, and nothing is stored.
+    for (const changed of [
+      { data: { cart_id: '42', value: '19.98' } },
+      { data: { cart_id: '42', value: '19.99', extra: null } },
+      { type: 'custom.cart.recovered' },
+      { subject: 'carts/43' },
+      { partition_key: 'elsewhere' },
+      { time: '2020-01-01T00:00:00.000Z' },
+    ]) {
+      const conflict = await send(acme.token, { ...body, ...changed });
+      expect(conflict.statusCode, JSON.stringify(changed)).toBe(409);
+      expect(conflict.json().error).toMatchObject({
+        code: 'event_id_conflict',
+        details: [{ path: 'body.id', message: `the first event is ${event.id}` }],
+      });
+      expect(conflict.json().error.message).toContain(Object.keys(changed)[0]);
+    }
 
     const list = await t.call('GET', '/v1/events?type=custom.*', { token: acme.token });
     expect(list.json().data.filter((e: { id: string }) => e.id === event.id)).toHaveLength(1);
@@ -214,7 +231,7 @@ describe('custom events', () => {
     }
     // The body's data is read by a parser of its own (numbers as sent); it refuses what the API's
     // usual parser refuses.
-    for (const [body, code] of [
+    for (const [body, code] of <Array<[string, string]>>[
       ['{"type":"custom.ok","data":{"__proto__":{"admin":true}}}', 'invalid_json'],
       ['{"type":"custom.ok","data":{"a":{"constructor":{"prototype":{}}}}}', 'invalid_json'],
       ['{"type":"custom.ok","data":{"a":1', 'invalid_json'],

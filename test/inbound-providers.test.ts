@@ -379,9 +379,12 @@ describe('custom events', () => {
     const event = { id, type: 'custom.invoice.synced', subject: 'invoices/77' };
     const first = await post({ ...event, data: { total: '19.99' } });
     expect(first.statusCode, first.body).toBe(201);
-    const again = await post({ ...event, data: { total: '0.01' } });
+    const again = await post({ ...event, data: { total: '19.99' } });
     expect(again.statusCode, again.body).toBe(200);
     expect(again.json()).toEqual(first.json());
+    const other = await post({ ...event, data: { total: '0.01' } });
+    expect(other.statusCode, other.body).toBe(409);
+    expect(other.json().error.code).toBe('event_id_conflict');
     expect(first.json()).toMatchObject({
       type: event.type,
       partitionkey: 'invoices/77',

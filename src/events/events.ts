@@ -3,7 +3,7 @@
 
 import { and, eq, type SQL, sql } from 'drizzle-orm';
 import { AppError } from '../errors.ts';
-import { stringifyExact, toDoubles } from '../exact-json.ts';
+import { parseExact, sameJson, stringifyExact, toDoubles } from '../exact-json.ts';
 import { uuidv7 } from '../ids.ts';
 import type { Committer } from '../ingest/committer.ts';
 import type { EventLog } from '../log/port.ts';
@@ -43,6 +43,42 @@ function decodeEventCursor(cursor: string | undefined): string | undefined {
   return id;
 }
 
+interface StoredEvent {
+  envelope: string;
+  type: string;
+  subject: string | null;
+  partition_key: string;
+  user_id: string | null;
+  time: Date | string;
+  data: string;
+}
+
+/**
+ * The fields in which a re-sent custom event differs from the one stored under its id: type,
+ * subject, partition key, user, time (when the re-send gives one) and data (as JSON: key order and
+ * number spelling aside). None: the re-send is a replay, answered with the stored event.
+ */
+function differences(
+  stored: StoredEvent,
+  sent: {
+    type: string;
+    subject: string | null;
+    partitionKey: string;
+    userId: string | null;
+    time: Date | undefined;
+    dataJson: string;
+  },
+): string[] {
+  const out: string[] = [];
+  if (stored.type !== sent.type) out.push('type');
+  if (stored.subject !== sent.subject) out.push('subject');
+  if (stored.partition_key !== sent.partitionKey) out.push('partition_key');
+  if (stored.user_id !== sent.userId) out.push('user_id');
+  if (sent.time && new Date(stored.time).getTime() !== sent.time.getTime()) out.push('time');
+  if (!sameJson(parseExact(stored.data), parseExact(sent.dataJson))) out.push('data');
+  return out;
+}
+
 export function createEventService(db: Db, log: EventLog, committer: Committer) {
   async function find(organizationId: string, id: string): Promise<EventRow> {
     const [row] = UUID.test(id)
@@ -66,6 +102,19 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
         )
       : [];
     if (!row) throw new AppError('event_not_found', `event ${id} not found`);
+    return row;
+  }
+
+  /** What an idempotent re-send is compared with: the stored event's fields and its envelope. */
+  async function findStored(organizationId: string, id: string): Promise<StoredEvent> {
+    const [row] = await queryPrepared<StoredEvent>(
+      db,
+      'events_get_stored',
+      sql`select ${sql.raw(ENVELOPE_JSON_SQL)} as envelope, type, subject, partition_key, user_id,
+            time, data::text as data
+          from events where organization_id = ${organizationId} and id = ${id}`,
+    );
+    if (!row) throw new AppError('conflict', 'an event with this id was accepted before but is gone');
     return row;
   }
 
@@ -238,7 +287,16 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
       }
       const eventId = outcome.status === 'duplicate' ? outcome.eventIds[0] : undefined;
       if (!eventId) throw new AppError('conflict', 'an event with this id was accepted before but is gone');
-      return { created: false, json: (await findJson(organizationId, eventId)).envelope };
+      const stored = await findStored(organizationId, eventId);
+      const differs = differences(stored, { ...event, time: input.time ? time : undefined });
+      if (differs.length > 0) {
+        throw new AppError(
+          'event_id_conflict',
+          `an event with id ${input.id} was sent before with another ${differs.join(', ')}: send it with a new id`,
+          { details: [{ path: 'body.id', message: `the first event is ${eventId}` }] },
+        );
+      }
+      return { created: false, json: stored.envelope };
     },
   };
 }

@@ -44,7 +44,10 @@ const customBody = z.strictObject({
     .min(1)
     .max(200)
     .optional()
-    .describe('your idempotency key: sending the same id again returns the first event'),
+    .describe(
+      'your idempotency key: the same event sent again under this id answers 200 with the stored one; ' +
+        'another event (type, subject, partition_key, user_id, time or data differing) answers 409 event_id_conflict',
+    ),
   partition_key: z
     .string()
     .min(1)
