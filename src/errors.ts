@@ -38,6 +38,7 @@ export const ERROR_STATUS = {
   check_unsupported: 400,
   method_not_allowed: 405,
   external_id_conflict: 409,
+  external_id_ambiguous: 409,
   event_id_conflict: 409,
   conflict: 409,
   delivery_in_progress: 409,

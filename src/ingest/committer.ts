@@ -30,10 +30,11 @@ export interface PreparedEvent {
    */
   dedupeKey?: string | undefined;
   /**
-   * The provider's customer id, to be resolved to the organization's user id inside the batch
-   * (one query per batch, not one per request). Ignored when `userId` is set.
+   * The provider's customer id in its account, to be resolved to the organization's user id
+   * inside the batch (one query per batch, not one per request): the user holding that id in that
+   * account, else the one holding it without account. Ignored when `userId` is set.
    */
-  customer?: { platform: string; externalId: string } | undefined;
+  customer?: { platform: string; account: string; externalId: string } | undefined;
 }
 
 export interface IngestItem {

@@ -141,11 +141,13 @@ export function createIngestService({ installations, committer, logger }: Ingest
 
       let dedupeKey: string;
       let partitionKey: string;
+      let account: string;
       let drafts: EventDraft[];
       try {
         const payload = inbound.parse ? inbound.parse(req) : parseJson(req);
         dedupeKey = inbound.dedupeKey(req, payload, ctx);
         partitionKey = inbound.partitionKey(req, payload, ctx);
+        account = inbound.account(req, payload, ctx);
         drafts = inbound.normalize(req, payload, ctx);
       } catch (err) {
         if (err instanceof ConnectorError) return reject(toAppError(err));
@@ -176,7 +178,7 @@ export function createIngestService({ installations, committer, logger }: Ingest
         topic: topicOf(d.type),
         userId: null,
         customer: d.customerExternalId
-          ? { platform: connector.id, externalId: d.customerExternalId }
+          ? { platform: connector.id, account, externalId: d.customerExternalId }
           : undefined,
         dedupeKey: d.dedupeKey,
         data: d.data,
