@@ -116,6 +116,21 @@ describe('a webhook endpoint', () => {
     );
   });
 
+  it('delivers custom data with its numbers exactly as they were sent', async () => {
+    receiver = await startReceiver();
+    await endpoint();
+    const numbers =
+      '{"huge":1e400,"big":123456789012345678901234567890,"long":0.1000000000000000055511151231257827}';
+    const res = await t.call('POST', '/v1/events', {
+      token: org.token,
+      headers: { 'content-type': 'application/json' },
+      body: `{"type":"custom.measured","data":${numbers}}`,
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    await receiver.until((r) => r.length === 1);
+    expect(receiver.received[0]?.body).toContain(`"data":${numbers}}`);
+  });
+
   it('retries 500, 500, 200 with the same webhook-id and records every attempt', async () => {
     receiver = await startReceiver();
     receiver.answer = (r) => (r.n <= 2 ? { status: 500, body: 'boom'.repeat(2000) } : 200);

@@ -283,6 +283,33 @@ describe('WooCommerce', () => {
     expect(after.map((e) => e.type)).toEqual(['order.created', 'product.updated', 'order.fulfilled']);
   });
 
+  it("attributes each store's customer 12 to that store's user, never to another store's", async () => {
+    const second = await install(
+      'woocommerce',
+      { siteUrl: 'https://second.example.com' },
+      { webhookSecret: WOO_SECRET },
+    );
+    const sendTo = (installation: string, id: number) =>
+      sendWooWebhook(`${base}/hooks/${installation}`, {
+        topic: 'order.created',
+        payload: wooOrder({ id, customer_id: 12 }),
+        secret: WOO_SECRET,
+      }).then(inbound);
+    const first = await user({ 'woocommerce@shop.example.com': '12' });
+    // The second store's customer 12 is someone else: nobody's until a user holds that id there.
+    const before = await sendTo(second, 7001);
+    expect(before.status, JSON.stringify(before.body)).toBe(200);
+    const secondUser = await user({ 'woocommerce@second.example.com': '12' });
+    await sendTo(ins.woocommerce, 7002);
+    await sendTo(second, 7003);
+    const got = [
+      ...(await events(`installation_id=${ins.woocommerce}`)),
+      ...(await events(`installation_id=${second}`)),
+    ];
+    const userOf = (subject: string) => got.find((e) => e.subject === subject)?.userid;
+    expect(['orders/7001', 'orders/7002', 'orders/7003'].map(userOf)).toEqual([null, first, secondUser]);
+  });
+
   it('refuses a bad signature with 401 and stores nothing', async () => {
     const requests = await storedRequests();
     const res = await send('order.created', wooOrder({ id: 9999 }), 'wrong-secret');
@@ -409,9 +436,12 @@ describe('custom events', () => {
     const event = { id, type: 'custom.invoice.synced', subject: 'invoices/77' };
     const first = await post({ ...event, data: { total: '19.99' } });
     expect(first.statusCode, first.body).toBe(201);
-    const again = await post({ ...event, data: { total: '0.01' } });
+    const again = await post({ ...event, data: { total: '19.99' } });
     expect(again.statusCode, again.body).toBe(200);
     expect(again.json()).toEqual(first.json());
+    const other = await post({ ...event, data: { total: '0.01' } });
+    expect(other.statusCode, other.body).toBe(409);
+    expect(other.json().error.code).toBe('event_id_conflict');
     expect(first.json()).toMatchObject({
       type: event.type,
       partitionkey: 'invoices/77',

@@ -108,6 +108,13 @@ export interface InboundSpec<C, S, P = unknown> {
   dedupeKey(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): string;
   /** The ordering key of the events (the source account: the shop domain for Shopify). */
   partitionKey(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): string;
+  /**
+   * The provider account the request's customer ids belong to (the shop domain, the Stripe
+   * account), as users name it in their external ids (`shopify@acme.myshopify.com`): a customer
+   * id means one customer only within it. Prefer what the provider names over the installation,
+   * so the same account installed again keeps its users.
+   */
+  account(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): string;
   /** Canonical events for this request; throws topic_unknown or payload_invalid. */
   normalize(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): EventDraft[];
   /** For providers calling one URL for every account (POST /hooks/<connector>): the account this request is for. */
@@ -274,7 +281,7 @@ const ID = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
  *   id: 'acme', name: 'Acme', category: 'ecommerce',
  *   config: z.object({ account: z.string() }),
  *   secrets: z.object({ signingSecret: z.string() }),
- *   inbound: { verify, dedupeKey, partitionKey, normalize },
+ *   inbound: { verify, dedupeKey, partitionKey, account, normalize },
  * });
  */
 export function defineConnector<C extends z.ZodObject, S extends z.ZodObject, P>(
@@ -303,7 +310,7 @@ export function validateCatalog(connectors: readonly AnyConnector[]): void {
       throw new ConnectorDefinitionError(`${where}: secrets must be a z.object`);
     const inbound = c.inbound;
     if (inbound) {
-      for (const fn of ['verify', 'dedupeKey', 'partitionKey', 'normalize'] as const) {
+      for (const fn of ['verify', 'dedupeKey', 'partitionKey', 'account', 'normalize'] as const) {
         if (typeof inbound[fn] !== 'function')
           throw new ConnectorDefinitionError(`${where}: inbound.${fn} must be a function`);
       }

@@ -23,16 +23,19 @@ export interface PreparedEvent {
   topic: Topic;
   userId: string | null;
   data: unknown;
+  /** The data's JSON text when it must be stored as it is (custom events: numbers as sent); else `data` is stringified. */
+  dataJson?: string | undefined;
   /**
    * The provider's id of this one event when a request carries several that the provider may
    * regroup on retry (HubSpot): each is then de-duplicated on its own (see `keyedPerEvent`).
    */
   dedupeKey?: string | undefined;
   /**
-   * The provider's customer id, to be resolved to the organization's user id inside the batch
-   * (one query per batch, not one per request). Ignored when `userId` is set.
+   * The provider's customer id in its account, to be resolved to the organization's user id
+   * inside the batch (one query per batch, not one per request): the user holding that id in that
+   * account, else the one holding it without account. Ignored when `userId` is set.
    */
-  customer?: { platform: string; externalId: string } | undefined;
+  customer?: { platform: string; account: string; externalId: string } | undefined;
 }
 
 export interface IngestItem {

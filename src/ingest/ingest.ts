@@ -160,11 +160,13 @@ export function createIngestService({ installations, committer, logger, customer
 
       let dedupeKey: string;
       let partitionKey: string;
+      let account: string;
       let drafts: EventDraft[];
       try {
         const payload = inbound.parse ? inbound.parse(req) : parseJson(req);
         dedupeKey = inbound.dedupeKey(req, payload, ctx);
         partitionKey = inbound.partitionKey(req, payload, ctx);
+        account = inbound.account(req, payload, ctx);
         drafts = inbound.normalize(req, payload, ctx);
       } catch (err) {
         if (err instanceof ConnectorError) return reject(toAppError(err));
@@ -195,7 +197,7 @@ export function createIngestService({ installations, committer, logger, customer
         partitionKey,
         topic: topicOf(d.type),
         userId: null,
-        customer: customers[i] ? { platform: connector.id, externalId: customers[i] } : undefined,
+        customer: customers[i] ? { platform: connector.id, account, externalId: customers[i] } : undefined,
         dedupeKey: d.dedupeKey,
         data: d.data,
       }));
