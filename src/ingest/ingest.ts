@@ -14,8 +14,7 @@ import { isEventType, parseEventData, topicOf } from '../events/types.ts';
 import { newId, uuidv7 } from '../ids.ts';
 import type { CachedInstallation, InstallationService } from '../installations/installations.ts';
 import type { Committer, IngestItem, PreparedEvent } from './committer.ts';
-
-const HIDDEN_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization', 'x-api-key']);
+import { keptHeaders } from './headers.ts';
 
 export interface ReceiveResult {
   status: 'accepted' | 'duplicate' | 'ignored';
@@ -122,7 +121,7 @@ export function createIngestService({ installations, committer, logger }: Ingest
         request: {
           method: req.method,
           path: new URL(req.url).pathname,
-          headers: Object.fromEntries(Object.entries(req.headers).filter(([k]) => !HIDDEN_HEADERS.has(k))),
+          headers: keptHeaders(req.headers),
           body: req.rawBody,
           receivedAt: req.receivedAt,
         },

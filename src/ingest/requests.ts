@@ -8,6 +8,7 @@ import { AppError } from '../errors.ts';
 import { isId } from '../ids.ts';
 import { type Db, jsonColumn, queryPrepared } from '../store/db.ts';
 import { decodeCursor, type Page, toPage } from '../store/pagination.ts';
+import { keptHeaders } from './headers.ts';
 
 export const STATUSES = ['accepted', 'duplicate', 'rejected'] as const;
 export type InboundStatus = (typeof STATUSES)[number];
@@ -61,7 +62,7 @@ function fromRow(r: Row): InboundRequest {
     receivedAt: new Date(r.received_at),
     method: r.method,
     path: r.path,
-    headers: jsonColumn(r.headers),
+    headers: keptHeaders(jsonColumn(r.headers)),
     bodySize: Number(r.body_size),
     bodyKept: r.body_kept,
     status: r.status,

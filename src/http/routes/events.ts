@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { envelopeSchema } from '../../events/envelope.ts';
 import { CUSTOM_TYPE, isEventType, KNOWN_EVENT_TYPES, SYSTEM_EVENT_TYPES } from '../../events/types.ts';
+import { keptHeaders } from '../../ingest/headers.ts';
 import { organizationOf, principalOf } from '../auth.ts';
 import { bearer, errorResponses, instant, iso, listOf, listQuery } from '../schemas.ts';
 
@@ -116,7 +117,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
           received_at: iso(request.receivedAt),
           method: request.method,
           path: request.path,
-          headers: request.headers,
+          headers: keptHeaders(request.headers),
           body_size: request.bodySize,
           status: request.status,
         },

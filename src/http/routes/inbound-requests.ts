@@ -1,5 +1,5 @@
 // Inbound requests: every verified webhook an installation received, as it came (headers without
-// credentials, size, raw body while kept) and what became of it: accepted, a duplicate, or
+// credentials and signatures, size, raw body while kept) and what became of it: accepted, a duplicate, or
 // rejected with the error code it was answered with. For debugging a provider's deliveries.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -28,7 +28,9 @@ const inboundRequestSchema = z
     path: z.string(),
     headers: z
       .record(z.string(), z.string())
-      .describe('as received, without credentials (authorization, cookies)'),
+      .describe(
+        'as received, without credentials (authorization, cookies) and signatures (x-shopify-hmac-sha256, stripe-signature …)',
+      ),
     body_size: z.number().int(),
     body_kept: z
       .boolean()

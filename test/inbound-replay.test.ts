@@ -1,0 +1,76 @@
+// Replays of signed bodies. Shopify and WooCommerce sign only the body: the topic, event id and
+// shop headers are not covered, so whoever holds a signed body can post it again under any topic.
+// The hub never hands signatures out, checks each topic's body against that topic and that shop,
+// and de-duplicates by what a body says rather than by the unsigned event id.
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendShopifyWebhook, shopifyOrder } from '../sim/shopify.ts';
+import { startTestApp, type TestApp } from './helpers/app.ts';
+
+const SECRET = 'shpss_replay_secret_0123456789';
+let t: TestApp;
+let base: string;
+
+beforeAll(async () => {
+  t = await startTestApp();
+  await t.app.server.listen({ port: 0, host: '127.0.0.1' });
+  base = `http://127.0.0.1:${(t.app.server.server.address() as AddressInfo).port}`;
+});
+afterAll(() => t?.close());
+
+async function shop(name: string) {
+  const org = await t.organization(name);
+  const domain = `${name.toLowerCase()}.myshopify.com`;
+  const res = await t.call('POST', '/v1/installations', {
+    token: org.token,
+    body: { connector: 'shopify', config: { shopDomain: domain }, secrets: { clientSecret: SECRET } },
+  });
+  expect(res.statusCode, res.body).toBe(201);
+  const send = (topic: string, body: unknown, eventId?: string) =>
+    sendShopifyWebhook(`${base}/hooks/shopify`, { topic, shopDomain: domain, body, secret: SECRET, eventId });
+  const types = async () =>
+    (
+      (await t.call('GET', '/v1/events?limit=100', { token: org.token })).json().data as { type: string }[]
+    ).map((e) => e.type);
+  return { org, domain, installationId: res.json().id as string, send, types };
+}
+
+describe('what the API gives away', () => {
+  it('never returns a provider signature, to a reader of requests or of events', async () => {
+    const acme = await shop('Readers');
+    const reader = await t.token(acme.org.client, 'events:read');
+    const res = await acme.send('orders/create', shopifyOrder({ id: 4400001n }));
+    expect(res.status, res.body).toBe(200);
+    const { request_id: requestId, event_ids: eventIds } = JSON.parse(res.body);
+
+    const request = await t.call('GET', `/v1/inbound-requests/${requestId}`, { token: reader });
+    expect(request.statusCode).toBe(200);
+    expect(request.json().headers).toMatchObject({ 'x-shopify-topic': 'orders/create' });
+    expect(Object.keys(request.json().headers)).not.toContain('x-shopify-hmac-sha256');
+    expect(request.body).not.toContain(res.sent.headers['X-Shopify-Hmac-Sha256']);
+    const listed = await t.call('GET', `/v1/installations/${acme.installationId}/requests`, {
+      token: reader,
+    });
+    expect(listed.body).not.toContain(res.sent.headers['X-Shopify-Hmac-Sha256']);
+    const event = await t.call('GET', `/v1/events/${eventIds[0]}`, { token: reader });
+    expect(event.json().request.headers).toMatchObject({ 'x-shopify-topic': 'orders/create' });
+    expect(event.body).not.toContain(res.sent.headers['X-Shopify-Hmac-Sha256']);
+
+    // Not stored either; and a row stored with one before is answered without it.
+    const [row] = await t.app.store.db.query.inboundRequests.findMany({
+      where: (r, { eq }) => eq(r.id, requestId),
+    });
+    expect(Object.keys(row?.headers ?? {})).toEqual(expect.arrayContaining(['x-shopify-topic']));
+    expect(Object.keys(row?.headers ?? {})).not.toContain('x-shopify-hmac-sha256');
+    const { sql } = await import('drizzle-orm');
+    await t.app.store.db.execute(
+      sql`update inbound_requests set headers = headers || '{"x-shopify-hmac-sha256":"c2lnbmVk","x-wc-webhook-signature":"c2lnbmVk","stripe-signature":"t=1,v1=ab"}'::jsonb where id = ${requestId}`,
+    );
+    const old = await t.call('GET', `/v1/inbound-requests/${requestId}`, { token: reader });
+    const oldEvent = await t.call('GET', `/v1/events/${eventIds[0]}`, { token: reader });
+    for (const body of [old.body, oldEvent.body]) {
+      expect(body).not.toContain('c2lnbmVk');
+      expect(body).not.toContain('t=1,v1=ab');
+    }
+  });
+});
