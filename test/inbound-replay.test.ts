@@ -4,10 +4,18 @@
 // and de-duplicates by what a body says rather than by the unsigned event id.
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sendShopifyWebhook, shopifyOrder } from '../sim/shopify.ts';
+import {
+  sendShopifyWebhook,
+  shopifyCustomerRedact,
+  shopifyOrder,
+  shopifyShop,
+  shopifyShopRedact,
+} from '../sim/shopify.ts';
+import { sendWooWebhook, wooOrder } from '../sim/woocommerce.ts';
 import { startTestApp, type TestApp } from './helpers/app.ts';
 
 const SECRET = 'shpss_replay_secret_0123456789';
+const WOO_SECRET = 'wc-replay-secret-0123456789';
 let t: TestApp;
 let base: string;
 
@@ -34,6 +42,8 @@ async function shop(name: string) {
     ).map((e) => e.type);
   return { org, domain, installationId: res.json().id as string, send, types };
 }
+
+const codeOf = (body: string) => JSON.parse(body).error?.code;
 
 describe('what the API gives away', () => {
   it('never returns a provider signature, to a reader of requests or of events', async () => {
@@ -72,5 +82,82 @@ describe('what the API gives away', () => {
       expect(body).not.toContain('c2lnbmVk');
       expect(body).not.toContain('t=1,v1=ab');
     }
+  });
+});
+
+describe('a signed Shopify order body replayed under other topics', () => {
+  it('is refused as shop/redact: no redaction is ordered', async () => {
+    const victim = await shop('Redactee');
+    const order = await victim.send('orders/create', shopifyOrder({ id: 4400101n }));
+    expect(order.status).toBe(200);
+    const replay = await victim.send('shop/redact', order.sent.body, 'evt-new-1');
+    expect(replay.status, replay.body).toBe(400);
+    expect(codeOf(replay.body)).toBe('payload_invalid');
+    expect(await victim.types()).toEqual(['order.created']);
+  });
+
+  it('is refused as app/uninstalled: the installation stays active', async () => {
+    const victim = await shop('Uninstallee');
+    const order = await victim.send('orders/create', shopifyOrder({ id: 4400201n }));
+    const replay = await victim.send('app/uninstalled', order.sent.body, 'evt-new-2');
+    expect(replay.status, replay.body).toBe(400);
+    expect(codeOf(replay.body)).toBe('payload_invalid');
+    const got = await t.call('GET', `/v1/installations/${victim.installationId}`, {
+      token: victim.org.token,
+    });
+    expect(got.json().status).toBe('active');
+    expect((await victim.send('orders/create', shopifyOrder({ id: 4400202n }))).status).toBe(200);
+  });
+});
+
+describe('compliance and uninstall bodies must be about the installation’s shop', () => {
+  it('takes them for this shop, and refuses another shop’s', async () => {
+    const acme = await shop('Compliant');
+    const other = 'someone-else.myshopify.com';
+    for (const [topic, body] of [
+      ['shop/redact', shopifyShopRedact(other)],
+      ['customers/redact', shopifyCustomerRedact(other)],
+      ['app/uninstalled', shopifyShop(other)],
+      ['shop/redact', { shop_domain: acme.domain }],
+    ] as const) {
+      const res = await acme.send(topic, body);
+      expect(res.status, `${topic}: ${res.body}`).toBe(400);
+      expect(codeOf(res.body)).toBe('payload_invalid');
+    }
+    expect(await acme.types()).toEqual([]);
+    expect((await acme.send('customers/redact', shopifyCustomerRedact(acme.domain))).status).toBe(200);
+    expect((await acme.send('app/uninstalled', shopifyShop(acme.domain))).status).toBe(200);
+    expect(await acme.types()).toEqual(['privacy.customer_redact', 'app.uninstalled']);
+  });
+});
+
+describe('a signed WooCommerce order body replayed as order.deleted', () => {
+  it('is refused: WooCommerce sends a deleted order as its id alone', async () => {
+    const org = await t.organization('Woo replay');
+    const created = await t.call('POST', '/v1/installations', {
+      token: org.token,
+      body: {
+        connector: 'woocommerce',
+        config: { siteUrl: 'https://replay.example.com' },
+        secrets: { webhookSecret: WOO_SECRET },
+      },
+    });
+    const url = `${base}/hooks/${created.json().id}`;
+    const body = JSON.stringify(wooOrder({ id: 880 }));
+    const send = (topic: string) => sendWooWebhook(url, { topic, payload: null, body, secret: WOO_SECRET });
+    expect((await send('order.created')).status).toBe(200);
+    const replay = await send('order.deleted');
+    expect(replay.status).toBe(400);
+    expect(codeOf(await replay.text())).toBe('payload_invalid');
+    const deleted = await sendWooWebhook(url, {
+      topic: 'order.deleted',
+      payload: { id: 880 },
+      secret: WOO_SECRET,
+    });
+    expect(deleted.status).toBe(200);
+    const types = (await t.call('GET', '/v1/events', { token: org.token }))
+      .json()
+      .data.map((e: { type: string }) => e.type);
+    expect(types).toEqual(['order.created', 'custom.woocommerce.order_deleted']);
   });
 });

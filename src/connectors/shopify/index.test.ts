@@ -247,6 +247,69 @@ describe('shopify: normalization', () => {
     expect(await errorCode(() => receive({ ...req, headers }))).toBe('topic_unknown');
   });
 
+  it("refuses a body that is not the topic's kind of resource (the topic header is not signed)", async () => {
+    const order = shopifyPayload('orders/create');
+    for (const topic of [
+      'refunds/create',
+      'customers/create',
+      'customers/update',
+      'customers/delete',
+      'products/create',
+      'products/update',
+      'products/delete',
+    ])
+      expect(await errorCode(() => receive(request({ topic, body: order }))), topic).toBe('payload_invalid');
+    for (const topic of ['orders/create', 'orders/updated', 'customers/update', 'products/delete'])
+      expect(await errorCode(() => receive(request({ topic, body: shopifyRefund() }))), topic).toBe(
+        'payload_invalid',
+      );
+    const customer = shopifyCustomer();
+    for (const topic of ['products/update', 'orders/create', 'refunds/create'])
+      expect(await errorCode(() => receive(request({ topic, body: customer }))), topic).toBe(
+        'payload_invalid',
+      );
+    // A GraphQL id naming another resource, or another id.
+    const renamed = { ...shopifyCustomer({ id: 5n }), admin_graphql_api_id: 'gid://shopify/Customer/6' };
+    expect(await errorCode(() => receive(request({ topic: 'customers/update', body: renamed })))).toBe(
+      'payload_invalid',
+    );
+  });
+
+  it('refuses an order under orders/cancelled or orders/fulfilled that is not cancelled or fulfilled', async () => {
+    const open = shopifyOrder();
+    expect(await errorCode(() => receive(request({ topic: 'orders/cancelled', body: open })))).toBe(
+      'payload_invalid',
+    );
+    expect(await errorCode(() => receive(request({ topic: 'orders/fulfilled', body: open })))).toBe(
+      'payload_invalid',
+    );
+  });
+
+  it('takes compliance and uninstall bodies only about this shop', async () => {
+    for (const topic of [
+      'app/uninstalled',
+      'customers/data_request',
+      'customers/redact',
+      'shop/redact',
+    ] as const) {
+      expect(
+        await errorCode(() => receive(request({ topic, body: shopifyPayload(topic, 'else.myshopify.com') }))),
+        topic,
+      ).toBe('payload_invalid');
+      expect(
+        await errorCode(() => receive(request({ topic, body: shopifyPayload('orders/create') }))),
+        topic,
+      ).toBe('payload_invalid');
+      const upper = shopifyPayload(topic, SIM_SHOP_DOMAIN.toUpperCase());
+      expect((await receive(request({ topic, body: upper }))).drafts).toHaveLength(1);
+    }
+    // shop/redact names the shop by id too.
+    const noId = { shop_domain: SIM_SHOP_DOMAIN };
+    expect(await errorCode(() => receive(request({ topic: 'shop/redact', body: noId })))).toBe(
+      'payload_invalid',
+    );
+  });
+
   it('takes a time from the payload, else from X-Shopify-Triggered-At when it is valid', async () => {
     const withTime = await only({ topic: 'orders/updated', body: shopifyPayload('orders/updated') });
     expect(withTime.time).toBe('2024-05-03T15:00:00-04:00');

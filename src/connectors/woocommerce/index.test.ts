@@ -223,12 +223,26 @@ describe('woocommerce orders', () => {
     expect(restored.type).toBe('order.updated');
   });
 
-  it('turns order.deleted (the id alone) into custom.woocommerce.order_deleted, a full order into order.cancelled', async () => {
+  it('turns order.deleted (the id alone) into custom.woocommerce.order_deleted, and refuses a fuller body', async () => {
     const bare = await only(delivery('order.deleted', { id: 727 }));
     expect(bare).toMatchObject({ type: 'custom.woocommerce.order_deleted', subject: 'orders/727' });
     expect(bare.data).toEqual({ order_id: '727', external_ids: { [INSTALLATION]: '727' } });
-    const full = await only(delivery('order.deleted', wooOrder({ status: 'trash' })));
-    expect(full.type).toBe('order.cancelled');
+    // WooCommerce never sends more: a whole order under order.deleted is a body posted again.
+    for (const topic of ['order.deleted', 'customer.deleted', 'product.deleted'])
+      expect(await errorCode(() => receive(delivery(topic, wooOrder({ status: 'trash' }))))).toBe(
+        'payload_invalid',
+      );
+  });
+
+  it("refuses a body under another resource's topic (an order as a customer or a product)", async () => {
+    expect(await errorCode(() => receive(delivery('customer.updated', wooOrder())))).toBe('payload_invalid');
+    expect(await errorCode(() => receive(delivery('product.updated', wooOrder())))).toBe('payload_invalid');
+    expect(await errorCode(() => receive(delivery('product.updated', wooCustomer())))).toBe(
+      'payload_invalid',
+    );
+    expect(await errorCode(() => receive(delivery('customer.updated', wooProduct())))).toBe(
+      'payload_invalid',
+    );
   });
 
   it('gives guest orders no customer', async () => {

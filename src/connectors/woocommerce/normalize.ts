@@ -23,6 +23,7 @@ const ORDER_STATUS_TYPES = new Map<string, EventDraft['type']>([
 
 function orderEvent(event: string, payload: unknown, installationId: string): EventDraft {
   if (event === 'deleted') return orderDeleted(payload, installationId);
+  ofResource(payload, 'order', `order.${event}`);
   const o = parsePayload(orderSchema, payload, `order.${event}`);
   const data = order(o, installationId);
   const type = event === 'created' ? 'order.created' : (ORDER_STATUS_TYPES.get(o.status) ?? 'order.updated');
@@ -38,23 +39,11 @@ function orderEvent(event: string, payload: unknown, installationId: string): Ev
 
 /**
  * order.deleted (sent when an order is trashed or deleted) carries only `{ "id": … }`, and the
- * canonical order.cancelled needs the whole order (total, currency, products). A full order (a site
- * that filters `woocommerce_webhook_payload`) becomes order.cancelled; the bare id becomes
- * `custom.woocommerce.order_deleted` rather than a made-up order or a refused delivery.
+ * canonical order.cancelled needs the whole order (total, currency, products): it becomes
+ * `custom.woocommerce.order_deleted` rather than a made-up order.
  */
 function orderDeleted(payload: unknown, installationId: string): EventDraft {
-  const full = orderSchema.safeParse(payload);
-  if (full.success) {
-    const data = order(full.data, installationId);
-    return {
-      type: 'order.cancelled',
-      subject: `orders/${full.data.id}`,
-      data,
-      customerExternalId: data.customer?.customer_id,
-    };
-  }
-  const { id } = parsePayload(deletedSchema, payload, 'order.deleted');
-  const orderId = String(id);
+  const orderId = String(deletedId(payload, 'order.deleted'));
   return {
     type: 'custom.woocommerce.order_deleted',
     subject: `orders/${orderId}`,
@@ -62,12 +51,50 @@ function orderDeleted(payload: unknown, installationId: string): EventDraft {
   };
 }
 
+/**
+ * The id of a `*.deleted` body. WooCommerce sends a deleted resource as its id alone, and signs
+ * only the body: a fuller body under a deleted topic is a signed order, customer or product
+ * posted again under a topic it was not sent with, and is refused.
+ */
+function deletedId(payload: unknown, topic: string): number {
+  const { id } = parsePayload(deletedSchema, payload, topic);
+  const more = Object.keys(payload as object).filter((key) => key !== 'id');
+  if (more.length > 0)
+    throw new ConnectorError(
+      'payload_invalid',
+      `${topic}: WooCommerce sends a deleted resource as its id alone; this body has ${more.length} more fields`,
+    );
+  return id;
+}
+
+/** A top-level field that only one resource's body has (see `ofResource`). */
+const MARKS: ReadonlyArray<readonly [resource: string, field: string]> = [
+  ['order', 'line_items'],
+  ['customer', 'username'],
+  ['product', 'permalink'],
+];
+
+/**
+ * A body under a resource's topic must not carry a field only another resource has: the topic
+ * header is not signed, and an order's body would otherwise pass for a customer (id, billing).
+ */
+function ofResource(payload: unknown, resource: string, topic: string): void {
+  if (payload === null || typeof payload !== 'object') return;
+  const foreign = MARKS.find(([other, field]) => other !== resource && field in payload);
+  if (foreign)
+    throw new ConnectorError(
+      'payload_invalid',
+      `${topic}: ${foreign[1]}: a field of a ${foreign[0]}, not of a ${resource}`,
+    );
+}
+
 function customerEvent(event: string, payload: unknown, installationId: string): EventDraft {
   if (event === 'deleted') {
-    const id = String(parsePayload(deletedSchema, payload, 'customer.deleted').id);
+    const id = String(deletedId(payload, 'customer.deleted'));
     const data = { customer_id: id, external_ids: { [installationId]: id } };
     return { type: 'customer.deleted', subject: `customers/${id}`, data, customerExternalId: id };
   }
+  ofResource(payload, 'customer', `customer.${event}`);
   const c = parsePayload(customerSchema, payload, `customer.${event}`);
   const type = event === 'created' ? 'customer.created' : 'customer.updated';
   const time = event === 'created' ? c.date_created_gmt : c.date_modified_gmt;
@@ -82,13 +109,14 @@ function customerEvent(event: string, payload: unknown, installationId: string):
 
 function productEvent(event: string, payload: unknown, installationId: string): EventDraft {
   if (event === 'deleted') {
-    const id = String(parsePayload(deletedSchema, payload, 'product.deleted').id);
+    const id = String(deletedId(payload, 'product.deleted'));
     return {
       type: 'product.deleted',
       subject: `products/${id}`,
       data: { product_id: id, external_ids: { [installationId]: id } },
     };
   }
+  ofResource(payload, 'product', `product.${event}`);
   const p = parsePayload(productSchema, payload, `product.${event}`);
   const type = event === 'created' ? 'product.created' : 'product.updated';
   const time = event === 'created' ? p.date_created_gmt : p.date_modified_gmt;

@@ -85,7 +85,7 @@ export const productSchema = z.object({
 });
 export type WooProduct = z.infer<typeof productSchema>;
 
-/** What WooCommerce sends for a `*.deleted` topic: the id alone. */
+/** What WooCommerce sends for a `*.deleted` topic: the id alone (normalize refuses anything more). */
 export const deletedSchema = z.object({ id: id });
 
 /** The fields every payload has that the de-duplication key reads. */
