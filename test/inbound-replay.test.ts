@@ -108,6 +108,42 @@ describe('a signed Shopify order body replayed under other topics', () => {
     expect(got.json().status).toBe('active');
     expect((await victim.send('orders/create', shopifyOrder({ id: 4400202n }))).status).toBe(200);
   });
+
+  it('is a duplicate under its own topic with a new event id, and as orders/create once updated', async () => {
+    const victim = await shop('Doubled');
+    const order = await victim.send('orders/create', shopifyOrder({ id: 4400301n }), 'evt-a');
+    const first = JSON.parse(order.body);
+    const replay = await victim.send('orders/create', order.sent.body, 'evt-b');
+    expect(replay.status).toBe(200);
+    expect(JSON.parse(replay.body)).toMatchObject({ status: 'duplicate', event_ids: first.event_ids });
+    // A later state of the same order, replayed as its creation: still one order.created.
+    const later = shopifyOrder({ id: 4400301n, updatedAt: '2024-05-06T10:00:00-04:00' });
+    const updated = await victim.send('orders/updated', later, 'evt-c');
+    expect(JSON.parse(updated.body).status).toBe('accepted');
+    const asCreate = await victim.send('orders/create', updated.sent.body, 'evt-d');
+    expect(JSON.parse(asCreate.body).status).toBe('duplicate');
+    expect(await victim.types()).toEqual(['order.created', 'order.updated']);
+  });
+
+  it('still takes what Shopify really re-sends and what really changed', async () => {
+    const acme = await shop('Genuine');
+    // Two subscriptions to one topic: one event id, one event.
+    const a = await acme.send('orders/updated', shopifyOrder({ id: 4400401n }), 'evt-1');
+    const b = await acme.send('orders/updated', shopifyOrder({ id: 4400401n }), 'evt-1');
+    expect([JSON.parse(a.body).status, JSON.parse(b.body).status]).toEqual(['accepted', 'duplicate']);
+    // A new state of the order (a new updated_at), and the same moment under another topic.
+    const paid = shopifyOrder({ id: 4400401n, updatedAt: '2024-05-07T10:00:00-04:00' });
+    expect(JSON.parse((await acme.send('orders/updated', paid)).body).status).toBe('accepted');
+    expect(JSON.parse((await acme.send('orders/paid', paid)).body).status).toBe('accepted');
+    // A change the timestamp does not show (same updated_at, another status) is a new event too.
+    const refunded = shopifyOrder({
+      id: 4400401n,
+      updatedAt: '2024-05-07T10:00:00-04:00',
+      financialStatus: 'refunded',
+    });
+    expect(JSON.parse((await acme.send('orders/updated', refunded)).body).status).toBe('accepted');
+    expect(await acme.types()).toEqual(['order.updated', 'order.updated', 'order.paid', 'order.updated']);
+  });
 });
 
 describe('compliance and uninstall bodies must be about the installation’s shop', () => {
@@ -155,6 +191,14 @@ describe('a signed WooCommerce order body replayed as order.deleted', () => {
       secret: WOO_SECRET,
     });
     expect(deleted.status).toBe(200);
+    // A later state of the order posted as its creation is the same creation.
+    const later = wooOrder({ id: 880, date_modified_gmt: '2026-04-01T09:00:00' });
+    const asCreated = await sendWooWebhook(url, {
+      topic: 'order.created',
+      payload: later,
+      secret: WOO_SECRET,
+    });
+    expect(JSON.parse(await asCreated.text()).status).toBe('duplicate');
     const types = (await t.call('GET', '/v1/events', { token: org.token }))
       .json()
       .data.map((e: { type: string }) => e.type);

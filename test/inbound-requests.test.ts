@@ -82,7 +82,7 @@ describe('inbound requests', () => {
       installation_id: installationId,
       method: 'POST',
       path: `/hooks/${installationId}`,
-      dedupe_key: `${SHOP}:orders/create:event:evt-requests-1`,
+      dedupe_key: `${SHOP}:orders/create:orders/7001`,
       body_size: Buffer.byteLength(sent[0]?.body ?? ''),
     });
     expect(accepted.headers['x-shopify-topic']).toBe('orders/create');

@@ -1,6 +1,7 @@
 // The connector contract. A connector is a plain object made by `defineConnector`, which only
 // checks and types what it is given (ARCHITECTURE.md §4). Connectors know nothing of HTTP
 // frameworks, the database or each other: they get bytes and settings, and return events.
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Envelope } from '../events/envelope.ts';
 import type { EVENT_DATA } from '../events/types.ts';
@@ -96,8 +97,17 @@ export interface InboundSpec<C, S, P = unknown> {
   verify(req: InboundRequest, ctx: InstallationContext<C, S>): void | Promise<void>;
   /** Parses the verified body; default JSON. Throws ConnectorError('payload_malformed'). */
   parse?(req: InboundRequest): P;
-  /** A key that is the same for every retry of one provider event, unique otherwise. */
-  dedupeKey(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): string;
+  /**
+   * A key that is the same for every retry of one provider event, unique otherwise. Called after
+   * `normalize`, with its events: a provider that signs only the body keys them by what they say
+   * (`contentKey`), as its event-id headers are not signed.
+   */
+  dedupeKey(
+    req: InboundRequest,
+    payload: P,
+    ctx: InstallationContext<C, S>,
+    drafts: readonly EventDraft[],
+  ): string;
   /** The ordering key of the events (the source account: the shop domain for Shopify). */
   partitionKey(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): string;
   /** Canonical events for this request; throws topic_unknown or payload_invalid. */
@@ -285,6 +295,26 @@ export function validateCatalog(connectors: readonly AnyConnector[]): void {
         );
     }
   }
+}
+
+/**
+ * A de-duplication key made of what a request's events say, for providers whose event-id headers
+ * are not signed (Shopify, WooCommerce): posting a signed body again with a new event id makes
+ * the same key. With `once` (a resource's creation or final deletion, which happens once) the key
+ * is the events' subjects alone, so a later body of the resource posted as its creation is a
+ * duplicate too; otherwise the subjects and a SHA-256 of the events' data, so a change that the
+ * provider's timestamp does not show is still a new event.
+ *
+ * @example
+ * contentKey([{ type: 'order.created', subject: 'orders/1', data }], { once: true }) // 'orders/1'
+ */
+export function contentKey(drafts: readonly EventDraft[], options: { once?: boolean } = {}): string {
+  const subjects = drafts.map((d) => d.subject ?? '').join(',');
+  if (options.once) return subjects;
+  const digest = createHash('sha256')
+    .update(JSON.stringify(drafts.map((d) => d.data)))
+    .digest('hex');
+  return `${subjects}:sha256:${digest}`;
 }
 
 /** Lower-cased header lookup helper for connectors; accepts several names (e.g. with and without X-). */

@@ -143,9 +143,9 @@ export function createIngestService({ installations, committer, logger }: Ingest
       let drafts: EventDraft[];
       try {
         const payload = inbound.parse ? inbound.parse(req) : parseJson(req);
-        dedupeKey = inbound.dedupeKey(req, payload, ctx);
-        partitionKey = inbound.partitionKey(req, payload, ctx);
         drafts = inbound.normalize(req, payload, ctx);
+        dedupeKey = inbound.dedupeKey(req, payload, ctx, drafts);
+        partitionKey = inbound.partitionKey(req, payload, ctx);
       } catch (err) {
         if (err instanceof ConnectorError) return reject(toAppError(err));
         throw err;

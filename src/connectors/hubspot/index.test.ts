@@ -33,10 +33,11 @@ async function receive(req: InboundRequest, secret: string | null = SECRET) {
   const ctx = context(secret);
   await inbound?.verify(req, ctx);
   const payload = inbound?.parse ? inbound.parse(req) : parseJson(req);
+  const drafts = inbound?.normalize(req, payload, ctx) ?? [];
   return {
-    dedupeKey: inbound?.dedupeKey(req, payload, ctx),
+    dedupeKey: inbound?.dedupeKey(req, payload, ctx, drafts),
     partitionKey: inbound?.partitionKey(req, payload, ctx),
-    drafts: inbound?.normalize(req, payload, ctx) ?? [],
+    drafts,
   };
 }
 

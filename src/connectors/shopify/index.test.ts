@@ -45,16 +45,17 @@ function request(options: Partial<ShopifyWebhookOptions> & { topic: string }): I
   return inboundRequest({ url: 'https://hub.example.com/hooks/shopify', headers, body });
 }
 
-/** The hub's inbound path for one request: verify, parse, keys, normalize. */
+/** The hub's inbound path for one request: verify, parse, normalize, keys. */
 async function receive(req: InboundRequest, setup: Setup = {}) {
   const ctx = context(setup);
   await inbound?.verify(req, ctx);
   const payload = inbound?.parse ? inbound.parse(req) : parseJson(req);
+  const drafts = inbound?.normalize(req, payload, ctx) ?? [];
   return {
     routeKey: inbound?.routeKey?.(req),
-    dedupeKey: inbound?.dedupeKey(req, payload, ctx),
+    dedupeKey: inbound?.dedupeKey(req, payload, ctx, drafts),
     partitionKey: inbound?.partitionKey(req, payload, ctx),
-    drafts: inbound?.normalize(req, payload, ctx) ?? [],
+    drafts,
   };
 }
 
@@ -322,25 +323,36 @@ describe('shopify: normalization', () => {
 });
 
 describe('shopify: keys', () => {
-  it('de-duplicates on the event id and topic, then the webhook id, then the body hash', async () => {
+  it('de-duplicates on what the event says, never on the unsigned event id', async () => {
     const body = shopifyJson(shopifyOrder());
     const first = await receive(request({ topic: 'orders/paid', body, eventId: 'ev-1' }));
     const retry = await receive(request({ topic: 'orders/paid', body, eventId: 'ev-1' }));
+    const replayed = await receive(request({ topic: 'orders/paid', body, eventId: 'ev-2', webhookId: null }));
     const otherTopic = await receive(request({ topic: 'orders/updated', body, eventId: 'ev-1' }));
+    expect(first.dedupeKey).toMatch(/:orders\/paid:orders\/820982911946154508:sha256:[0-9a-f]{64}$/);
     expect(retry.dedupeKey).toBe(first.dedupeKey);
+    expect(replayed.dedupeKey).toBe(first.dedupeKey);
     expect(otherTopic.dedupeKey).not.toBe(first.dedupeKey);
-
-    const byWebhook = await receive(
-      request({ topic: 'orders/paid', body, eventId: null, webhookId: 'wh-1' }),
+    // The same event at another API version (fields the hub does not read differ): one event.
+    const versioned = shopifyJson(shopifyOrder({}, { new_field_of_2026: true }));
+    expect((await receive(request({ topic: 'orders/paid', body: versioned }))).dedupeKey).toBe(
+      first.dedupeKey,
     );
-    expect(byWebhook.dedupeKey).toContain(':webhook:wh-1');
+    const changed = await receive(
+      request({ topic: 'orders/paid', body: shopifyJson(shopifyOrder({ id: 2n })) }),
+    );
+    expect(changed.dedupeKey).not.toBe(first.dedupeKey);
+  });
 
-    const noIds = { topic: 'orders/paid', body, eventId: null, webhookId: null } as const;
-    const hashed = await receive(request(noIds));
-    expect(hashed.dedupeKey).toMatch(/:sha256:[0-9a-f]{64}$/);
-    expect((await receive(request(noIds))).dedupeKey).toBe(hashed.dedupeKey);
-    const changed = await receive(request({ ...noIds, body: shopifyJson(shopifyOrder({ id: 2n })) }));
-    expect(changed.dedupeKey).not.toBe(hashed.dedupeKey);
+  it('keys a creation or a deletion by the resource alone', async () => {
+    const created = await receive(request({ topic: 'orders/create', body: shopifyOrder() }));
+    const later = shopifyOrder({ updatedAt: '2024-06-01T00:00:00Z', financialStatus: 'refunded' });
+    expect(created.dedupeKey).toBe(`${SIM_SHOP_DOMAIN}:orders/create:orders/820982911946154508`);
+    expect((await receive(request({ topic: 'orders/create', body: later }))).dedupeKey).toBe(
+      created.dedupeKey,
+    );
+    const deleted = await receive(request({ topic: 'products/delete', body: { id: 7n } }));
+    expect(deleted.dedupeKey).toBe(`${SIM_SHOP_DOMAIN}:products/delete:products/7`);
   });
 
   it('partitions by shop, so one shop’s events keep their order', async () => {

@@ -35,15 +35,16 @@ function context({ secret = SECRET, accountId }: Setup = {}) {
   };
 }
 
-/** The hub's inbound path for one request: verify, parse, keys, normalize. */
+/** The hub's inbound path for one request: verify, parse, normalize, keys. */
 async function receive(req: InboundRequest, setup: Setup = {}) {
   const ctx = context(setup);
   await inbound?.verify(req, ctx);
   const payload = inbound?.parse ? inbound.parse(req) : parseJson(req);
+  const drafts = inbound?.normalize(req, payload, ctx) ?? [];
   return {
-    dedupeKey: inbound?.dedupeKey(req, payload, ctx),
+    dedupeKey: inbound?.dedupeKey(req, payload, ctx, drafts),
     partitionKey: inbound?.partitionKey(req, payload, ctx),
-    drafts: inbound?.normalize(req, payload, ctx) ?? [],
+    drafts,
   };
 }
 

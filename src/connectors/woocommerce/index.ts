@@ -33,7 +33,7 @@ export default defineConnector({
   inbound: {
     isHandshake: isWooPing,
     verify: (req, ctx) => verifyWooSignature(req, ctx.secrets.webhookSecret),
-    dedupeKey: (req, payload) => wooDedupeKey(req, payload),
+    dedupeKey: (req, payload, _ctx, drafts) => wooDedupeKey(req, payload, drafts),
     partitionKey: (req, _payload, ctx) => storeHost(req, ctx.config.siteUrl, ctx.installationId),
     normalize: (req, payload, ctx) => normalizeWoo(req, payload, ctx.installationId),
   },

@@ -5,9 +5,16 @@
 // cancelled → order.cancelled, completed → order.fulfilled, refunded → order.refunded, anything
 // else → order.updated. WooCommerce does not say what the status was before, so a later edit of a
 // completed order is order.fulfilled again: consumers treat these types as "the order is now …".
-import { ConnectorError, type EventDraft, header, type InboundRequest, parsePayload } from '../sdk.ts';
+import {
+  ConnectorError,
+  contentKey,
+  type EventDraft,
+  header,
+  type InboundRequest,
+  parsePayload,
+} from '../sdk.ts';
 import { customer, gmt, order, product } from './records.ts';
-import { customerSchema, deletedSchema, keySchema, orderSchema, productSchema } from './schemas.ts';
+import { customerSchema, deletedSchema, orderSchema, productSchema } from './schemas.ts';
 
 export function topicOf(req: InboundRequest): string {
   const topic = header(req, 'x-wc-webhook-topic');
@@ -148,15 +155,19 @@ export function normalizeWoo(req: InboundRequest, payload: unknown, installation
 }
 
 /**
- * WooCommerce sends no stable event id (X-WC-Webhook-Delivery-ID is new on every delivery), so an
- * event is its topic, resource id and modification time. A deleted payload has no time: the
- * delivery id stands in, so a resource deleted, restored and deleted again is not dropped as a
- * duplicate (deleting twice is harmless; missing the second deletion is not).
+ * WooCommerce sends no stable event id (X-WC-Webhook-Delivery-ID is new on every delivery, and no
+ * header is signed), so an event is what it says (`contentKey`): its topic, resource and canonical
+ * data; a creation is keyed by the resource alone, as is a customer's deletion (a WordPress user
+ * is not restored). An order or a product can be deleted, restored and deleted again, and a
+ * deleted body is the id alone: the delivery id stands in, so the second deletion is not dropped
+ * (deleting twice is harmless; missing the second deletion is not).
  */
-export function wooDedupeKey(req: InboundRequest, payload: unknown): string {
+export function wooDedupeKey(req: InboundRequest, payload: unknown, drafts: readonly EventDraft[]): string {
   const topic = topicOf(req);
-  const { id, date_modified_gmt, date_created_gmt } = parsePayload(keySchema, payload, topic);
-  const version =
-    date_modified_gmt || date_created_gmt || header(req, 'x-wc-webhook-delivery-id') || 'unversioned';
-  return `${topic}:${id}:${version}`;
+  const event = topic.split('.')[1];
+  if (event === 'deleted' && topic !== 'customer.deleted') {
+    const id = parsePayload(deletedSchema, payload, topic).id;
+    return `${topic}:${id}:${header(req, 'x-wc-webhook-delivery-id') ?? 'unversioned'}`;
+  }
+  return `${topic}:${contentKey(drafts, { once: event === 'created' || topic === 'customer.deleted' })}`;
 }

@@ -42,7 +42,9 @@ const inboundRequestSchema = z
     dedupe_key: z
       .string()
       .nullable()
-      .describe("the key the hub de-duplicates on, made of the provider's event or delivery id"),
+      .describe(
+        "the key the hub de-duplicates on: the provider's signed event id (Stripe, HubSpot), or what the webhook says (Shopify, WooCommerce: topic, resource, and a digest of its data)",
+      ),
     event_count: z.number().int().describe('canonical events this request made'),
   })
   .meta({ id: 'InboundRequest' });
