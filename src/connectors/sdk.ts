@@ -4,7 +4,12 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Envelope } from '../events/envelope.ts';
-import type { EVENT_DATA } from '../events/types.ts';
+import {
+  type EVENT_DATA,
+  PROVIDER_FAMILIES,
+  type ProviderFamily,
+  providerEventType,
+} from '../events/types.ts';
 import { type JsonTextFacts, scanJsonText } from '../json-text.ts';
 import { unstorable, unstorableJson } from '../storable.ts';
 
@@ -42,7 +47,7 @@ export type ConnectorErrorCode =
   | 'payload_malformed'
   /** The payload lacks fields the canonical event needs. */
   | 'payload_invalid'
-  /** The provider's topic or event type is not one this connector handles. */
+  /** The request names no topic, or one that makes no event type (any other is a raw event). */
   | 'topic_unknown'
   /** A provider API call failed (connection checks, sync, delivery). */
   | 'provider_error';
@@ -70,7 +75,8 @@ type KnownType = keyof typeof EVENT_DATA;
 
 /** What `normalize` returns for one canonical event; the hub adds id, source, organization, time. */
 export interface EventDraft {
-  type: KnownType | `custom.${string}`;
+  /** A canonical type, a custom one, or a raw provider event's (`rawEvent`). */
+  type: KnownType | `custom.${string}` | `${ProviderFamily}.${string}`;
   /** What the event is about, e.g. `orders/820982911946154508`. */
   subject?: string | undefined;
   /** When it happened at the provider (ISO 8601); defaults to when it was received. */
@@ -87,7 +93,19 @@ export interface EventDraft {
   dedupeKey?: string | undefined;
 }
 
+/** A provider topic this connector turns into canonical events, and which (for GET /v1/connectors). */
+export interface TopicMapping {
+  topic: string;
+  types: readonly string[];
+}
+
 export interface InboundSpec<C, S, P = unknown> {
+  /**
+   * The provider topics turned into canonical events. Any other topic is kept as a raw provider
+   * event (`rawEvent`): verified, stored and answered 2xx, as providers disable endpoints that
+   * keep refusing.
+   */
+  topics: readonly TopicMapping[];
   /**
    * Requests the provider sends that must be answered 200 without verification and without
    * events (WooCommerce's unsigned creation ping). Must look only at the shape, trust nothing.
@@ -110,7 +128,7 @@ export interface InboundSpec<C, S, P = unknown> {
   ): string;
   /** The ordering key of the events (the source account: the shop domain for Shopify). */
   partitionKey(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): string;
-  /** Canonical events for this request; throws topic_unknown or payload_invalid. */
+  /** Canonical or raw (`rawEvent`) events for this request; throws topic_unknown or payload_invalid. */
   normalize(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): EventDraft[];
   /** For providers calling one URL for every account (POST /hooks/<connector>): the account this request is for. */
   routeKey?(req: InboundRequest): string | undefined;
@@ -275,6 +293,10 @@ export function validateCatalog(connectors: readonly AnyConnector[]): void {
     if (!(c.secrets instanceof z.ZodObject))
       throw new ConnectorDefinitionError(`${where}: secrets must be a z.object`);
     const inbound = c.inbound;
+    if (inbound && !(PROVIDER_FAMILIES as readonly string[]).includes(c.id))
+      throw new ConnectorDefinitionError(
+        `${where}: a source must be one of the provider families of raw events (events/types.ts PROVIDER_FAMILIES)`,
+      );
     if (inbound) {
       for (const fn of ['verify', 'dedupeKey', 'partitionKey', 'normalize'] as const) {
         if (typeof inbound[fn] !== 'function')
@@ -333,6 +355,52 @@ export function parseRetryAfter(value: string | undefined, now: Date = new Date(
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
   const date = Date.parse(trimmed);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now.getTime());
+}
+
+/** The JSON text of a raw provider event's data is at most this long; a larger payload stays in the request's body. */
+export const RAW_EVENT_MAX_BYTES = 256 * 1024;
+
+/**
+ * A raw provider event: a webhook of a topic this connector has no canonical type for, kept as the
+ * provider sent it (`payload`, parsed with `parseExactJson` so ids stay exact) under the type
+ * `providerEventType` names. A payload over RAW_EVENT_MAX_BYTES of JSON is replaced by its size.
+ *
+ * @example
+ * rawEvent('shopify', 'inventory_levels/update', payload) // type shopify.inventory_levels.update
+ */
+export function rawEvent(
+  family: ProviderFamily,
+  topic: string,
+  payload: unknown,
+  fields: Pick<EventDraft, 'subject' | 'time' | 'dedupeKey'> = {},
+): EventDraft {
+  const type = providerEventType(family, topic);
+  if (!type)
+    throw new ConnectorError(
+      'topic_unknown',
+      `the topic ${JSON.stringify(topic.slice(0, 100))} names no event type`,
+    );
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload))
+    throw new ConnectorError('payload_invalid', `${topic}: the payload is not a JSON object`);
+  const bytes = Buffer.byteLength(JSON.stringify(payload));
+  const data = bytes <= RAW_EVENT_MAX_BYTES ? payload : { payload_omitted: true, payload_bytes: bytes };
+  return { type: type as EventDraft['type'], ...fields, data };
+}
+
+/**
+ * The body as JSON with integers a double cannot hold (ids past 2^53) as decimal strings, or
+ * ConnectorError('payload_malformed'). Parsed once, after quoting, which keeps bad JSON bad.
+ */
+export function parseExactJson(raw: Buffer): unknown {
+  const facts = scanJsonText(raw.toString('utf8'), true);
+  let value: unknown;
+  try {
+    if (facts.text === undefined) throw new Error('a number as an object key');
+    value = JSON.parse(facts.text);
+  } catch {
+    throw new ConnectorError('payload_malformed', 'body is not valid JSON');
+  }
+  return storablePayload(value, facts);
 }
 
 /** Default body parser: JSON, or ConnectorError('payload_malformed'). */

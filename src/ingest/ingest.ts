@@ -10,7 +10,7 @@ import {
   parseJson,
 } from '../connectors/sdk.ts';
 import { AppError, type ErrorCode } from '../errors.ts';
-import { isEventType, parseEventData, topicOf } from '../events/types.ts';
+import { isEventType, isProviderEventType, parseEventData, topicOf } from '../events/types.ts';
 import { newId, uuidv7 } from '../ids.ts';
 import type { CachedInstallation, InstallationService } from '../installations/installations.ts';
 import type { Committer, IngestItem, PreparedEvent } from './committer.ts';
@@ -150,8 +150,11 @@ export function createIngestService({ installations, committer, logger }: Ingest
         if (err instanceof ConnectorError) return reject(toAppError(err));
         throw err;
       }
+      // A connector's events are canonical, custom, or raw events of its own provider family.
+      const ownRaw = (type: string) => isProviderEventType(type) && type.startsWith(`${connector.id}.`);
       for (const draft of drafts) {
-        const checked = isEventType(draft.type) ? parseEventData(draft.type, draft.data) : undefined;
+        const checked =
+          isEventType(draft.type) || ownRaw(draft.type) ? parseEventData(draft.type, draft.data) : undefined;
         if (!checked?.success) {
           const issue = checked?.error.issues[0];
           logger.error(

@@ -1,6 +1,6 @@
 // The inbound requests API's service: what each verified webhook of an installation was (its
 // headers, size and outcome) and, while the hub keeps it, its raw body. A request refused after
-// verification (malformed JSON, an unknown topic, a payload missing what its events need) is kept
+// verification (malformed JSON, no topic, a body that is not what its topic says) is kept
 // with its error code so that it can be looked at here; one refused before (a bad signature) is not
 // kept at all: nothing unverified is stored.
 import { sql } from 'drizzle-orm';

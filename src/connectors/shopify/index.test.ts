@@ -239,13 +239,21 @@ describe('shopify: normalization', () => {
     expect(await errorCode(() => receive(garbage))).toBe('payload_malformed');
   });
 
-  it('answers topic_unknown for a topic it does not handle, or none', async () => {
-    expect(await errorCode(() => receive(request({ topic: 'carts/create', body: {} })))).toBe(
-      'topic_unknown',
-    );
+  it('keeps a topic it does not model as a raw shopify.* event; no topic is topic_unknown', async () => {
+    const body =
+      '{"inventory_item_id":808950810,"location_id":905684977,"available":6,"id":9007199254740993123}';
+    const draft = await only({ topic: 'inventory_levels/update', body });
+    expect(draft).toMatchObject({
+      type: 'shopify.inventory_levels.update',
+      subject: 'inventory_levels/9007199254740993123',
+      data: { inventory_item_id: 808950810, available: 6, id: '9007199254740993123' },
+    });
     const req = request({ topic: 'orders/create' });
     const { 'x-shopify-topic': _, ...headers } = req.headers;
     expect(await errorCode(() => receive({ ...req, headers }))).toBe('topic_unknown');
+    expect(await errorCode(() => receive(request({ topic: 'carts//create', body: {} })))).toBe(
+      'topic_unknown',
+    );
   });
 
   it("refuses a body that is not the topic's kind of resource (the topic header is not signed)", async () => {

@@ -1,11 +1,12 @@
 // Shopify: receives a shop's webhooks (orders, refunds, customers, products, app and compliance
-// topics), verifies Shopify's HMAC and turns each into one canonical event. PROVIDERS.md § Shopify.
+// topics), verifies Shopify's HMAC and turns each into one canonical event (any other topic into a
+// raw provider event). PROVIDERS.md § Shopify.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { ConnectorError, contentKey, defineConnector, type InboundRequest } from '../sdk.ts';
 import { shopDomainOf, shopifyHeader } from './headers.ts';
 import { parseShopifyJson } from './json.ts';
-import { normalizeShopify } from './normalize.ts';
+import { normalizeShopify, SHOPIFY_TOPIC_TYPES } from './normalize.ts';
 
 const config = z.object({
   shopDomain: z
@@ -53,6 +54,7 @@ export default defineConnector({
   // Shopify calls one URL for every shop (POST /hooks/shopify): the shop domain finds the installation.
   routeKeyOf: (cfg) => cfg.shopDomain,
   inbound: {
+    topics: SHOPIFY_TOPIC_TYPES,
     verify(req, ctx) {
       const secret = ctx.secrets.clientSecret;
       if (!secret)

@@ -1,9 +1,10 @@
-// Shopify topic (X-Shopify-Topic) → canonical event type, and the payload → the event's data.
+// Shopify topic (X-Shopify-Topic) → canonical event type, and the payload → the event's data;
+// other topics are kept as raw provider events.
 // The topic header is not signed (the HMAC covers the body alone), so each body is checked to be
 // what its topic says: the topic's kind of resource, and for compliance and uninstall topics, this shop.
 import type { z } from 'zod';
 import type { EventData, KnownEventType } from '../../events/types.ts';
-import { ConnectorError, type EventDraft, parsePayload } from '../sdk.ts';
+import { ConnectorError, type EventDraft, parsePayload, rawEvent, type TopicMapping } from '../sdk.ts';
 import {
   customerPayload,
   customerPrivacyPayload,
@@ -168,14 +169,29 @@ const ROUTES = new Map<string, { type: KnownEventType; build: Build }>([
 /** The Shopify topics this connector turns into canonical events. */
 export const SHOPIFY_TOPICS: readonly string[] = [...ROUTES.keys()];
 
-/** One canonical event for a Shopify webhook; topic_unknown for a topic not in the table. */
+/** Each topic with its canonical type, for GET /v1/connectors. */
+export const SHOPIFY_TOPIC_TYPES: readonly TopicMapping[] = [...ROUTES].map(([topic, { type }]) => ({
+  topic,
+  types: [type],
+}));
+
+/**
+ * One canonical event for a Shopify webhook, or for a topic not in the table, a raw provider event
+ * (`shopify.inventory_levels.update`) with the payload as sent. No topic header: topic_unknown.
+ */
 export function normalizeShopify(topic: string | undefined, payload: unknown, src: Source): EventDraft[] {
-  const route = topic === undefined ? undefined : ROUTES.get(topic);
-  if (!route) {
-    throw new ConnectorError(
-      'topic_unknown',
-      topic ? `Shopify topic ${topic} is not handled` : 'no Shopify topic header',
-    );
-  }
+  if (!topic) throw new ConnectorError('topic_unknown', 'no Shopify topic header');
+  const route = ROUTES.get(topic);
+  if (!route)
+    return [
+      rawEvent('shopify', topic, payload, { subject: rawSubject(topic, payload), time: src.triggeredAt }),
+    ];
   return [{ type: route.type, ...route.build(payload, src) }];
+}
+
+/** `<resource>/<id>` of a raw event's payload (`inventory_items/808950810`), when it has an id. */
+function rawSubject(topic: string, payload: unknown): string | undefined {
+  const id = payload !== null && typeof payload === 'object' ? (payload as { id?: unknown }).id : undefined;
+  const resource = topic.split('/')[0];
+  return (typeof id === 'string' || typeof id === 'number') && resource ? `${resource}/${id}` : undefined;
 }

@@ -288,9 +288,14 @@ describe('woocommerce customers and products', () => {
 });
 
 describe('woocommerce errors and keys', () => {
-  it('rejects other topics and a missing topic as topic_unknown', async () => {
-    expect(await errorCode(() => receive(delivery('coupon.created', { id: 1 })))).toBe('topic_unknown');
-    expect(await errorCode(() => receive(delivery('order.archived', wooOrder())))).toBe('topic_unknown');
+  it('keeps other topics as raw woocommerce.* events; a missing topic is topic_unknown', async () => {
+    const coupon = await only(delivery('coupon.created', { id: 1, code: 'spring' }));
+    expect(coupon).toMatchObject({
+      type: 'woocommerce.coupon.created',
+      subject: 'coupons/1',
+      data: { id: 1, code: 'spring' },
+    });
+    expect((await only(delivery('order.archived', wooOrder()))).type).toBe('woocommerce.order.archived');
     const req = delivery('order.created', wooOrder());
     const { 'x-wc-webhook-topic': _dropped, ...headers } = req.headers;
     expect(await errorCode(() => receive({ ...req, headers }))).toBe('topic_unknown');

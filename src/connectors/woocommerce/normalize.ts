@@ -1,4 +1,5 @@
-// WooCommerce topics (X-WC-Webhook-Topic: `<resource>.<event>`) → canonical events.
+// WooCommerce topics (X-WC-Webhook-Topic: `<resource>.<event>`) → canonical events; other topics
+// → raw provider events (`woocommerce.coupon.created`).
 //
 // Order status rule: WooCommerce has no order.cancelled/fulfilled topics, only order.updated with
 // the order as it is now, so on order.updated and order.restored the status names the event:
@@ -11,7 +12,10 @@ import {
   type EventDraft,
   header,
   type InboundRequest,
+  parseExactJson,
   parsePayload,
+  rawEvent,
+  type TopicMapping,
 } from '../sdk.ts';
 import { customer, gmt, order, product } from './records.ts';
 import { customerSchema, deletedSchema, orderSchema, productSchema } from './schemas.ts';
@@ -144,12 +148,45 @@ const RESOURCES = new Map<string, { events: readonly string[]; build: Builder }>
   ['product', { events: ['created', 'updated', 'deleted', 'restored'], build: productEvent }],
 ]);
 
+/** The topics turned into canonical events, with their types (GET /v1/connectors). */
+export const WOO_TOPIC_TYPES: readonly TopicMapping[] = [
+  { topic: 'order.created', types: ['order.created'] },
+  {
+    topic: 'order.updated',
+    types: ['order.updated', 'order.cancelled', 'order.fulfilled', 'order.refunded'],
+  },
+  {
+    topic: 'order.restored',
+    types: ['order.updated', 'order.cancelled', 'order.fulfilled', 'order.refunded'],
+  },
+  { topic: 'order.deleted', types: ['custom.woocommerce.order_deleted'] },
+  { topic: 'customer.created', types: ['customer.created'] },
+  { topic: 'customer.updated', types: ['customer.updated'] },
+  { topic: 'customer.deleted', types: ['customer.deleted'] },
+  { topic: 'product.created', types: ['product.created'] },
+  { topic: 'product.updated', types: ['product.updated'] },
+  { topic: 'product.restored', types: ['product.updated'] },
+  { topic: 'product.deleted', types: ['product.deleted'] },
+];
+
+function isModeled(topic: string): boolean {
+  const [resource = '', event = ''] = topic.split('.');
+  return RESOURCES.get(resource)?.events.includes(event) ?? false;
+}
+
+/**
+ * The canonical event of a topic in RESOURCES; any other (coupon.created, action.woocommerce_…)
+ * is kept as a raw provider event with the body as sent, ids exact.
+ */
 export function normalizeWoo(req: InboundRequest, payload: unknown, installationId: string): EventDraft[] {
   const topic = topicOf(req);
   const [resource = '', event = ''] = topic.split('.');
   const handler = RESOURCES.get(resource);
   if (!handler?.events.includes(event)) {
-    throw new ConnectorError('topic_unknown', `WooCommerce topic ${topic} is not handled`);
+    const raw = parseExactJson(req.rawBody) as { id?: unknown } | null;
+    const id = raw !== null && typeof raw === 'object' ? raw.id : undefined;
+    const subject = typeof id === 'number' || typeof id === 'string' ? `${resource}s/${id}` : undefined;
+    return [rawEvent('woocommerce', topic, raw, { subject })];
   }
   return [handler.build(event, payload, installationId)];
 }
@@ -159,15 +196,15 @@ export function normalizeWoo(req: InboundRequest, payload: unknown, installation
  * header is signed), so an event is what it says (`contentKey`): its topic, resource and canonical
  * data; a creation is keyed by the resource alone, as is a customer's deletion (a WordPress user
  * is not restored). An order or a product can be deleted, restored and deleted again, and a
- * deleted body is the id alone: the delivery id stands in, so the second deletion is not dropped
- * (deleting twice is harmless; missing the second deletion is not).
+ * deleted body is the id alone; a topic the hub does not model may repeat a body as well (an
+ * action hook's argument): for those the delivery id stands in, so a real repeat is not dropped
+ * (a deletion or a raw event twice is harmless; missing one is not).
  */
-export function wooDedupeKey(req: InboundRequest, payload: unknown, drafts: readonly EventDraft[]): string {
+export function wooDedupeKey(req: InboundRequest, _payload: unknown, drafts: readonly EventDraft[]): string {
   const topic = topicOf(req);
   const event = topic.split('.')[1];
-  if (event === 'deleted' && topic !== 'customer.deleted') {
-    const id = parsePayload(deletedSchema, payload, topic).id;
-    return `${topic}:${id}:${header(req, 'x-wc-webhook-delivery-id') ?? 'unversioned'}`;
-  }
+  const subjects = drafts.map((d) => d.subject ?? '').join(',');
+  if (!isModeled(topic) || (event === 'deleted' && topic !== 'customer.deleted'))
+    return `${topic}:${subjects}:delivery:${header(req, 'x-wc-webhook-delivery-id') ?? 'none'}`;
   return `${topic}:${contentKey(drafts, { once: event === 'created' || topic === 'customer.deleted' })}`;
 }

@@ -76,7 +76,7 @@ export const inboundRequestRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "List an installation's inbound requests",
         description:
           'Every webhook that passed verification, oldest first: accepted, duplicate, or rejected (malformed, ' +
-          'an unknown topic, a payload missing what its events need) with its error code. Requests refused ' +
+          'no topic, a body that is not what its topic says) with its error code. Requests refused ' +
           'before verification (a bad signature) are not stored.',
         security: bearer,
         params: idParams,
