@@ -236,6 +236,13 @@ export interface ConnectorDefinition<C extends z.ZodType = z.ZodType, S extends 
   /** Destination side: how events are sent to this connector's installations. */
   destination?: DestinationSpec<z.infer<C>, z.infer<S>>;
   /**
+   * Secrets an installation may not be created without, nor have removed: those of a source that
+   * would refuse every webhook without them and whose secret is known before its URL (a Shopify or
+   * HubSpot app's client secret). A source whose provider shows the secret only once given the URL
+   * (a Stripe endpoint's whsec_) leaves it out: it refuses webhooks (secret_missing) until it is set.
+   */
+  requiredSecrets?: readonly string[];
+  /**
    * Secrets the hub generates when an installation is created without them (a webhook endpoint's
    * signing secret). They are returned once, in the response that creates the installation.
    */
@@ -292,6 +299,10 @@ export function validateCatalog(connectors: readonly AnyConnector[]): void {
       throw new ConnectorDefinitionError(`${where}: config must be a z.object`);
     if (!(c.secrets instanceof z.ZodObject))
       throw new ConnectorDefinitionError(`${where}: secrets must be a z.object`);
+    const secretKeys = Object.keys((c.secrets as z.ZodObject).shape);
+    for (const key of c.requiredSecrets ?? [])
+      if (!secretKeys.includes(key))
+        throw new ConnectorDefinitionError(`${where}: requiredSecrets names ${key}, not a secret`);
     const inbound = c.inbound;
     if (inbound && !(PROVIDER_FAMILIES as readonly string[]).includes(c.id))
       throw new ConnectorDefinitionError(

@@ -40,6 +40,7 @@ export default defineConnector({
   secrets: z.object({
     clientSecret: z.string().min(1).describe("The HubSpot app's client secret, which signs its webhooks"),
   }),
+  requiredSecrets: ['clientSecret'],
   routeKeyOf: (config) => config.portalId,
   inbound: {
     topics: HUBSPOT_TOPIC_TYPES,

@@ -51,6 +51,7 @@ export default defineConnector({
   description: 'Orders, refunds, customers, products and compliance webhooks from a Shopify shop.',
   config,
   secrets,
+  requiredSecrets: ['clientSecret'],
   // Shopify calls one URL for every shop (POST /hooks/shopify): the shop domain finds the installation.
   routeKeyOf: (cfg) => cfg.shopDomain,
   inbound: {
