@@ -50,6 +50,6 @@ export default defineConnector({
     dedupeKey: (_req, batch) => hubspotDedupeKey(batch),
     partitionKey: (_req, batch) => `hubspot:${batch[0]?.portalId ?? 'unknown'}`,
     normalize: (req, batch, ctx) =>
-      normalizeHubSpotBatch(batch, ctx.installationId, parseExactJson(req.rawBody) as unknown[]),
+      normalizeHubSpotBatch(batch, ctx.installationId, () => parseExactJson(req.rawBody) as unknown[]),
   },
 });

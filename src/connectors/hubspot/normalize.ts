@@ -73,14 +73,16 @@ function draft(event: HubSpotEvent, installationId: string): EventDraft {
 }
 
 /**
- * One event per element of the batch: canonical for contact events, raw for the others. `raw` is
- * the batch as sent (parsed with exact ids), whose elements are the raw events' data.
+ * One event per element of the batch: canonical for contact events, raw for the others. `sent`
+ * gives the batch as sent (parsed with exact ids, only when some element is raw): its elements
+ * are the raw events' data.
  */
 export function normalizeHubSpotBatch(
   batch: HubSpotBatch,
   installationId: string,
-  raw: readonly unknown[],
+  sent: () => readonly unknown[],
 ): EventDraft[] {
+  const raw = batch.some((event) => !TYPES.has(event.subscriptionType)) ? sent() : [];
   return batch.map((event, i) =>
     TYPES.has(event.subscriptionType) ? draft(event, installationId) : rawDraft(event, raw[i]),
   );
