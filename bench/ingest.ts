@@ -44,9 +44,14 @@ const steps = levels.length * (2 + modes.length + (modes.includes('postgres') ? 
 let stepsDone = 0;
 const SHOP = 'bench-shop.myshopify.com';
 const SECRET = 'shpss_bench_secret';
-const ORDER = JSON.stringify(shopifyOrder({ id: 5550001n }), (_k, v) =>
+// Each webhook is a new order: the hub de-duplicates by what a webhook says, so the same order
+// sent again with a new event id would be a duplicate (a cheaper path than the one measured).
+const ORDER_ID = 5550001000000;
+const ORDER = JSON.stringify(shopifyOrder({ id: BigInt(ORDER_ID) }), (_k, v) =>
   typeof v === 'bigint' ? Number(v) : v,
 );
+let orders = 0;
+const nextOrder = () => ORDER.replaceAll(String(ORDER_ID), String(ORDER_ID + ++orders));
 
 /** A hub with one organization and a Shopify installation; returns its base URL and installation id. */
 async function startHub(mode: 'pglite' | 'postgres') {
@@ -85,12 +90,12 @@ async function startHub(mode: 'pglite' | 'postgres') {
   };
 }
 
-/** Every request is a distinct, correctly signed delivery (new event id), as Shopify would send. */
+/** Every request is a distinct, correctly signed delivery (a new order and event id), as Shopify would send. */
 const webhook = (installationId: string) => () => {
   const signed = signShopifyWebhook({
     topic: 'orders/create',
     shopDomain: SHOP,
-    body: ORDER,
+    body: nextOrder(),
     secret: SECRET,
     eventId: randomUUID(),
   });

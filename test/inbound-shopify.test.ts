@@ -10,6 +10,7 @@ import {
   shopifyOrder,
   shopifyPayload,
   shopifyRefund,
+  signShopifyWebhook,
 } from '../sim/shopify.ts';
 import { startTestApp, type TestApp } from './helpers/app.ts';
 import { until } from './helpers/log-fixture.ts';
@@ -94,7 +95,7 @@ describe('installing Shopify', () => {
     // Within one organization a shop is installed once (its own data, so it may say so).
     const dup = await t.call('POST', '/v1/installations', {
       token: acme.token,
-      body: { connector: 'shopify', config: { shopDomain: SHOP } },
+      body: { connector: 'shopify', config: { shopDomain: SHOP }, secrets: { clientSecret: SECRET } },
     });
     expect(dup.statusCode).toBe(409);
     expect(dup.json().error.code).toBe('conflict');
@@ -205,13 +206,30 @@ describe('receiving webhooks', () => {
     });
     expect(res.status, res.body).toBe(200);
     expect(JSON.parse(res.body).status).toBe('accepted');
-    const unknownShop = await sendShopifyWebhook(`${base}/hooks/shopify`, {
-      topic: 'products/create',
-      shopDomain: 'elsewhere.myshopify.com',
-      body: shopifyPayload('products/create', 'elsewhere.myshopify.com'),
-      secret: SECRET,
-    });
-    expect(unknownShop.status).toBe(404);
+  });
+
+  it('answers an unknown shop on POST /hooks/shopify exactly as an installed one with a bad signature', async () => {
+    const answer = async (shopDomain: string, secret: string, unsigned = false) => {
+      const signed = signShopifyWebhook({
+        topic: 'products/create',
+        shopDomain,
+        body: shopifyPayload('products/create', shopDomain),
+        secret,
+      });
+      const { 'X-Shopify-Hmac-Sha256': _, ...headers } = signed.headers;
+      const res = await fetch(`${base}/hooks/shopify`, {
+        method: 'POST',
+        headers: unsigned ? headers : signed.headers,
+        body: signed.body,
+      });
+      return [res.status, await res.text()];
+    };
+    const installedWrong = await answer(SHOP, 'shpss_not_the_secret');
+    expect(installedWrong[0]).toBe(401);
+    expect(await answer('elsewhere.myshopify.com', SECRET)).toEqual(installedWrong);
+    expect(await answer('elsewhere.myshopify.com', 'shpss_not_the_secret')).toEqual(installedWrong);
+    expect(await answer(SHOP, SECRET, true)).toEqual(installedWrong);
+    expect(await answer('elsewhere.myshopify.com', SECRET, true)).toEqual(installedWrong);
   });
 
   it('refuses bad signatures with 401 and stores nothing', async () => {
@@ -237,12 +255,45 @@ describe('receiving webhooks', () => {
     expect(await count('inbound_requests', acme.id)).toBe(before);
   });
 
-  it('fails closed when the installation has no secret, and logs a configuration error', async () => {
+  it('refuses to install a shop without its client secret, or to remove it', async () => {
     const org = await t.organization('NoSecret');
-    const bare = await install(org.token, 'bare-shop.myshopify.com', null);
-    const res = await sendShopifyWebhook(`${base}/hooks/${bare.id}`, {
+    for (const connector of ['shopify', 'hubspot']) {
+      const config = connector === 'shopify' ? { shopDomain: 'bare-shop.myshopify.com' } : { portalId: '9' };
+      const res = await t.call('POST', '/v1/installations', {
+        token: org.token,
+        body: { connector, config },
+      });
+      expect(res.statusCode, connector).toBe(400);
+      expect(res.json().error).toMatchObject({
+        code: 'validation_failed',
+        details: [{ path: 'body.secrets.clientSecret' }],
+      });
+    }
+    const ins = await install(org.token, 'bare-shop.myshopify.com');
+    const removed = await t.call('PATCH', `/v1/installations/${ins.id}`, {
+      token: org.token,
+      body: { secrets: { clientSecret: null } },
+    });
+    expect(removed.statusCode).toBe(400);
+    expect(removed.json().error.details[0].path).toBe('body.secrets.clientSecret');
+    const renamed = await t.call('PATCH', `/v1/installations/${ins.id}`, {
+      token: org.token,
+      body: { name: 'Renamed', secrets: { clientSecret: 'shpss_new_secret' } },
+    });
+    expect(renamed.statusCode, renamed.body).toBe(200);
+  });
+
+  it('fails closed when an installation has no secret (made before it was required), and logs it', async () => {
+    const org = await t.organization('Legacy');
+    const ins = await install(org.token, 'legacy-shop.myshopify.com');
+    const { sql } = await import('drizzle-orm');
+    await t.app.store.db.execute(
+      sql`update installations set secrets = null, secret_keys = '{}' where id = ${ins.id}`,
+    );
+    t.app.services.installations.forget(ins.id);
+    const res = await sendShopifyWebhook(`${base}/hooks/${ins.id}`, {
       topic: 'orders/create',
-      shopDomain: 'bare-shop.myshopify.com',
+      shopDomain: 'legacy-shop.myshopify.com',
       body: shopifyOrder(),
       secret: 'anything',
     });
@@ -275,7 +326,7 @@ describe('receiving webhooks', () => {
     const events = await count('events', acme.id);
     const cases: Array<[string, unknown, string]> = [
       ['orders/create', '{"id": 1,', 'payload_malformed'],
-      ['orders/exploded', shopifyOrder(), 'topic_unknown'],
+      ['', shopifyOrder(), 'topic_unknown'],
       ['orders/create', { ...shopifyOrder(), currency: undefined, id: undefined }, 'payload_invalid'],
     ];
     for (const [topic, body, code] of cases) {

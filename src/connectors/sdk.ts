@@ -1,9 +1,15 @@
 // The connector contract. A connector is a plain object made by `defineConnector`, which only
 // checks and types what it is given (ARCHITECTURE.md §4). Connectors know nothing of HTTP
 // frameworks, the database or each other: they get bytes and settings, and return events.
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Envelope } from '../events/envelope.ts';
-import type { EVENT_DATA } from '../events/types.ts';
+import {
+  type EVENT_DATA,
+  PROVIDER_FAMILIES,
+  type ProviderFamily,
+  providerEventType,
+} from '../events/types.ts';
 import { type JsonTextFacts, scanJsonText } from '../json-text.ts';
 import { unstorable, unstorableJson } from '../storable.ts';
 
@@ -41,7 +47,7 @@ export type ConnectorErrorCode =
   | 'payload_malformed'
   /** The payload lacks fields the canonical event needs. */
   | 'payload_invalid'
-  /** The provider's topic or event type is not one this connector handles. */
+  /** The request names no topic, or one that makes no event type (any other is a raw event). */
   | 'topic_unknown'
   /** A provider API call failed (connection checks, sync, delivery). */
   | 'provider_error';
@@ -69,7 +75,8 @@ type KnownType = keyof typeof EVENT_DATA;
 
 /** What `normalize` returns for one canonical event; the hub adds id, source, organization, time. */
 export interface EventDraft {
-  type: KnownType | `custom.${string}`;
+  /** A canonical type, a custom one, or a raw provider event's (`rawEvent`). */
+  type: KnownType | `custom.${string}` | `${ProviderFamily}.${string}`;
   /** What the event is about, e.g. `orders/820982911946154508`. */
   subject?: string | undefined;
   /** When it happened at the provider (ISO 8601); defaults to when it was received. */
@@ -94,7 +101,19 @@ export interface EventDraft {
   dedupeKey?: string | undefined;
 }
 
+/** A provider topic this connector turns into canonical events, and which (for GET /v1/connectors). */
+export interface TopicMapping {
+  topic: string;
+  types: readonly string[];
+}
+
 export interface InboundSpec<C, S, P = unknown> {
+  /**
+   * The provider topics turned into canonical events. Any other topic is kept as a raw provider
+   * event (`rawEvent`): verified, stored and answered 2xx, as providers disable endpoints that
+   * keep refusing.
+   */
+  topics: readonly TopicMapping[];
   /**
    * Requests the provider sends that must be answered 200 without verification and without
    * events (WooCommerce's unsigned creation ping). Must look only at the shape, trust nothing.
@@ -104,8 +123,17 @@ export interface InboundSpec<C, S, P = unknown> {
   verify(req: InboundRequest, ctx: InstallationContext<C, S>): void | Promise<void>;
   /** Parses the verified body; default JSON. Throws ConnectorError('payload_malformed'). */
   parse?(req: InboundRequest): P;
-  /** A key that is the same for every retry of one provider event, unique otherwise. */
-  dedupeKey(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): string;
+  /**
+   * A key that is the same for every retry of one provider event, unique otherwise. Called after
+   * `normalize`, with its events: a provider that signs only the body keys them by what they say
+   * (`contentKey`), as its event-id headers are not signed.
+   */
+  dedupeKey(
+    req: InboundRequest,
+    payload: P,
+    ctx: InstallationContext<C, S>,
+    drafts: readonly EventDraft[],
+  ): string;
   /** The ordering key of the events (the source account: the shop domain for Shopify). */
   partitionKey(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): string;
   /**
@@ -115,7 +143,7 @@ export interface InboundSpec<C, S, P = unknown> {
    * so the same account installed again keeps its users.
    */
   account(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): string;
-  /** Canonical events for this request; throws topic_unknown or payload_invalid. */
+  /** Canonical or raw (`rawEvent`) events for this request; throws topic_unknown or payload_invalid. */
   normalize(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): EventDraft[];
   /** For providers calling one URL for every account (POST /hooks/<connector>): the account this request is for. */
   routeKey?(req: InboundRequest): string | undefined;
@@ -244,6 +272,13 @@ export interface ConnectorDefinition<C extends z.ZodType = z.ZodType, S extends 
   /** Destination side: how events are sent to this connector's installations. */
   destination?: DestinationSpec<z.infer<C>, z.infer<S>>;
   /**
+   * Secrets an installation may not be created without, nor have removed: those of a source that
+   * would refuse every webhook without them and whose secret is known before its URL (a Shopify or
+   * HubSpot app's client secret). A source whose provider shows the secret only once given the URL
+   * (a Stripe endpoint's whsec_) leaves it out: it refuses webhooks (secret_missing) until it is set.
+   */
+  requiredSecrets?: readonly string[];
+  /**
    * Secrets the hub generates when an installation is created without them (a webhook endpoint's
    * signing secret). They are returned once, in the response that creates the installation.
    */
@@ -308,7 +343,15 @@ export function validateCatalog(connectors: readonly AnyConnector[]): void {
       throw new ConnectorDefinitionError(`${where}: config must be a z.object`);
     if (!(c.secrets instanceof z.ZodObject))
       throw new ConnectorDefinitionError(`${where}: secrets must be a z.object`);
+    const secretKeys = Object.keys((c.secrets as z.ZodObject).shape);
+    for (const key of c.requiredSecrets ?? [])
+      if (!secretKeys.includes(key))
+        throw new ConnectorDefinitionError(`${where}: requiredSecrets names ${key}, not a secret`);
     const inbound = c.inbound;
+    if (inbound && !(PROVIDER_FAMILIES as readonly string[]).includes(c.id))
+      throw new ConnectorDefinitionError(
+        `${where}: a source must be one of the provider families of raw events (events/types.ts PROVIDER_FAMILIES)`,
+      );
     if (inbound) {
       for (const fn of ['verify', 'dedupeKey', 'partitionKey', 'account', 'normalize'] as const) {
         if (typeof inbound[fn] !== 'function')
@@ -331,6 +374,26 @@ export function validateCatalog(connectors: readonly AnyConnector[]): void {
   }
 }
 
+/**
+ * A de-duplication key made of what a request's events say, for providers whose event-id headers
+ * are not signed (Shopify, WooCommerce): posting a signed body again with a new event id makes
+ * the same key. With `once` (a resource's creation or final deletion, which happens once) the key
+ * is the events' subjects alone, so a later body of the resource posted as its creation is a
+ * duplicate too; otherwise the subjects and a SHA-256 of the events' data, so a change that the
+ * provider's timestamp does not show is still a new event.
+ *
+ * @example
+ * contentKey([{ type: 'order.created', subject: 'orders/1', data }], { once: true }) // 'orders/1'
+ */
+export function contentKey(drafts: readonly EventDraft[], options: { once?: boolean } = {}): string {
+  const subjects = drafts.map((d) => d.subject ?? '').join(',');
+  if (options.once) return subjects;
+  const digest = createHash('sha256')
+    .update(JSON.stringify(drafts.map((d) => d.data)))
+    .digest('hex');
+  return `${subjects}:sha256:${digest}`;
+}
+
 /** Lower-cased header lookup helper for connectors; accepts several names (e.g. with and without X-). */
 export function header(req: InboundRequest, ...names: string[]): string | undefined {
   for (const name of names) {
@@ -347,6 +410,52 @@ export function parseRetryAfter(value: string | undefined, now: Date = new Date(
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
   const date = Date.parse(trimmed);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now.getTime());
+}
+
+/** The JSON text of a raw provider event's data is at most this long; a larger payload stays in the request's body. */
+export const RAW_EVENT_MAX_BYTES = 256 * 1024;
+
+/**
+ * A raw provider event: a webhook of a topic this connector has no canonical type for, kept as the
+ * provider sent it (`payload`, parsed with `parseExactJson` so ids stay exact) under the type
+ * `providerEventType` names. A payload over RAW_EVENT_MAX_BYTES of JSON is replaced by its size.
+ *
+ * @example
+ * rawEvent('shopify', 'inventory_levels/update', payload) // type shopify.inventory_levels.update
+ */
+export function rawEvent(
+  family: ProviderFamily,
+  topic: string,
+  payload: unknown,
+  fields: Pick<EventDraft, 'subject' | 'time' | 'dedupeKey'> = {},
+): EventDraft {
+  const type = providerEventType(family, topic);
+  if (!type)
+    throw new ConnectorError(
+      'topic_unknown',
+      `the topic ${JSON.stringify(topic.slice(0, 100))} names no event type`,
+    );
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload))
+    throw new ConnectorError('payload_invalid', `${topic}: the payload is not a JSON object`);
+  const bytes = Buffer.byteLength(JSON.stringify(payload));
+  const data = bytes <= RAW_EVENT_MAX_BYTES ? payload : { payload_omitted: true, payload_bytes: bytes };
+  return { type: type as EventDraft['type'], ...fields, data };
+}
+
+/**
+ * The body as JSON with integers a double cannot hold (ids past 2^53) as decimal strings, or
+ * ConnectorError('payload_malformed'). Parsed once, after quoting, which keeps bad JSON bad.
+ */
+export function parseExactJson(raw: Buffer): unknown {
+  const facts = scanJsonText(raw.toString('utf8'), true);
+  let value: unknown;
+  try {
+    if (facts.text === undefined) throw new Error('a number as an object key');
+    value = JSON.parse(facts.text);
+  } catch {
+    throw new ConnectorError('payload_malformed', 'body is not valid JSON');
+  }
+  return storablePayload(value, facts);
 }
 
 /** Default body parser: JSON, or ConnectorError('payload_malformed'). */

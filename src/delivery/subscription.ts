@@ -1,7 +1,15 @@
 // Which events a destination receives: event type patterns (`order.created`, `order.*`, `*`) and
 // an optional filter on the event's data, plus how it receives them (ordered, rate limit).
 import { z } from 'zod';
-import { CUSTOM_TYPE, KNOWN_EVENT_TYPES } from '../events/types.ts';
+import { CONNECTORS } from '../connectors/catalog.ts';
+import {
+  CUSTOM_TYPE,
+  isProviderEventType,
+  KNOWN_EVENT_TYPES,
+  PROVIDER_FAMILIES,
+  type ProviderFamily,
+  providerEventType,
+} from '../events/types.ts';
 import type { DestinationSettings } from '../store/schema.ts';
 import { compileFilter, FilterError } from './filter.ts';
 
@@ -15,6 +23,20 @@ export const RATE_LIMIT_MAX = 10_000;
 
 const FAMILIES = new Set(KNOWN_EVENT_TYPES.map((t) => t.split('.')[0] as string));
 const CUSTOM_PREFIX = /^custom(\.[a-z0-9_]+){0,4}$/;
+const PROVIDER_PREFIX = new RegExp(`^(${PROVIDER_FAMILIES.join('|')})(\\.[a-z0-9_]+){0,5}$`);
+
+/**
+ * The raw types of the topics connectors turn into canonical events (`shopify.orders.create`):
+ * no event has them, so a subscription to one is refused, naming the canonical types instead.
+ */
+const CANONICAL_TOPICS = new Map(
+  CONNECTORS.flatMap((c) =>
+    (c.inbound?.topics ?? []).flatMap((t) => {
+      const type = providerEventType(c.id as ProviderFamily, t.topic);
+      return type ? [[type, `${c.name}'s ${t.topic} becomes ${t.types.join(', ')}`] as const] : [];
+    }),
+  ),
+);
 
 /** The API's shape of a destination's settings (snake_case, as every API body). */
 export const subscriptionInput = z
@@ -23,7 +45,9 @@ export const subscriptionInput = z
       .array(z.string().max(100))
       .min(1)
       .max(100)
-      .describe('patterns: an exact type (`order.created`), a family (`order.*`, `custom.cart.*`) or `*`'),
+      .describe(
+        'patterns: an exact type (`order.created`), a family (`order.*`, `custom.cart.*`), `*` (every canonical and custom event), or raw provider events (`shopify.*`, `stripe.checkout.session.completed`)',
+      ),
     filter: z
       .record(z.string(), z.unknown())
       .nullable()
@@ -65,13 +89,22 @@ export function isValidPattern(pattern: string): boolean {
   if (pattern === '*') return true;
   if (pattern.endsWith('.*')) {
     const prefix = pattern.slice(0, -2);
-    return FAMILIES.has(prefix) || CUSTOM_PREFIX.test(prefix);
+    return FAMILIES.has(prefix) || CUSTOM_PREFIX.test(prefix) || PROVIDER_PREFIX.test(prefix);
   }
-  return (KNOWN_EVENT_TYPES as string[]).includes(pattern) || CUSTOM_TYPE.test(pattern);
+  return (
+    (KNOWN_EVENT_TYPES as string[]).includes(pattern) ||
+    CUSTOM_TYPE.test(pattern) ||
+    (isProviderEventType(pattern) && !CANONICAL_TOPICS.has(pattern))
+  );
 }
 
+/**
+ * `*` is every canonical and custom event, not raw provider events: those are the provider's
+ * payloads of topics the hub does not model, taken only by a destination that names them
+ * (`shopify.*`), so an endpoint subscribed to everything does not start receiving them unasked.
+ */
 export function matchesPattern(pattern: string, type: string): boolean {
-  if (pattern === '*') return true;
+  if (pattern === '*') return !isProviderEventType(type);
   if (pattern.endsWith('.*')) return type.startsWith(pattern.slice(0, -1));
   return pattern === type;
 }
@@ -79,6 +112,14 @@ export function matchesPattern(pattern: string, type: string): boolean {
 /** Validates API input into stored settings; throws SubscriptionError with the field path. */
 export function toSettings(input: SubscriptionInput, previous?: DestinationSettings): DestinationSettings {
   input.event_types.forEach((pattern, i) => {
+    const canonical = CANONICAL_TOPICS.get(pattern);
+    if (canonical) {
+      throw new SubscriptionError(
+        'event_type_unknown',
+        `body.subscription.event_types.${i}`,
+        `"${pattern}" is never made: ${canonical}`,
+      );
+    }
     if (!isValidPattern(pattern)) {
       throw new SubscriptionError(
         'event_type_unknown',

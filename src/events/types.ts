@@ -20,6 +20,7 @@ export const TOPICS = [
   'payment-events',
   'app-events',
   'custom-events',
+  'provider-events',
 ] as const;
 export type Topic = (typeof TOPICS)[number];
 
@@ -89,12 +90,45 @@ export function isKnownEventType(type: string): type is KnownEventType {
   return Object.hasOwn(EVENT_DATA, type);
 }
 
+/**
+ * The connectors whose webhooks of topics without a canonical type are kept as raw provider
+ * events (`shopify.inventory_levels.update`): each is a family of types, in `provider-events`.
+ */
+export const PROVIDER_FAMILIES = ['shopify', 'stripe', 'woocommerce', 'hubspot'] as const;
+export type ProviderFamily = (typeof PROVIDER_FAMILIES)[number];
+
+/** `<family>.<topic segments>`, lower case, at most 100 characters. */
+export const PROVIDER_TYPE = new RegExp(`^(${PROVIDER_FAMILIES.join('|')})(\\.[a-z0-9_]+){1,6}$`);
+const PROVIDER_TYPE_MAX = 100;
+
+/** A raw provider event's type (only connectors make them; the API refuses them). */
+export function isProviderEventType(type: string): boolean {
+  return type.length <= PROVIDER_TYPE_MAX && PROVIDER_TYPE.test(type);
+}
+
+/**
+ * A provider topic as a raw event type: segments split at `/` and `.`, camelCase to snake_case,
+ * anything else outside `[a-z0-9_]` to `_`. `inventory_levels/update` → `shopify.inventory_levels.update`,
+ * `deal.propertyChange` → `hubspot.deal.property_change`. Undefined when it makes no valid type.
+ */
+export function providerEventType(family: ProviderFamily, topic: string): string | undefined {
+  const segments = topic.split(/[./]/).map((s) =>
+    s
+      .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+      .toLowerCase()
+      .replace(/[^a-z0-9_]/g, '_'),
+  );
+  const type = [family, ...segments].join('.');
+  return isProviderEventType(type) ? type : undefined;
+}
+
 export function isEventType(type: string): boolean {
   return isKnownEventType(type) || CUSTOM_TYPE.test(type);
 }
 
 export function topicOf(type: string): Topic {
-  const family = type.split('.')[0];
+  const family = type.split('.')[0] ?? '';
+  if ((PROVIDER_FAMILIES as readonly string[]).includes(family)) return 'provider-events';
   switch (family) {
     case 'order':
       return 'order-events';

@@ -10,13 +10,12 @@ import {
   parseJson,
 } from '../connectors/sdk.ts';
 import { AppError, type ErrorCode } from '../errors.ts';
-import { isEventType, parseEventData, topicOf } from '../events/types.ts';
+import { isEventType, isProviderEventType, parseEventData, topicOf } from '../events/types.ts';
 import { newId, uuidv7 } from '../ids.ts';
 import type { CachedInstallation, InstallationService } from '../installations/installations.ts';
 import type { Committer, IngestItem, PreparedEvent } from './committer.ts';
 import type { CustomerLookup } from './customer-of.ts';
-
-const HIDDEN_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization', 'x-api-key']);
+import { keptHeaders } from './headers.ts';
 
 export interface ReceiveResult {
   status: 'accepted' | 'duplicate' | 'ignored';
@@ -50,6 +49,15 @@ function validDate(text: string | undefined): Date | undefined {
   return date && !Number.isNaN(date.getTime()) ? date : undefined;
 }
 
+/**
+ * The answer of a shared URL (POST /hooks/shopify) to a request that no installation verifies,
+ * whether the account is installed or not, and whatever the reason (no signature, a wrong one, a
+ * stale timestamp): otherwise its answers would tell which shops or portals are installed.
+ */
+function notVerified(): AppError {
+  return new AppError('signature_invalid', 'no installation of this account verifies the signature');
+}
+
 export function createIngestService({ installations, committer, logger, customerOf }: IngestOptions) {
   /**
    * The provider's customer of a draft: its own, else (with `customerFrom`) the earlier event's,
@@ -74,7 +82,7 @@ export function createIngestService({ installations, committer, logger, customer
       if (!found) throw new AppError('installation_not_found', `no installation for ${target}`);
       if (found.row.status === 'uninstalled')
         throw new AppError('installation_uninstalled', 'this installation was uninstalled');
-      return { connector: installations.connectorOf(found.row.connectorId), found: [found] };
+      return { connector: installations.connectorOf(found.row.connectorId), found: [found], shared: false };
     }
     const connector = (() => {
       try {
@@ -83,25 +91,29 @@ export function createIngestService({ installations, committer, logger, customer
         return undefined;
       }
     })();
-    const key = connector?.inbound?.routeKey?.(req);
-    // Only active installations are routed to: an uninstalled account answers 404 here.
-    const found = connector && key ? await installations.cachedByRoute(connector.id, key) : [];
-    if (!connector || found.length === 0)
+    const routeKey = connector?.inbound?.routeKey;
+    if (!connector || !routeKey)
       throw new AppError('installation_not_found', `no installation for ${target}`);
-    return { connector, found };
+    const key = routeKey(req);
+    // Only active installations are routed to. An account no one installed (or uninstalled)
+    // answers as a bad signature does (`notVerified`): which accounts are installed stays hidden.
+    const found = key ? await installations.cachedByRoute(connector.id, key) : [];
+    if (found.length === 0) throw notVerified();
+    return { connector, found, shared: true };
   }
 
   /**
    * The first candidate whose secret verifies the request (an HMAC each, so trying several is
    * cheap). Two organizations installing one account with the same secret is one app installed
    * twice: the oldest installation gets the webhook. When none verifies, the error is that of the
-   * first candidate that has a secret, so a lone installation answers exactly as before.
+   * first candidate that has a secret; on a shared URL (`shared`) always `notVerified`'s.
    */
   async function verified(
     connector: AnyConnector,
     inbound: NonNullable<AnyConnector['inbound']>,
     found: CachedInstallation[],
     req: InboundRequest,
+    shared: boolean,
   ) {
     let failure: ConnectorError | undefined;
     for (const { row, secrets } of found) {
@@ -120,17 +132,18 @@ export function createIngestService({ installations, committer, logger, customer
         if (!failure || (failure.code === 'secret_missing' && err.code !== 'secret_missing')) failure = err;
       }
     }
+    if (shared) throw notVerified();
     throw toAppError(failure ?? new ConnectorError('signature_invalid', 'the signature does not verify'));
   }
 
   return {
     async receive(target: string, req: InboundRequest): Promise<ReceiveResult> {
-      const { connector, found } = await candidates(target, req);
+      const { connector, found, shared } = await candidates(target, req);
       const inbound = connector.inbound;
       if (!inbound)
         throw new AppError('installation_not_found', `${connector.name} installations receive no webhooks`);
       if (inbound.isHandshake?.(req)) return { status: 'ignored', requestId: null, eventIds: [] };
-      const { row, ctx } = await verified(connector, inbound, found, req);
+      const { row, ctx } = await verified(connector, inbound, found, req, shared);
 
       const requestId = newId('inboundRequest');
       const base = {
@@ -141,7 +154,7 @@ export function createIngestService({ installations, committer, logger, customer
         request: {
           method: req.method,
           path: new URL(req.url).pathname,
-          headers: Object.fromEntries(Object.entries(req.headers).filter(([k]) => !HIDDEN_HEADERS.has(k))),
+          headers: keptHeaders(req.headers),
           body: req.rawBody,
           receivedAt: req.receivedAt,
         },
@@ -164,16 +177,19 @@ export function createIngestService({ installations, committer, logger, customer
       let drafts: EventDraft[];
       try {
         const payload = inbound.parse ? inbound.parse(req) : parseJson(req);
-        dedupeKey = inbound.dedupeKey(req, payload, ctx);
-        partitionKey = inbound.partitionKey(req, payload, ctx);
         account = inbound.account(req, payload, ctx);
         drafts = inbound.normalize(req, payload, ctx);
+        dedupeKey = inbound.dedupeKey(req, payload, ctx, drafts);
+        partitionKey = inbound.partitionKey(req, payload, ctx);
       } catch (err) {
         if (err instanceof ConnectorError) return reject(toAppError(err));
         throw err;
       }
+      // A connector's events are canonical, custom, or raw events of its own provider family.
+      const ownRaw = (type: string) => isProviderEventType(type) && type.startsWith(`${connector.id}.`);
       for (const draft of drafts) {
-        const checked = isEventType(draft.type) ? parseEventData(draft.type, draft.data) : undefined;
+        const checked =
+          isEventType(draft.type) || ownRaw(draft.type) ? parseEventData(draft.type, draft.data) : undefined;
         if (!checked?.success) {
           const issue = checked?.error.issues[0];
           logger.error(

@@ -1,6 +1,7 @@
 // Privacy redaction (Shopify's customers/redact and shop/redact): scrubs the personal data we
 // hold on a customer, or on every customer of an installation, from stored events, and drops the
-// raw bodies they came from. Ids and amounts stay, so history and totals remain consistent.
+// raw bodies they came from. Ids and amounts stay, so history and totals remain consistent; a raw
+// provider event, whose payload the hub cannot sort, loses its data whole.
 //
 // The webhook is answered once its `privacy.*` event is committed; the redaction itself runs in
 // the worker, as the `privacy` consumer group of the log (`startPrivacyConsumer`), a chunk of
@@ -40,11 +41,31 @@ export function scrub(value: unknown, key = ''): unknown {
   );
 }
 
+/**
+ * Raw provider events (`shopify.inventory_levels.update`) are the provider's payloads, whose
+ * personal fields the hub does not know: redacted, their data is replaced whole by this.
+ */
+const RAW_TOPIC = 'provider-events';
+const REDACTED_RAW = JSON.stringify({ redacted: true });
+
+/**
+ * Whether a raw event's data names the customer: their id as a whole number or string (digits
+ * not part of a longer number), or their email, anywhere in it.
+ */
+function mentions(customerId: string, email: string | null | undefined) {
+  const byId = /^\d+$/.test(customerId)
+    ? sql`data::text ~ ${`(^|[^0-9])${customerId}([^0-9]|$)`}`
+    : sql`position(${customerId} in data::text) > 0`;
+  return email ? sql`(${byId} or position(lower(${email}) in lower(data::text)) > 0)` : byId;
+}
+
 export interface RedactTarget {
   organizationId: string;
   installationId: string;
   /** The customer whose data goes (customers/redact); null with `all`. */
   customerId: string | null;
+  /** Their email, when the request gives it: raw provider events naming it are redacted too. */
+  email?: string | null | undefined;
   /** Every customer of the installation (shop/redact). */
   all: boolean;
 }
@@ -68,19 +89,23 @@ export async function redact(
   const { organizationId: o, installationId: ins, customerId: c } = target;
   const concerns = target.all
     ? sql``
-    : sql`and (data->>'customer_id' = ${c} or data->'customer'->>'customer_id' = ${c})`;
+    : sql`and (data->>'customer_id' = ${c} or data->'customer'->>'customer_id' = ${c}
+               or (topic = ${RAW_TOPIC} and ${mentions(c ?? '', target.email)}))`;
   let after = '';
   let total = 0;
   for (;;) {
     options.signal?.throwIfAborted();
-    const rows = await queryRows<{ id: string; data: unknown; raw_request_id: string | null }>(
+    const rows = await queryRows<{ id: string; topic: string; data: unknown; raw_request_id: string | null }>(
       db,
-      sql`select id, data, raw_request_id from events
+      sql`select id, topic, data, raw_request_id from events
           where organization_id = ${o} and installation_id = ${ins} and id > ${after} ${concerns}
           order by id limit ${chunk}`,
     );
     if (rows.length === 0) break;
-    const scrubbed = rows.map((r) => ({ id: r.id, d: JSON.stringify(scrub(jsonColumn(r.data))) }));
+    const scrubbed = rows.map((r) => ({
+      id: r.id,
+      d: r.topic === RAW_TOPIC ? REDACTED_RAW : JSON.stringify(scrub(jsonColumn(r.data))),
+    }));
     await db.execute(
       sql`update events e set data = x.d::json
           from json_to_recordset(${JSON.stringify(scrubbed)}::json) as x(id text, d text)
@@ -136,12 +161,13 @@ export function startPrivacyConsumer(db: Db, log: EventLog, logger: Logger): Con
           sql`select installation_id, data from events where organization_id = ${event.organization} and id = ${event.id}`,
         );
         if (!row?.installation_id) continue;
-        const data = jsonColumn(row.data) as { customer_id?: string | null };
+        const data = jsonColumn(row.data) as { customer_id?: string | null; email?: string | null };
         const all = event.type === 'privacy.shop_redact';
         const target = {
           organizationId: event.organization,
           installationId: row.installation_id,
           customerId: all ? null : (data.customer_id ?? null),
+          email: all ? null : (data.email ?? null),
           all,
         };
         const started = Date.now();

@@ -1,6 +1,6 @@
 // The inbound requests API's service: what each verified webhook of an installation was (its
 // headers, size and outcome) and, while the hub keeps it, its raw body. A request refused after
-// verification (malformed JSON, an unknown topic, a payload missing what its events need) is kept
+// verification (malformed JSON, no topic, a body that is not what its topic says) is kept
 // with its error code so that it can be looked at here; one refused before (a bad signature) is not
 // kept at all: nothing unverified is stored.
 import { sql } from 'drizzle-orm';
@@ -8,6 +8,7 @@ import { AppError } from '../errors.ts';
 import { isId } from '../ids.ts';
 import { type Db, jsonColumn, queryPrepared } from '../store/db.ts';
 import { decodeCursor, type Page, toPage } from '../store/pagination.ts';
+import { keptHeaders } from './headers.ts';
 
 export const STATUSES = ['accepted', 'duplicate', 'rejected'] as const;
 export type InboundStatus = (typeof STATUSES)[number];
@@ -61,7 +62,7 @@ function fromRow(r: Row): InboundRequest {
     receivedAt: new Date(r.received_at),
     method: r.method,
     path: r.path,
-    headers: jsonColumn(r.headers),
+    headers: keptHeaders(jsonColumn(r.headers)),
     bodySize: Number(r.body_size),
     bodyKept: r.body_kept,
     status: r.status,

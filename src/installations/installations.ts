@@ -118,6 +118,18 @@ export function createInstallationService(
     return { config: c.data as Record<string, unknown>, secrets: partial.data as Record<string, unknown> };
   }
 
+  /** The connector's required secrets are all set (400 naming the first missing one otherwise). */
+  function requireSecrets(connector: AnyConnector, secrets: Record<string, unknown>): void {
+    const missing = (connector.requiredSecrets ?? []).filter((key) => secrets[key] === undefined);
+    if (missing.length === 0) return;
+    throw new AppError('validation_failed', `secrets.${missing[0]} is required`, {
+      details: missing.map((key) => ({
+        path: `body.secrets.${key}`,
+        message: `required: ${connector.name} webhooks are verified with it, and all refused without it`,
+      })),
+    });
+  }
+
   /** A destination's URLs must be reachable and allowed by the egress guard (400 otherwise). */
   async function checkUrls(connector: AnyConnector, config: Record<string, unknown>): Promise<void> {
     for (const url of connector.destination?.urls?.(config) ?? []) {
@@ -246,6 +258,7 @@ export function createInstallationService(
         Object.entries(connector.generateSecrets?.() ?? {}).filter(([k]) => given[k] === undefined),
       ) as Record<string, string>;
       const secrets = { ...given, ...generated };
+      requireSecrets(connector, secrets);
       const id = newId('installation');
       const [row] = await guarded(() =>
         db
@@ -362,6 +375,9 @@ export function createInstallationService(
       const merged = Object.fromEntries(
         Object.entries({ ...current, ...secrets }).filter(([k]) => !removed.includes(k)),
       );
+      // Removing a required secret is refused; an installation made before it was required may
+      // still be edited without it.
+      if (removed.length > 0) requireSecrets(connector, merged);
       const [updated] = await guarded(() =>
         db
           .update(installations)

@@ -33,10 +33,11 @@ async function receive(req: InboundRequest, secret: string | null = SECRET) {
   const ctx = context(secret);
   await inbound?.verify(req, ctx);
   const payload = inbound?.parse ? inbound.parse(req) : parseJson(req);
+  const drafts = inbound?.normalize(req, payload, ctx) ?? [];
   return {
-    dedupeKey: inbound?.dedupeKey(req, payload, ctx),
+    dedupeKey: inbound?.dedupeKey(req, payload, ctx, drafts),
     partitionKey: inbound?.partitionKey(req, payload, ctx),
-    drafts: inbound?.normalize(req, payload, ctx) ?? [],
+    drafts,
   };
 }
 
@@ -223,15 +224,23 @@ describe('hubspot normalize', () => {
     });
   });
 
-  it('skips other subscription types in a batch with contact events; refuses a batch of only those', async () => {
-    const mixed = [
-      hubspotEvent('deal.creation', { objectId: 9 }),
-      hubspotEvent('contact.creation', { objectId: 7 }),
-    ];
+  it('keeps other subscription types as raw hubspot.* events, each keyed by its own event id', async () => {
+    const deal = hubspotEvent('deal.creation', { objectId: 9 });
+    const mixed = [deal, hubspotEvent('contact.creation', { objectId: 7 })];
     const { drafts } = await receive(delivery(mixed));
-    expect(drafts.map((d) => [d.type, d.customerExternalId])).toEqual([['customer.created', '7']]);
+    expect(drafts.map((d) => [d.type, d.customerExternalId])).toEqual([
+      ['hubspot.deal.creation', undefined],
+      ['customer.created', '7'],
+    ]);
+    expect(drafts[0]).toMatchObject({
+      subject: 'deals/9',
+      data: { subscriptionType: 'deal.creation', objectId: 9, portalId: deal.portalId },
+      dedupeKey: `${deal.portalId}:${deal.eventId}`,
+    });
     const other = [hubspotEvent('company.propertyChange', { propertyName: 'name', propertyValue: 'Acme' })];
-    expect(await errorCode(() => receive(delivery(other)))).toBe('topic_unknown');
+    const { drafts: only } = await receive(delivery(other));
+    expect(only.map((d) => d.type)).toEqual(['hubspot.company.property_change']);
+    expect(() => parseEventData(only[0]?.type ?? '', only[0]?.data)).not.toThrow();
   });
 
   it('rejects batches missing what the canonical event needs as payload_invalid', async () => {

@@ -2,8 +2,8 @@
 // webhook subscriptions, verified with signature v3. A HubSpot app has one target URL for every
 // portal that installed it: pointed at /hooks/hubspot, requests are routed by their portalId.
 import { z } from 'zod';
-import { defineConnector, type InboundRequest, parseJson, parsePayload } from '../sdk.ts';
-import { hubspotDedupeKey, normalizeHubSpotBatch } from './normalize.ts';
+import { defineConnector, type InboundRequest, parseExactJson, parseJson, parsePayload } from '../sdk.ts';
+import { HUBSPOT_TOPIC_TYPES, hubspotDedupeKey, normalizeHubSpotBatch } from './normalize.ts';
 import { type HubSpotBatch, hubspotBatchSchema } from './schemas.ts';
 import { verifyHubSpotSignature } from './verify.ts';
 
@@ -40,14 +40,17 @@ export default defineConnector({
   secrets: z.object({
     clientSecret: z.string().min(1).describe("The HubSpot app's client secret, which signs its webhooks"),
   }),
+  requiredSecrets: ['clientSecret'],
   routeKeyOf: (config) => config.portalId,
   inbound: {
+    topics: HUBSPOT_TOPIC_TYPES,
     routeKey: portalOf,
     verify: (req, ctx) => verifyHubSpotSignature(req, ctx.secrets.clientSecret),
     parse: parseBatch,
     dedupeKey: (_req, batch) => hubspotDedupeKey(batch),
     partitionKey: (_req, batch) => `hubspot:${batch[0]?.portalId ?? 'unknown'}`,
     account: (_req, batch, ctx) => String(batch[0]?.portalId ?? ctx.config.portalId ?? ctx.installationId),
-    normalize: (_req, batch, ctx) => normalizeHubSpotBatch(batch, ctx.installationId),
+    normalize: (req, batch, ctx) =>
+      normalizeHubSpotBatch(batch, ctx.installationId, () => parseExactJson(req.rawBody) as unknown[]),
   },
 });

@@ -1,9 +1,9 @@
 // HubSpot contact events → canonical customer events, one per element of the batch. Other
-// subscription types (companies, deals, associations …) are skipped when the batch also has
-// contact events, and refused as topic_unknown when it has none.
+// subscription types (companies, deals, associations …) become raw provider events
+// (`hubspot.deal.creation`), each de-duplicated on its own event id like the contact events.
 import { createHash } from 'node:crypto';
 import type { Customer } from '../../events/records.ts';
-import { ConnectorError, type EventDraft } from '../sdk.ts';
+import { ConnectorError, type EventDraft, rawEvent, type TopicMapping } from '../sdk.ts';
 import type { HubSpotBatch, HubSpotEvent } from './schemas.ts';
 
 const TYPES = new Map<string, 'customer.created' | 'customer.updated' | 'customer.deleted'>([
@@ -11,6 +11,12 @@ const TYPES = new Map<string, 'customer.created' | 'customer.updated' | 'custome
   ['contact.propertyChange', 'customer.updated'],
   ['contact.deletion', 'customer.deleted'],
 ]);
+
+/** The subscription types turned into canonical events, with their types (GET /v1/connectors). */
+export const HUBSPOT_TOPIC_TYPES: readonly TopicMapping[] = [...TYPES].map(([topic, type]) => ({
+  topic,
+  types: [type],
+}));
 
 /** Contact properties carried into the canonical customer; a change to any other is still an update. */
 const PROPERTIES = new Map<string, 'email' | 'first_name' | 'last_name' | 'phone'>([
@@ -66,16 +72,30 @@ function draft(event: HubSpotEvent, installationId: string): EventDraft {
   return { ...base, type, data };
 }
 
-export function normalizeHubSpotBatch(batch: HubSpotBatch, installationId: string): EventDraft[] {
-  const known = batch.filter((event) => TYPES.has(event.subscriptionType));
-  if (known.length === 0) {
-    const types = [...new Set(batch.map((e) => e.subscriptionType))].join(', ');
-    throw new ConnectorError(
-      'topic_unknown',
-      `no HubSpot subscription type in this batch is handled (${types})`,
-    );
-  }
-  return known.map((event) => draft(event, installationId));
+/**
+ * One event per element of the batch: canonical for contact events, raw for the others. `sent`
+ * gives the batch as sent (parsed with exact ids, only when some element is raw): its elements
+ * are the raw events' data.
+ */
+export function normalizeHubSpotBatch(
+  batch: HubSpotBatch,
+  installationId: string,
+  sent: () => readonly unknown[],
+): EventDraft[] {
+  const raw = batch.some((event) => !TYPES.has(event.subscriptionType)) ? sent() : [];
+  return batch.map((event, i) =>
+    TYPES.has(event.subscriptionType) ? draft(event, installationId) : rawDraft(event, raw[i]),
+  );
+}
+
+/** A subscription type without a canonical one, kept as sent; about `<object>/<id>` when it has one. */
+function rawDraft(event: HubSpotEvent, element: unknown): EventDraft {
+  const object = event.subscriptionType.split('.')[0];
+  return rawEvent('hubspot', event.subscriptionType, element, {
+    subject: event.objectId === undefined || !object ? undefined : `${object}s/${event.objectId}`,
+    time: new Date(event.occurredAt).toISOString(),
+    dedupeKey: `${event.portalId}:${event.eventId}`,
+  });
 }
 
 /**

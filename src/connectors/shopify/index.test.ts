@@ -45,16 +45,17 @@ function request(options: Partial<ShopifyWebhookOptions> & { topic: string }): I
   return inboundRequest({ url: 'https://hub.example.com/hooks/shopify', headers, body });
 }
 
-/** The hub's inbound path for one request: verify, parse, keys, normalize. */
+/** The hub's inbound path for one request: verify, parse, normalize, keys. */
 async function receive(req: InboundRequest, setup: Setup = {}) {
   const ctx = context(setup);
   await inbound?.verify(req, ctx);
   const payload = inbound?.parse ? inbound.parse(req) : parseJson(req);
+  const drafts = inbound?.normalize(req, payload, ctx) ?? [];
   return {
     routeKey: inbound?.routeKey?.(req),
-    dedupeKey: inbound?.dedupeKey(req, payload, ctx),
+    dedupeKey: inbound?.dedupeKey(req, payload, ctx, drafts),
     partitionKey: inbound?.partitionKey(req, payload, ctx),
-    drafts: inbound?.normalize(req, payload, ctx) ?? [],
+    drafts,
   };
 }
 
@@ -238,13 +239,84 @@ describe('shopify: normalization', () => {
     expect(await errorCode(() => receive(garbage))).toBe('payload_malformed');
   });
 
-  it('answers topic_unknown for a topic it does not handle, or none', async () => {
-    expect(await errorCode(() => receive(request({ topic: 'carts/create', body: {} })))).toBe(
-      'topic_unknown',
-    );
+  it('keeps a topic it does not model as a raw shopify.* event; no topic is topic_unknown', async () => {
+    const body =
+      '{"inventory_item_id":808950810,"location_id":905684977,"available":6,"id":9007199254740993123}';
+    const draft = await only({ topic: 'inventory_levels/update', body });
+    expect(draft).toMatchObject({
+      type: 'shopify.inventory_levels.update',
+      subject: 'inventory_levels/9007199254740993123',
+      data: { inventory_item_id: 808950810, available: 6, id: '9007199254740993123' },
+    });
     const req = request({ topic: 'orders/create' });
     const { 'x-shopify-topic': _, ...headers } = req.headers;
     expect(await errorCode(() => receive({ ...req, headers }))).toBe('topic_unknown');
+    expect(await errorCode(() => receive(request({ topic: 'carts//create', body: {} })))).toBe(
+      'topic_unknown',
+    );
+  });
+
+  it("refuses a body that is not the topic's kind of resource (the topic header is not signed)", async () => {
+    const order = shopifyPayload('orders/create');
+    for (const topic of [
+      'refunds/create',
+      'customers/create',
+      'customers/update',
+      'customers/delete',
+      'products/create',
+      'products/update',
+      'products/delete',
+    ])
+      expect(await errorCode(() => receive(request({ topic, body: order }))), topic).toBe('payload_invalid');
+    for (const topic of ['orders/create', 'orders/updated', 'customers/update', 'products/delete'])
+      expect(await errorCode(() => receive(request({ topic, body: shopifyRefund() }))), topic).toBe(
+        'payload_invalid',
+      );
+    const customer = shopifyCustomer();
+    for (const topic of ['products/update', 'orders/create', 'refunds/create'])
+      expect(await errorCode(() => receive(request({ topic, body: customer }))), topic).toBe(
+        'payload_invalid',
+      );
+    // A GraphQL id naming another resource, or another id.
+    const renamed = { ...shopifyCustomer({ id: 5n }), admin_graphql_api_id: 'gid://shopify/Customer/6' };
+    expect(await errorCode(() => receive(request({ topic: 'customers/update', body: renamed })))).toBe(
+      'payload_invalid',
+    );
+  });
+
+  it('refuses an order under orders/cancelled or orders/fulfilled that is not cancelled or fulfilled', async () => {
+    const open = shopifyOrder();
+    expect(await errorCode(() => receive(request({ topic: 'orders/cancelled', body: open })))).toBe(
+      'payload_invalid',
+    );
+    expect(await errorCode(() => receive(request({ topic: 'orders/fulfilled', body: open })))).toBe(
+      'payload_invalid',
+    );
+  });
+
+  it('takes compliance and uninstall bodies only about this shop', async () => {
+    for (const topic of [
+      'app/uninstalled',
+      'customers/data_request',
+      'customers/redact',
+      'shop/redact',
+    ] as const) {
+      expect(
+        await errorCode(() => receive(request({ topic, body: shopifyPayload(topic, 'else.myshopify.com') }))),
+        topic,
+      ).toBe('payload_invalid');
+      expect(
+        await errorCode(() => receive(request({ topic, body: shopifyPayload('orders/create') }))),
+        topic,
+      ).toBe('payload_invalid');
+      const upper = shopifyPayload(topic, SIM_SHOP_DOMAIN.toUpperCase());
+      expect((await receive(request({ topic, body: upper }))).drafts).toHaveLength(1);
+    }
+    // shop/redact names the shop by id too.
+    const noId = { shop_domain: SIM_SHOP_DOMAIN };
+    expect(await errorCode(() => receive(request({ topic: 'shop/redact', body: noId })))).toBe(
+      'payload_invalid',
+    );
   });
 
   it('takes a time from the payload, else from X-Shopify-Triggered-At when it is valid', async () => {
@@ -259,25 +331,36 @@ describe('shopify: normalization', () => {
 });
 
 describe('shopify: keys', () => {
-  it('de-duplicates on the event id and topic, then the webhook id, then the body hash', async () => {
+  it('de-duplicates on what the event says, never on the unsigned event id', async () => {
     const body = shopifyJson(shopifyOrder());
     const first = await receive(request({ topic: 'orders/paid', body, eventId: 'ev-1' }));
     const retry = await receive(request({ topic: 'orders/paid', body, eventId: 'ev-1' }));
+    const replayed = await receive(request({ topic: 'orders/paid', body, eventId: 'ev-2', webhookId: null }));
     const otherTopic = await receive(request({ topic: 'orders/updated', body, eventId: 'ev-1' }));
+    expect(first.dedupeKey).toMatch(/:orders\/paid:orders\/820982911946154508:sha256:[0-9a-f]{64}$/);
     expect(retry.dedupeKey).toBe(first.dedupeKey);
+    expect(replayed.dedupeKey).toBe(first.dedupeKey);
     expect(otherTopic.dedupeKey).not.toBe(first.dedupeKey);
-
-    const byWebhook = await receive(
-      request({ topic: 'orders/paid', body, eventId: null, webhookId: 'wh-1' }),
+    // The same event at another API version (fields the hub does not read differ): one event.
+    const versioned = shopifyJson(shopifyOrder({}, { new_field_of_2026: true }));
+    expect((await receive(request({ topic: 'orders/paid', body: versioned }))).dedupeKey).toBe(
+      first.dedupeKey,
     );
-    expect(byWebhook.dedupeKey).toContain(':webhook:wh-1');
+    const changed = await receive(
+      request({ topic: 'orders/paid', body: shopifyJson(shopifyOrder({ id: 2n })) }),
+    );
+    expect(changed.dedupeKey).not.toBe(first.dedupeKey);
+  });
 
-    const noIds = { topic: 'orders/paid', body, eventId: null, webhookId: null } as const;
-    const hashed = await receive(request(noIds));
-    expect(hashed.dedupeKey).toMatch(/:sha256:[0-9a-f]{64}$/);
-    expect((await receive(request(noIds))).dedupeKey).toBe(hashed.dedupeKey);
-    const changed = await receive(request({ ...noIds, body: shopifyJson(shopifyOrder({ id: 2n })) }));
-    expect(changed.dedupeKey).not.toBe(hashed.dedupeKey);
+  it('keys a creation or a deletion by the resource alone', async () => {
+    const created = await receive(request({ topic: 'orders/create', body: shopifyOrder() }));
+    const later = shopifyOrder({ updatedAt: '2024-06-01T00:00:00Z', financialStatus: 'refunded' });
+    expect(created.dedupeKey).toBe(`${SIM_SHOP_DOMAIN}:orders/create:orders/820982911946154508`);
+    expect((await receive(request({ topic: 'orders/create', body: later }))).dedupeKey).toBe(
+      created.dedupeKey,
+    );
+    const deleted = await receive(request({ topic: 'products/delete', body: { id: 7n } }));
+    expect(deleted.dedupeKey).toBe(`${SIM_SHOP_DOMAIN}:products/delete:products/7`);
   });
 
   it('partitions by shop, so one shop’s events keep their order', async () => {

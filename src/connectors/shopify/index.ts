@@ -1,11 +1,12 @@
 // Shopify: receives a shop's webhooks (orders, refunds, customers, products, app and compliance
-// topics), verifies Shopify's HMAC and turns each into one canonical event. PROVIDERS.md § Shopify.
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+// topics), verifies Shopify's HMAC and turns each into one canonical event (any other topic into a
+// raw provider event). PROVIDERS.md § Shopify.
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { ConnectorError, defineConnector, type InboundRequest } from '../sdk.ts';
+import { ConnectorError, contentKey, defineConnector, type InboundRequest } from '../sdk.ts';
 import { shopDomainOf, shopifyHeader } from './headers.ts';
 import { parseShopifyJson } from './json.ts';
-import { normalizeShopify } from './normalize.ts';
+import { normalizeShopify, SHOPIFY_TOPIC_TYPES } from './normalize.ts';
 
 const config = z.object({
   shopDomain: z
@@ -29,6 +30,16 @@ function signatureMatches(req: InboundRequest, secret: string, given: string): b
   return received.length === expected.length && timingSafeEqual(received, expected);
 }
 
+/** Topics that happen once per resource (its creation, its final deletion). */
+const ONCE = new Set([
+  'orders/create',
+  'refunds/create',
+  'customers/create',
+  'customers/delete',
+  'products/create',
+  'products/delete',
+]);
+
 function topicOf(req: InboundRequest): string {
   return shopifyHeader(req, 'topic') ?? '';
 }
@@ -40,9 +51,11 @@ export default defineConnector({
   description: 'Orders, refunds, customers, products and compliance webhooks from a Shopify shop.',
   config,
   secrets,
+  requiredSecrets: ['clientSecret'],
   // Shopify calls one URL for every shop (POST /hooks/shopify): the shop domain finds the installation.
   routeKeyOf: (cfg) => cfg.shopDomain,
   inbound: {
+    topics: SHOPIFY_TOPIC_TYPES,
     verify(req, ctx) {
       const secret = ctx.secrets.clientSecret;
       if (!secret)
@@ -63,17 +76,15 @@ export default defineConnector({
     },
     parse: (req) => parseShopifyJson(req.rawBody),
     routeKey: (req) => shopDomainOf(req),
-    dedupeKey(req, _payload, ctx) {
+    // Shopify advises de-duplicating on X-Shopify-Event-Id, but no header is signed: a signed body
+    // posted again with a new event id would be a new event. The key is what the event says
+    // instead (`contentKey`): a retry resends the same body, and the extra delivery a further
+    // subscription to the topic gets is the same event (the same canonical data, whatever its API
+    // version). One event can fire several topics (orders/create and orders/paid): the topic is
+    // in the key. A creation or deletion is keyed by the resource alone: it happens once.
+    dedupeKey: (req, _payload, ctx, drafts) => {
       const topic = topicOf(req);
-      // Shopify's guidance: de-duplicate on X-Shopify-Event-Id, the same on every retry and on the
-      // extra delivery each further subscription to the topic gets. One event can fire several
-      // topics (orders/create and orders/paid), hence the topic in the key. Without an event id,
-      // fall back to X-Shopify-Webhook-Id, then to the body's hash (retries resend the same body).
-      const eventId = shopifyHeader(req, 'eventId');
-      if (eventId) return `${ctx.config.shopDomain}:${topic}:event:${eventId}`;
-      const webhookId = shopifyHeader(req, 'webhookId');
-      if (webhookId) return `${ctx.config.shopDomain}:${topic}:webhook:${webhookId}`;
-      return `${ctx.config.shopDomain}:${topic}:sha256:${createHash('sha256').update(req.rawBody).digest('hex')}`;
+      return `${ctx.config.shopDomain}:${topic}:${contentKey(drafts, { once: ONCE.has(topic) })}`;
     },
     partitionKey: (_req, _payload, ctx) => ctx.config.shopDomain,
     account: (_req, _payload, ctx) => ctx.config.shopDomain,

@@ -121,15 +121,15 @@ export const productPayload = z.object({
 /** customers/delete and products/delete carry little more than the id. */
 export const deletedPayload = z.object({ id: shopifyId });
 
-/** app/uninstalled sends the shop object; nothing in it is needed but it must be an object. */
-export const shopPayload = z.object({ id: shopifyId.nullish(), myshopify_domain: text });
+/** app/uninstalled sends the shop object: its permanent domain says which shop left. */
+export const shopPayload = z.object({ id: shopifyId.nullish(), myshopify_domain: z.string() });
 
 const privacyCustomer = z.object({ id: shopifyId, email: text, phone: text });
 
 /** customers/data_request and customers/redact (mandatory compliance topics). */
 export const customerPrivacyPayload = z.object({
-  shop_id: shopifyId.nullish(),
-  shop_domain: text,
+  shop_id: shopifyId,
+  shop_domain: z.string(),
   customer: privacyCustomer,
   orders_requested: z.array(shopifyId).nullish(),
   orders_to_redact: z.array(shopifyId).nullish(),
@@ -137,7 +137,36 @@ export const customerPrivacyPayload = z.object({
 });
 
 /** shop/redact: sent 48 hours after uninstall. */
-export const shopRedactPayload = z.object({ shop_id: shopifyId.nullish(), shop_domain: text });
+export const shopRedactPayload = z.object({ shop_id: shopifyId, shop_domain: z.string() });
+
+/** The kinds of resource a webhook body is about, as its GraphQL id names them. */
+export type ResourceKind = 'Order' | 'Refund' | 'Customer' | 'Product';
+
+/** A top-level field that only one kind of body has: a body with another kind's is not of this kind. */
+const MARKS: ReadonlyArray<readonly [ResourceKind, string]> = [
+  ['Order', 'line_items'],
+  ['Refund', 'refund_line_items'],
+  ['Product', 'variants'],
+];
+
+/**
+ * The signature covers the body, not the topic header: a body must show that it is the topic's
+ * kind of resource. Its `admin_graphql_api_id` (gid://shopify/Order/123), when it has one, must
+ * name that kind and its id, and it must not carry a field only another kind has (an order's
+ * `line_items` under products/delete). Returns the reason it is not, or undefined.
+ */
+export function notOfKind(payload: unknown, kind: ResourceKind): string | undefined {
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return undefined;
+  const body = payload as Record<string, unknown>;
+  const gid = body.admin_graphql_api_id;
+  if (gid !== undefined && gid !== null) {
+    const prefix = `gid://shopify/${kind}/`;
+    if (typeof gid !== 'string' || !gid.startsWith(prefix)) return `admin_graphql_api_id: not a ${kind}`;
+    if (gid.slice(prefix.length) !== String(body.id)) return 'admin_graphql_api_id: not this id';
+  }
+  const foreign = MARKS.find(([other, field]) => other !== kind && field in body);
+  return foreign ? `${foreign[1]}: a field of a ${foreign[0]}, not of a ${kind}` : undefined;
+}
 
 export type OrderPayload = z.infer<typeof orderPayload>;
 export type CustomerPayload = z.infer<typeof customerPayload>;

@@ -15,6 +15,8 @@ import {
 import { parseEventData } from '../../events/types.ts';
 import { ConnectorError, type EventDraft, type InboundRequest, parseJson } from '../sdk.ts';
 import stripe from './index.ts';
+import { STRIPE_EVENT_TYPES } from './normalize.ts';
+import { STRIPE_TOPIC_TYPES } from './topics.ts';
 
 const SECRET = 'whsec_4eC39HqLyjWDarjtT1zdp7dcTEST';
 const INSTALLATION = 'ins_stripe_test';
@@ -36,15 +38,16 @@ function context({ secret = SECRET, accountId }: Setup = {}) {
   };
 }
 
-/** The hub's inbound path for one request: verify, parse, keys, normalize. */
+/** The hub's inbound path for one request: verify, parse, normalize, keys. */
 async function receive(req: InboundRequest, setup: Setup = {}) {
   const ctx = context(setup);
   await inbound?.verify(req, ctx);
   const payload = inbound?.parse ? inbound.parse(req) : parseJson(req);
+  const drafts = inbound?.normalize(req, payload, ctx) ?? [];
   return {
-    dedupeKey: inbound?.dedupeKey(req, payload, ctx),
+    dedupeKey: inbound?.dedupeKey(req, payload, ctx, drafts),
     partitionKey: inbound?.partitionKey(req, payload, ctx),
-    drafts: inbound?.normalize(req, payload, ctx) ?? [],
+    drafts,
   };
 }
 
@@ -362,9 +365,16 @@ describe('stripe normalize', () => {
     });
   });
 
-  it('rejects an event type it does not handle as topic_unknown', async () => {
-    const event = stripeEvent('product.created', { id: 'prod_1', object: 'product' });
-    expect(await errorCode(() => receive(signed(event)))).toBe('topic_unknown');
+  it('keeps an event type it does not model as a raw stripe.* event: the whole event, ids exact', async () => {
+    const event = stripeEvent('checkout.session.completed', { id: 'cs_test_1', object: 'checkout.session' });
+    const body = JSON.stringify(event).replace('"created":', '"big_number":12345678901234567890,"created":');
+    const { drafts } = await receive(signed(body));
+    const [draft] = drafts;
+    expect(draft).toMatchObject({
+      type: 'stripe.checkout.session.completed',
+      subject: 'checkout.session/cs_test_1',
+      data: { id: event.id, type: 'checkout.session.completed', big_number: '12345678901234567890' },
+    });
   });
 
   it('rejects payloads missing what the canonical event needs as payload_invalid', async () => {
@@ -400,5 +410,11 @@ describe('stripe keys', () => {
     const own = stripeEvent('customer.created', stripeCustomer());
     expect((await receive(signed(own), { accountId: 'acct_1Platform' })).partitionKey).toBe('acct_1Platform');
     expect((await receive(signed(own))).partitionKey).toBe(`stripe:${INSTALLATION}`);
+  });
+});
+
+describe('the Stripe topics published', () => {
+  it('name exactly the event types the normalizer turns into canonical events', () => {
+    expect(STRIPE_TOPIC_TYPES.map((t) => t.topic).sort()).toEqual([...STRIPE_EVENT_TYPES].sort());
   });
 });

@@ -31,17 +31,18 @@ function context(secret: string | null = SECRET) {
   };
 }
 
-/** The hub's inbound path: handshake, verify, parse, keys, normalize. */
+/** The hub's inbound path: handshake, verify, parse, normalize, keys. */
 async function receive(req: InboundRequest, secret: string | null = SECRET) {
   const ctx = context(secret);
   if (inbound?.isHandshake?.(req)) return { handshake: true, dedupeKey: '', partitionKey: '', drafts: [] };
   await inbound?.verify(req, ctx);
   const payload = inbound?.parse ? inbound.parse(req) : parseJson(req);
+  const drafts = inbound?.normalize(req, payload, ctx) ?? [];
   return {
     handshake: false,
-    dedupeKey: inbound?.dedupeKey(req, payload, ctx),
+    dedupeKey: inbound?.dedupeKey(req, payload, ctx, drafts),
     partitionKey: inbound?.partitionKey(req, payload, ctx),
-    drafts: inbound?.normalize(req, payload, ctx) ?? [],
+    drafts,
   };
 }
 
@@ -223,12 +224,26 @@ describe('woocommerce orders', () => {
     expect(restored.type).toBe('order.updated');
   });
 
-  it('turns order.deleted (the id alone) into custom.woocommerce.order_deleted, a full order into order.cancelled', async () => {
+  it('turns order.deleted (the id alone) into custom.woocommerce.order_deleted, and refuses a fuller body', async () => {
     const bare = await only(delivery('order.deleted', { id: 727 }));
     expect(bare).toMatchObject({ type: 'custom.woocommerce.order_deleted', subject: 'orders/727' });
     expect(bare.data).toEqual({ order_id: '727', external_ids: { [INSTALLATION]: '727' } });
-    const full = await only(delivery('order.deleted', wooOrder({ status: 'trash' })));
-    expect(full.type).toBe('order.cancelled');
+    // WooCommerce never sends more: a whole order under order.deleted is a body posted again.
+    for (const topic of ['order.deleted', 'customer.deleted', 'product.deleted'])
+      expect(await errorCode(() => receive(delivery(topic, wooOrder({ status: 'trash' }))))).toBe(
+        'payload_invalid',
+      );
+  });
+
+  it("refuses a body under another resource's topic (an order as a customer or a product)", async () => {
+    expect(await errorCode(() => receive(delivery('customer.updated', wooOrder())))).toBe('payload_invalid');
+    expect(await errorCode(() => receive(delivery('product.updated', wooOrder())))).toBe('payload_invalid');
+    expect(await errorCode(() => receive(delivery('product.updated', wooCustomer())))).toBe(
+      'payload_invalid',
+    );
+    expect(await errorCode(() => receive(delivery('customer.updated', wooProduct())))).toBe(
+      'payload_invalid',
+    );
   });
 
   it('gives guest orders no customer', async () => {
@@ -273,9 +288,14 @@ describe('woocommerce customers and products', () => {
 });
 
 describe('woocommerce errors and keys', () => {
-  it('rejects other topics and a missing topic as topic_unknown', async () => {
-    expect(await errorCode(() => receive(delivery('coupon.created', { id: 1 })))).toBe('topic_unknown');
-    expect(await errorCode(() => receive(delivery('order.archived', wooOrder())))).toBe('topic_unknown');
+  it('keeps other topics as raw woocommerce.* events; a missing topic is topic_unknown', async () => {
+    const coupon = await only(delivery('coupon.created', { id: 1, code: 'spring' }));
+    expect(coupon).toMatchObject({
+      type: 'woocommerce.coupon.created',
+      subject: 'coupons/1',
+      data: { id: 1, code: 'spring' },
+    });
+    expect((await only(delivery('order.archived', wooOrder()))).type).toBe('woocommerce.order.archived');
     const req = delivery('order.created', wooOrder());
     const { 'x-wc-webhook-topic': _dropped, ...headers } = req.headers;
     expect(await errorCode(() => receive({ ...req, headers }))).toBe('topic_unknown');
@@ -296,18 +316,32 @@ describe('woocommerce errors and keys', () => {
     );
   });
 
-  it('keys de-duplication on topic, id and date_modified_gmt: the same across deliveries, new on change', async () => {
+  it('keys de-duplication on what the event says: the same across deliveries, new on any change', async () => {
     const order = wooOrder({ date_modified_gmt: '2026-03-01T10:15:30' });
     const first = await receive(delivery('order.updated', order));
     const again = await receive(delivery('order.updated', order)); // a new Delivery-ID
-    expect(first.dedupeKey).toBe('order.updated:727:2026-03-01T10:15:30');
+    expect(first.dedupeKey).toMatch(/^order\.updated:orders\/727:sha256:[0-9a-f]{64}$/);
     expect(again.dedupeKey).toBe(first.dedupeKey);
     const later = await receive(
       delivery('order.updated', { ...order, date_modified_gmt: '2026-03-01T10:16:02' }),
     );
     expect(later.dedupeKey).not.toBe(first.dedupeKey);
+    // Two saves within one second: the same date_modified_gmt, another status.
+    const sameSecond = await receive(delivery('order.updated', { ...order, status: 'completed' }));
+    expect(sameSecond.dedupeKey).not.toBe(first.dedupeKey);
     const created = await receive(delivery('order.created', order));
     expect(created.dedupeKey).not.toBe(first.dedupeKey);
+  });
+
+  it('keys a creation by the resource alone: a later state posted as order.created is a duplicate', async () => {
+    const created = await receive(delivery('order.created', wooOrder()));
+    const later = await receive(
+      delivery('order.created', wooOrder({ date_modified_gmt: '2027-01-01T00:00:00' })),
+    );
+    expect(created.dedupeKey).toBe('order.created:orders/727');
+    expect(later.dedupeKey).toBe(created.dedupeKey);
+    const customer = await receive(delivery('customer.deleted', { id: 26 }));
+    expect(customer.dedupeKey).toBe('customer.deleted:customers/26');
   });
 
   it('keys a deletion on its delivery, so a second deletion of a restored resource is kept', async () => {

@@ -1,8 +1,9 @@
-// WooCommerce (source): orders, customers and products from a store's webhooks. Each webhook is
+// WooCommerce (source): orders, customers and products from a store's webhooks (other topics as
+// raw provider events). Each webhook is
 // created in WooCommerce → Settings → Advanced → Webhooks with this installation's URL and secret.
 import { z } from 'zod';
 import { defineConnector, header, type InboundRequest } from '../sdk.ts';
-import { normalizeWoo, wooDedupeKey } from './normalize.ts';
+import { normalizeWoo, WOO_TOPIC_TYPES, wooDedupeKey } from './normalize.ts';
 import { isWooPing, verifyWooSignature } from './verify.ts';
 
 function hostOf(url: string | undefined): string | undefined {
@@ -31,9 +32,10 @@ export default defineConnector({
     webhookSecret: z.string().min(1).describe("The secret entered in the WooCommerce webhook's settings"),
   }),
   inbound: {
+    topics: WOO_TOPIC_TYPES,
     isHandshake: isWooPing,
     verify: (req, ctx) => verifyWooSignature(req, ctx.secrets.webhookSecret),
-    dedupeKey: (req, payload) => wooDedupeKey(req, payload),
+    dedupeKey: (req, payload, _ctx, drafts) => wooDedupeKey(req, payload, drafts),
     partitionKey: (req, _payload, ctx) => storeHost(req, ctx.config.siteUrl, ctx.installationId),
     account: (req, _payload, ctx) => storeHost(req, ctx.config.siteUrl, ctx.installationId),
     normalize: (req, payload, ctx) => normalizeWoo(req, payload, ctx.installationId),

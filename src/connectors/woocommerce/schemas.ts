@@ -85,12 +85,5 @@ export const productSchema = z.object({
 });
 export type WooProduct = z.infer<typeof productSchema>;
 
-/** What WooCommerce sends for a `*.deleted` topic: the id alone. */
+/** What WooCommerce sends for a `*.deleted` topic: the id alone (normalize refuses anything more). */
 export const deletedSchema = z.object({ id: id });
-
-/** The fields every payload has that the de-duplication key reads. */
-export const keySchema = z.object({
-  id: id,
-  date_modified_gmt: gmtDate,
-  date_created_gmt: gmtDate,
-});

@@ -1,4 +1,5 @@
-// GET /v1/connectors: the catalog, each connector with its capabilities and config JSON Schema.
+// GET /v1/connectors: the catalog, each connector with its capabilities, config JSON Schema and,
+// for a source, the provider topics it turns into canonical events.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { CONNECTORS } from '../../connectors/catalog.ts';
@@ -20,6 +21,15 @@ const connectorSchema = z
     }),
     config_schema: z.record(z.string(), z.unknown()).describe('JSON Schema of `config`'),
     secret_keys: z.array(z.string()).describe('the secrets an installation can hold'),
+    topics: z
+      .array(z.object({ topic: z.string(), types: z.array(z.string()) }))
+      .describe("a source's provider topics that become canonical events, and which types"),
+    raw_event_types: z
+      .string()
+      .nullable()
+      .describe(
+        "a source's other topics are kept as raw provider events of this family: the topic with `/` as `.`, camelCase as snake_case (Shopify's inventory_levels/update is shopify.inventory_levels.update); subscribe to them by name or family",
+      ),
   })
   .meta({ id: 'Connector' });
 
@@ -40,6 +50,8 @@ function present(c: AnyConnector) {
       unknown
     >,
     secret_keys: Object.keys((c.secrets as unknown as z.ZodObject).shape),
+    topics: (c.inbound?.topics ?? []).map((t) => ({ topic: t.topic, types: [...t.types] })),
+    raw_event_types: c.inbound ? `${c.id}.*` : null,
   };
 }
 

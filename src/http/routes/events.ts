@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { envelopeSchema } from '../../events/envelope.ts';
 import { CUSTOM_TYPE, isEventType, KNOWN_EVENT_TYPES, SYSTEM_EVENT_TYPES } from '../../events/types.ts';
 import { parseExact } from '../../exact-json.ts';
+import { keptHeaders } from '../../ingest/headers.ts';
 import { scanJsonText } from '../../json-text.ts';
 import { MAX_JSON_DEPTH } from '../../storable.ts';
 import { organizationOf, principalOf } from '../auth.ts';
@@ -140,7 +141,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         received_at: iso(request.receivedAt),
         method: request.method,
         path: request.path,
-        headers: request.headers,
+        headers: keptHeaders(request.headers),
         body_size: request.bodySize,
         status: request.status,
       };

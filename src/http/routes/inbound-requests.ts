@@ -1,5 +1,5 @@
 // Inbound requests: every verified webhook an installation received, as it came (headers without
-// credentials, size, raw body while kept) and what became of it: accepted, a duplicate, or
+// credentials and signatures, size, raw body while kept) and what became of it: accepted, a duplicate, or
 // rejected with the error code it was answered with. For debugging a provider's deliveries.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -28,7 +28,9 @@ const inboundRequestSchema = z
     path: z.string(),
     headers: z
       .record(z.string(), z.string())
-      .describe('as received, without credentials (authorization, cookies)'),
+      .describe(
+        'as received, without credentials (authorization, cookies) and signatures (x-shopify-hmac-sha256, stripe-signature …)',
+      ),
     body_size: z.number().int(),
     body_kept: z
       .boolean()
@@ -40,7 +42,9 @@ const inboundRequestSchema = z
     dedupe_key: z
       .string()
       .nullable()
-      .describe("the key the hub de-duplicates on, made of the provider's event or delivery id"),
+      .describe(
+        "the key the hub de-duplicates on: the provider's signed event id (Stripe, HubSpot), or what the webhook says (Shopify, WooCommerce: topic, resource, and a digest of its data)",
+      ),
     event_count: z.number().int().describe('canonical events this request made'),
   })
   .meta({ id: 'InboundRequest' });
@@ -72,7 +76,7 @@ export const inboundRequestRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "List an installation's inbound requests",
         description:
           'Every webhook that passed verification, oldest first: accepted, duplicate, or rejected (malformed, ' +
-          'an unknown topic, a payload missing what its events need) with its error code. Requests refused ' +
+          'no topic, a body that is not what its topic says) with its error code. Requests refused ' +
           'before verification (a bad signature) are not stored.',
         security: bearer,
         params: idParams,
