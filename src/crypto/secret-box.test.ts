@@ -76,6 +76,24 @@ describe('SecretBox', () => {
     }
   });
 
+  it('refuses a tag cut short (GCM would otherwise accept a 4-byte tag) or made longer', () => {
+    const box = new SecretBox([randomBytes(32)]);
+    const sealed = box.encrypt('a secret behind a full tag', AAD);
+    const parts = sealed.split('.');
+    const tag = Buffer.from(parts[4] as string, 'base64url');
+    expect(tag).toHaveLength(16);
+    for (const length of [4, 8, 12, 15]) {
+      const cut = [...parts.slice(0, 4), tag.subarray(0, length).toString('base64url')].join('.');
+      expect(() => box.decrypt(cut, AAD), `${length}-byte tag`).toThrow(SecretKeyError);
+    }
+    const longer = [...parts.slice(0, 4), Buffer.concat([tag, Buffer.alloc(1)]).toString('base64url')].join(
+      '.',
+    );
+    expect(() => box.decrypt(longer, AAD)).toThrow(SecretKeyError);
+    expect(() => box.decrypt([...parts.slice(0, 4), ''].join('.'), AAD)).toThrow(SecretKeyError);
+    expect(box.decrypt(sealed, AAD)).toBe('a secret behind a full tag');
+  });
+
   it('decrypts old values and encrypts with the new key after rotation ([new, old])', () => {
     const oldKey = randomBytes(32);
     const newKey = randomBytes(32);

@@ -6,6 +6,8 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:
 const VERSION = 'v1';
 const IV_BYTES = 12;
 const KEY_BYTES = 32;
+/** GCM's full tag. A shorter one is easier to forge, yet Node accepts it unless told the length. */
+const TAG_BYTES = 16;
 
 export class SecretKeyError extends Error {
   override name = 'SecretKeyError';
@@ -60,7 +62,7 @@ export class SecretBox {
   encrypt(plaintext: string, aad: string): string {
     const key = this.keys.get(this.activeKeyId) as Buffer;
     const iv = randomBytes(IV_BYTES);
-    const cipher = createCipheriv('aes-256-gcm', key, iv);
+    const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
     cipher.setAAD(Buffer.from(aad));
     const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
     const tag = cipher.getAuthTag();
@@ -80,9 +82,14 @@ export class SecretBox {
     }
     const key = this.keys.get(kid);
     if (!key) throw new SecretKeyError(`no key with id ${kid} is configured`);
-    const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
+    const authTag = Buffer.from(tag, 'base64url');
+    if (authTag.length !== TAG_BYTES)
+      throw new SecretKeyError(`not a sealed secret: its tag is not ${TAG_BYTES} bytes`);
+    const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'), {
+      authTagLength: TAG_BYTES,
+    });
     decipher.setAAD(Buffer.from(aad));
-    decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+    decipher.setAuthTag(authTag);
     return Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString(
       'utf8',
     );
