@@ -20,7 +20,7 @@ const urlWithProtocols = (protocols: string[]) =>
   );
 
 const envSchema = z.object({
-  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  PORT: integer(0, 65535, 3000),
   HOST: z.string().min(1).default('127.0.0.1'),
   PUBLIC_URL: urlWithProtocols(['http:', 'https:']).optional(),
   DATABASE_URL: urlWithProtocols(['postgres:', 'postgresql:']).optional(),
@@ -40,8 +40,8 @@ const envSchema = z.object({
     .min(16, 'must be at least 16 characters')
     .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces (it is sent in an HTTP header)')
     .optional(),
-  INTERCHANGE_TOKEN_TTL: z.coerce.number().int().min(60).max(86_400).default(3600),
-  INTERCHANGE_DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  INTERCHANGE_TOKEN_TTL: integer(60, 86_400, 3600),
+  INTERCHANGE_DB_POOL_SIZE: integer(1, 200, 10),
   INTERCHANGE_EGRESS_ALLOW: z
     .string()
     .refine(
@@ -61,6 +61,18 @@ const envSchema = z.object({
   INTERCHANGE_DELIVERY_LEASE: duration('60s'),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
 });
+
+/** A whole number in decimal digits within [min, max]; the error says the range, never "NaN". */
+function integer(min: number, max: number, fallback: number) {
+  return z
+    .string()
+    .refine((v) => {
+      const n = Number(v);
+      return /^-?\d+$/.test(v) && n >= min && n <= max;
+    }, `must be an integer from ${min} to ${max}`)
+    .transform(Number)
+    .default(fallback);
+}
 
 function duration(fallback: string) {
   return z

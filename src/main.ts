@@ -218,7 +218,8 @@ export function buildCli(): Command {
     .addOption(new Option('--role <role>', 'which role to run').choices(ROLES).default('all'))
     .option('--port <n>', 'HTTP port (overrides PORT)', (v) => {
       const n = Number(v);
-      if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number');
+      if (!Number.isInteger(n) || n < 0 || n > 65535)
+        throw new InvalidArgumentError('must be an integer from 0 to 65535');
       return n;
     })
     .action(start);
