@@ -6,7 +6,7 @@ import type { Config } from './config.ts';
 import { loadSecretBox } from './crypto/keyring.ts';
 import type { SecretBox } from './crypto/secret-box.ts';
 import { buildServer } from './http/server.ts';
-import { type LogDestination, loggerOptions } from './observability/logger.ts';
+import { fdDestination, type LogDestination, loggerOptions } from './observability/logger.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { createServices, openEventLog, type Services } from './services.ts';
 import { openStore, type Store, type StoreOptions } from './store/db.ts';
@@ -57,7 +57,7 @@ export interface App {
 
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const box = loadSecretBox(config);
-  const logger = pino(loggerOptions(config.logLevel), options.logDestination ?? pino.destination(1));
+  const logger = pino(loggerOptions(config.logLevel), options.logDestination ?? fdDestination(1));
   const store = await openMigratedStore(config, options.store);
   let redis: Redis | undefined;
   let worker: Worker | undefined;

@@ -11,7 +11,7 @@ import { writePrivateFile } from './crypto/keyring.ts';
 import { rotateSecrets } from './crypto/rotate.ts';
 import { generateKey, SecretKeyError } from './crypto/secret-box.ts';
 import { AppError } from './errors.ts';
-import { loggerOptions } from './observability/logger.ts';
+import { fdDestination, loggerOptions } from './observability/logger.ts';
 import { StoreLockedError } from './store/db.ts';
 import { insertClient } from './tenancy/api-clients.ts';
 import { createOrganizationService } from './tenancy/organizations.ts';
@@ -272,6 +272,9 @@ function isConnectionError(err: unknown): boolean {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // Once whoever read our output is gone, writes fail with EPIPE: that must neither crash the
+  // process nor keep it from stopping (the logger's own destination drops such lines too).
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
   try {
     // Like most servers, read ./.env when there is one; variables already set win.
     if (existsSync('.env')) process.loadEnvFile('.env');
@@ -294,7 +297,7 @@ export async function main(argv: string[]): Promise<void> {
         `interchange: cannot reach the database at DATABASE_URL (${(err as Error).message})\n`,
       );
     } else {
-      pino(loggerOptions('error'), pino.destination(2)).fatal({ err }, 'interchange failed');
+      pino(loggerOptions('error'), fdDestination(2)).fatal({ err }, 'interchange failed');
     }
     process.exit(1);
   }
