@@ -1,24 +1,60 @@
 // The hub as a process among others: a supervisor that reads its output through pipes and goes
-// away before it.
+// away before it; other users of the machine, who must not read its files.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { BIN, baseEnv, freePort, isRunning, sleep } from './helpers/cli.ts';
+import {
+  BIN,
+  baseEnv,
+  type Cli,
+  finished,
+  freePort,
+  http,
+  isRunning,
+  sleep,
+  spawnCli,
+  waitFor200,
+} from './helpers/cli.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'interchange-process-'));
 let dirs = 0;
 const freshDir = (name: string) => join(root, `${name}-${++dirs}`);
 /** Processes a test started that its parent no longer watches: killed after each test. */
 const orphans = new Set<number>();
+const children = new Set<Cli>();
 
 afterEach(() => {
   for (const pid of orphans) {
     if (isRunning(pid)) process.kill(pid, 'SIGKILL');
     orphans.delete(pid);
   }
+  for (const cli of children) {
+    if (cli.exitCode === undefined) cli.proc.kill('SIGKILL');
+    children.delete(cli);
+  }
 });
+
+function start(args: string[], env: Record<string, string>): Cli {
+  const cli = spawnCli(args, env, root);
+  children.add(cli);
+  return cli;
+}
+
+async function stop(cli: Cli) {
+  if (cli.exitCode === undefined) cli.proc.kill('SIGTERM');
+  return finished(cli, 30_000);
+}
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 /**
@@ -82,4 +118,52 @@ describe('SIGTERM once the reader of the hub’s output is gone', () => {
     while (isRunning(pid) && Date.now() < until) await sleep(100);
     expect(isRunning(pid), `hub ${pid} still runs 20 s after SIGTERM`).toBe(false);
   }, 60_000);
+});
+
+/** Every path under `dir` (and `dir`) that the group or others may read, write or enter, with its mode. */
+function sharedEntries(dir: string): string[] {
+  const paths = [dir, ...readdirSync(dir, { recursive: true }).map((p) => join(dir, String(p)))];
+  return paths
+    .filter((p) => (lstatSync(p).mode & 0o077) !== 0)
+    .map((p) => `${p.slice(dir.length)} ${(lstatSync(p).mode & 0o777).toString(8)}`);
+}
+
+describe('the embedded data dir', () => {
+  it('is the hub user’s alone: 0700, and nothing under it open to the group or others', async () => {
+    const dataDir = freshDir('private');
+    const port = await freePort();
+    const hub = start(['start'], { INTERCHANGE_DATA_DIR: dataDir, PORT: String(port) });
+    await waitFor200(hub, port, '/healthz', 45_000);
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+    // Something written: the WAL and the tables grow while it runs.
+    expect((await http(port, 'GET', '/v1/organizations')).status).toBe(401);
+    expect((await stop(hub)).code, hub.report()).toBe(0);
+    expect(sharedEntries(dataDir), hub.report()).toEqual([]);
+  }, 90_000);
+
+  it('takes back a data dir an earlier version left readable and writable by everyone', async () => {
+    const dataDir = freshDir('loose');
+    const port = await freePort();
+    const first = start(['start'], { INTERCHANGE_DATA_DIR: dataDir, PORT: String(port) });
+    await waitFor200(first, port, '/healthz', 45_000);
+    expect((await stop(first)).code, first.report()).toBe(0);
+    // As the issue found it: the dir 0755, the database's files 0666.
+    chmodSync(dataDir, 0o755);
+    for (const path of readdirSync(join(dataDir, 'pgdata'), { recursive: true })) {
+      const full = join(dataDir, 'pgdata', String(path));
+      chmodSync(full, statSync(full).isDirectory() ? 0o777 : 0o666);
+    }
+    mkdirSync(join(dataDir, 'pgdata', 'left-over'), { mode: 0o777 });
+    chmodSync(join(dataDir, 'pgdata', 'left-over'), 0o777);
+    expect(sharedEntries(dataDir).length).toBeGreaterThan(100);
+
+    const again = start(['start'], { INTERCHANGE_DATA_DIR: dataDir, PORT: String(port) });
+    await waitFor200(again, port, '/healthz', 45_000);
+    // Running: nobody else may enter the dir, and what was there is the owner's again.
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+    expect(statSync(join(dataDir, 'pgdata', 'PG_VERSION')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dataDir, 'pgdata', 'left-over')).mode & 0o777).toBe(0o700);
+    expect((await stop(again)).code, again.report()).toBe(0);
+    expect(sharedEntries(dataDir), again.report()).toEqual([]);
+  }, 120_000);
 });
