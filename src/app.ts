@@ -1,6 +1,6 @@
 // Composition root: builds the store, secret box, services and HTTP server from a Config.
 import { readFileSync } from 'node:fs';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import pino from 'pino';
 import type { Config } from './config.ts';
 import { loadSecretBox } from './crypto/keyring.ts';
@@ -8,6 +8,7 @@ import type { SecretBox } from './crypto/secret-box.ts';
 import { buildServer } from './http/server.ts';
 import { fdDestination, type LogDestination, loggerOptions } from './observability/logger.ts';
 import { createMetrics } from './observability/metrics.ts';
+import { connectRedis } from './redis.ts';
 import { createServices, openEventLog, type Services } from './services.ts';
 import { openStore, type Store, type StoreOptions } from './store/db.ts';
 import { migrate } from './store/migrate.ts';
@@ -67,16 +68,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       log: await openEventLog(config, store, logger),
     });
     await services.tokens.load();
-    if (config.redisUrl) {
-      redis = new Redis(config.redisUrl, {
-        lazyConnect: true,
-        enableOfflineQueue: false,
-        maxRetriesPerRequest: 1,
-        connectTimeout: 5000,
-      });
-      redis.on('error', () => {});
-      await redis.connect();
-    }
+    if (config.redisUrl) redis = await connectRedis(config.redisUrl, logger);
     const metrics = createMetrics();
     const server = await buildServer({
       config,
