@@ -1,13 +1,15 @@
 // Composition root: builds the store, secret box, services and HTTP server from a Config.
 import { readFileSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import pino from 'pino';
 import type { Config } from './config.ts';
 import { loadSecretBox } from './crypto/keyring.ts';
 import type { SecretBox } from './crypto/secret-box.ts';
 import { buildServer } from './http/server.ts';
+import { buildWorkerServer } from './http/worker-server.ts';
 import { fdDestination, type LogDestination, loggerOptions } from './observability/logger.ts';
-import { createMetrics } from './observability/metrics.ts';
+import { createMetrics, type Metrics } from './observability/metrics.ts';
 import { connectRedis } from './redis.ts';
 import { createServices, openEventLog, type Services } from './services.ts';
 import { openStore, type Store, type StoreOptions } from './store/db.ts';
@@ -51,8 +53,14 @@ export interface App {
   server: Awaited<ReturnType<typeof buildServer>>;
   /** Set on the start that created the first admin client: shown once, never again. */
   adminCredentials: AdminCredentials | undefined;
+  metrics: Metrics;
   /** Starts the worker role (event consumers, delivery) in this process; `close` stops it. */
   startWorker(): Worker;
+  /**
+   * Opens the worker role's health and metrics listener (/healthz, /readyz, /metrics) on `port`
+   * and `host`, and answers its URL; `close` closes it.
+   */
+  listenWorkerMonitoring(port: number, host: string): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -62,6 +70,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const store = await openMigratedStore(config, options.store);
   let redis: Redis | undefined;
   let worker: Worker | undefined;
+  let monitoring: FastifyInstance | undefined;
   try {
     const adminCredentials = await bootstrap(store, box);
     const services = createServices(config, store, box, logger, {
@@ -86,11 +95,22 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       services,
       server,
       adminCredentials,
+      metrics,
       startWorker() {
         worker ??= startWorker({ config, store, services, metrics, logger });
         return worker;
       },
+      async listenWorkerMonitoring(port, host) {
+        monitoring ??= await buildWorkerServer({
+          store,
+          metrics,
+          logger,
+          metricsToken: config.metricsToken,
+        });
+        return monitoring.listen({ port, host });
+      },
       async close() {
+        await monitoring?.close();
         await server.close();
         await worker?.stop();
         await services.committer.drain();

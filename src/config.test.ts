@@ -95,6 +95,17 @@ describe('loadConfig', () => {
     }
   });
 
+  it('reads INTERCHANGE_WORKER_PORT: 9091 by default, a port, or off', () => {
+    expect(loadConfig({}).workerPort).toBe(9091);
+    expect(loadConfig({ INTERCHANGE_WORKER_PORT: '9100' }).workerPort).toBe(9100);
+    expect(loadConfig({ INTERCHANGE_WORKER_PORT: 'off' }).workerPort).toBeUndefined();
+    for (const value of ['abc', '70000', '-1', 'no']) {
+      expect(configError({ INTERCHANGE_WORKER_PORT: value }).message).toBe(
+        `invalid configuration: INTERCHANGE_WORKER_PORT must be off or an integer from 0 to 65535 (got "${value}")`,
+      );
+    }
+  });
+
   it('says which whole numbers a numeric variable takes, and what it got', () => {
     const cases: Array<[string, string, string]> = [
       ['PORT', 'abc', 'must be an integer from 0 to 65535 (got "abc")'],

@@ -22,6 +22,11 @@ const urlWithProtocols = (protocols: string[]) =>
 const envSchema = z.object({
   PORT: integer(0, 65535, 3000),
   HOST: z.string().min(1).default('127.0.0.1'),
+  INTERCHANGE_WORKER_PORT: z
+    .union([z.literal('off'), integer(0, 65535, 9091)], {
+      error: 'must be off or an integer from 0 to 65535',
+    })
+    .default(9091),
   PUBLIC_URL: urlWithProtocols(['http:', 'https:']).optional(),
   DATABASE_URL: urlWithProtocols(['postgres:', 'postgresql:']).optional(),
   REDIS_URL: urlWithProtocols(['redis:', 'rediss:']).optional(),
@@ -93,6 +98,8 @@ function isCidr(value: string): boolean {
 export type Config = Readonly<{
   port: number;
   host: string;
+  /** Port of the worker role's health and metrics listener (on HOST); undefined: none. */
+  workerPort: number | undefined;
   publicUrl: string;
   /** The `iss` of access tokens: PUBLIC_URL when set, else a constant, so a restart on another port keeps tokens valid. */
   tokenIssuer: string;
@@ -163,6 +170,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,
+    workerPort: e.INTERCHANGE_WORKER_PORT === 'off' ? undefined : e.INTERCHANGE_WORKER_PORT,
     publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
     tokenIssuer: e.PUBLIC_URL ? e.PUBLIC_URL.replace(/\/+$/, '') : 'interchange',
     databaseUrl: e.DATABASE_URL,

@@ -88,10 +88,17 @@ async function start(opts: { role: (typeof ROLES)[number]; port?: number }): Pro
   }
 
   if (opts.role === 'all' || opts.role === 'api') {
-    await app.server.listen({ port: cfg.port, host: cfg.host });
+    await listening('PORT', cfg.port, () => app.server.listen({ port: cfg.port, host: cfg.host }));
   } else {
     await app.server.ready();
   }
+  // A worker-only process has no API port: a listener of its own serves health and metrics.
+  const monitoring =
+    opts.role === 'worker' && cfg.workerPort !== undefined
+      ? await listening('INTERCHANGE_WORKER_PORT', cfg.workerPort, () =>
+          app.listenWorkerMonitoring(cfg.workerPort as number, cfg.host),
+        )
+      : undefined;
   if (opts.role === 'all' || opts.role === 'worker') app.startWorker();
   const port = (app.server.server.address() as { port?: number } | null)?.port ?? cfg.port;
   const url = process.env.PUBLIC_URL?.trim() ? cfg.publicUrl : `http://localhost:${port}`;
@@ -103,10 +110,24 @@ async function start(opts: { role: (typeof ROLES)[number]; port?: number }): Pro
       data_dir: cfg.embedded ? cfg.dataDir : undefined,
       rate_limits: cfg.redisUrl ? 'redis' : 'memory',
     },
-    opts.role === 'worker'
-      ? 'worker started: routing events and sending deliveries'
-      : `Interchange listening on ${url} (docs: ${url}/docs)`,
+    opts.role !== 'worker'
+      ? `Interchange listening on ${url} (docs: ${url}/docs)`
+      : monitoring
+        ? `worker started: routing events and sending deliveries; health and metrics on ${monitoring}`
+        : 'worker started: routing events and sending deliveries (INTERCHANGE_WORKER_PORT=off: no health or metrics listener)',
   );
+}
+
+/** Runs `listen`, turning a port already in use into one line naming the variable that set it. */
+async function listening<T>(variable: string, port: number, listen: () => Promise<T>): Promise<T> {
+  try {
+    return await listen();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new ConfigError(`${variable}: port ${port} is already in use; choose another one`);
+    }
+    throw err;
+  }
 }
 
 async function migrateCommand(): Promise<void> {

@@ -167,3 +167,51 @@ describe('the embedded data dir', () => {
     expect(sharedEntries(dataDir), again.report()).toEqual([]);
   }, 120_000);
 });
+
+describe('interchange start --role worker', () => {
+  it('serves /healthz, /readyz and /metrics (delivery and consumer metrics) on INTERCHANGE_WORKER_PORT, nothing else', async () => {
+    const [apiPort, workerPort] = [await freePort(), await freePort()];
+    const token = 'worker-metrics-token-0123456789';
+    const worker = start(['start', '--role', 'worker'], {
+      INTERCHANGE_DATA_DIR: freshDir('worker'),
+      PORT: String(apiPort),
+      INTERCHANGE_WORKER_PORT: String(workerPort),
+      INTERCHANGE_METRICS_TOKEN: token,
+    });
+    await waitFor200(worker, workerPort, '/healthz', 45_000);
+    expect(worker.stdout).toContain(`health and metrics on http://127.0.0.1:${workerPort}`);
+
+    const health = await http(workerPort, 'GET', '/healthz');
+    expect(JSON.parse(health.body)).toEqual({ status: 'ok' });
+    const ready = await http(workerPort, 'GET', '/readyz');
+    expect(ready.status, ready.body).toBe(200);
+    expect(JSON.parse(ready.body)).toEqual({ status: 'ready' });
+
+    // The metrics token is required here as on the api.
+    const refused = await http(workerPort, 'GET', '/metrics');
+    expect(refused.status).toBe(401);
+    expect(JSON.parse(refused.body).error.code).toBe('unauthorized');
+    const metrics = await http(workerPort, 'GET', '/metrics', {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(metrics.status, metrics.body).toBe(200);
+    expect(metrics.headers['content-type']).toContain('text/plain');
+    for (const name of [
+      'interchange_delivery_attempts_total',
+      'interchange_delivery_latency_seconds',
+      'interchange_delivery_queue_depth',
+      'interchange_consumer_lag{group="router"',
+      'interchange_process_cpu_seconds_total',
+    ]) {
+      expect(metrics.body, name).toContain(name);
+    }
+
+    // No API on the worker's port, and none on PORT.
+    const api = await http(workerPort, 'GET', '/v1/organizations');
+    expect(api.status).toBe(404);
+    await expect(http(apiPort, 'GET', '/healthz', { timeoutMs: 2000 })).rejects.toThrow();
+
+    expect((await stop(worker)).code, worker.report()).toBe(0);
+    await expect(http(workerPort, 'GET', '/healthz', { timeoutMs: 2000 })).rejects.toThrow();
+  }, 90_000);
+});
