@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import pino from 'pino';
 import type { Config } from './config.ts';
+import { type KeyWatch, keyUnavailableReporter, startKeyWatch } from './crypto/key-watch.ts';
 import { loadSecretBox } from './crypto/keyring.ts';
 import type { SecretBox } from './crypto/secret-box.ts';
 import { buildServer } from './http/server.ts';
@@ -65,13 +66,16 @@ export interface App {
 }
 
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
-  const box = loadSecretBox(config);
   const logger = pino(loggerOptions(config.logLevel), options.logDestination ?? fdDestination(1));
+  const box = loadSecretBox(config, { onKeyUnavailable: keyUnavailableReporter(logger) });
   const store = await openMigratedStore(config, options.store);
+  let keys: KeyWatch | undefined;
   let redis: Redis | undefined;
   let worker: Worker | undefined;
   let monitoring: FastifyInstance | undefined;
   try {
+    // Before anything is sealed: the box seals with the key the database says every process uses.
+    keys = await startKeyWatch({ db: store.db, box, logger });
     const adminCredentials = await bootstrap(store, box);
     const services = createServices(config, store, box, logger, {
       log: await openEventLog(config, store, logger),
@@ -117,11 +121,13 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         await services.log.close();
         redis?.disconnect();
         await services.egress.close();
+        await keys?.stop();
         await store.close();
       },
     };
   } catch (err) {
     redis?.disconnect();
+    await keys?.stop();
     await store.close();
     throw err;
   }

@@ -7,7 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { type App, createApp, openMigratedStore, VERSION } from './app.ts';
 import { type Config, ConfigError, loadConfig } from './config.ts';
-import { rotateSecrets } from './crypto/rotate.ts';
+import { RotationRefusedError, rotateSecrets } from './crypto/rotate.ts';
 import { generateKey, SecretKeyError } from './crypto/secret-box.ts';
 import { AppError } from './errors.ts';
 import { fdDestination, loggerOptions } from './observability/logger.ts';
@@ -197,26 +197,25 @@ async function rotateCommand(): Promise<void> {
       )
     : undefined;
   try {
-    const result = await rotateSecrets(
-      cfg,
-      store,
-      bar && {
+    const result = await rotateSecrets(cfg, store, {
+      progress: bar && {
         start: (total) => bar.start(total, 0),
         increment: (n) => bar.increment(n),
         stop: () => bar.stop(),
       },
-    );
+    });
     const lines = [`${result.resealed} secret(s) re-sealed under key ${result.activeKeyId}.`];
     if (result.source === 'file') {
       lines.push('The new key replaced the old one in the key file.');
     } else if (result.retiredKeyIds.length > 0) {
       lines.push(
-        `Every secret now uses the first key of INTERCHANGE_SECRET_KEY: the others (${result.retiredKeyIds.join(', ')}) can be removed.`,
+        `Every secret now uses the first key of INTERCHANGE_SECRET_KEY, and every running process seals with it: ` +
+          `the others (${result.retiredKeyIds.join(', ')}) can be removed from every process's INTERCHANGE_SECRET_KEY.`,
       );
     } else {
       lines.push(
-        'To rotate the key itself: put a new key (`interchange secrets generate-key`) first in INTERCHANGE_SECRET_KEY, ' +
-          'keep the old one after a comma, run this again, then remove the old one.',
+        "To rotate the key itself: put a new key (`interchange secrets generate-key`) first in every process's " +
+          'INTERCHANGE_SECRET_KEY, keep the old one after a comma, restart them, run this again, then remove the old one.',
       );
     }
     process.stdout.write(`${lines.join('\n')}\n`);
@@ -304,6 +303,7 @@ export async function main(argv: string[]): Promise<void> {
     if (
       err instanceof ConfigError ||
       err instanceof StoreLockedError ||
+      err instanceof RotationRefusedError ||
       err instanceof InvalidArgumentError ||
       // A bad value the services refused (e.g. an unknown --organization): its message is for the user.
       err instanceof AppError

@@ -14,6 +14,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { generateKey, keyId, parseKey } from '../src/crypto/secret-box.ts';
 import {
   BIN,
   baseEnv,
@@ -26,6 +27,7 @@ import {
   spawnCli,
   waitFor200,
 } from './helpers/cli.ts';
+import { createTestDatabase, onPostgres } from './helpers/database.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'interchange-process-'));
 let dirs = 0;
@@ -214,4 +216,53 @@ describe('interchange start --role worker', () => {
     expect((await stop(worker)).code, worker.report()).toBe(0);
     await expect(http(workerPort, 'GET', '/healthz', { timeoutMs: 2000 })).rejects.toThrow();
   }, 90_000);
+});
+
+describe('interchange secrets rotate beside running processes (requires DATABASE_URL)', () => {
+  it.runIf(onPostgres)(
+    'refuses while a hub runs without the new key, exiting 1 with one line, and the hub goes on serving',
+    async () => {
+      const db = await createTestDatabase();
+      try {
+        const [OLD, NEW] = [generateKey(), generateKey()];
+        const port = await freePort();
+        const env = (key: string) => ({
+          DATABASE_URL: db.url as string,
+          INTERCHANGE_SECRET_KEY: key,
+          INTERCHANGE_DATA_DIR: freshDir('rotate-running'),
+          PORT: String(port),
+        });
+        const hub = start(['start'], env(OLD));
+        await waitFor200(hub, port, '/healthz', 45_000);
+
+        const rotate = start(['secrets', 'rotate'], env(`${NEW},${OLD}`));
+        const { code } = await finished(rotate, 45_000);
+        expect(code, rotate.report()).toBe(1);
+        const lines = rotate.stderr.trim().split('\n');
+        expect(lines, rotate.report()).toHaveLength(1);
+        expect(lines[0]).toContain(`do not have the new key ${keyId(parseKey(NEW))}`);
+        expect(lines[0]).toContain(`:${hub.pid} (keys ${keyId(parseKey(OLD))})`);
+        expect(lines[0]).toContain('nothing was changed');
+        expect(rotate.stderr + rotate.stdout).not.toContain(OLD);
+        expect(rotate.stderr + rotate.stdout).not.toContain(NEW);
+
+        // The hub still opens its secrets: a token from the first admin client.
+        const admin = hub.stderr.match(/client_id:\s+(\S+)[\s\S]*client_secret:\s+(\S+)/);
+        const token = await fetch(`http://127.0.0.1:${port}/oauth/token`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            grant_type: 'client_credentials',
+            client_id: admin?.[1],
+            client_secret: admin?.[2],
+          }),
+        });
+        expect(token.status).toBe(200);
+        expect((await stop(hub)).code, hub.report()).toBe(0);
+      } finally {
+        await db.drop();
+      }
+    },
+    120_000,
+  );
 });

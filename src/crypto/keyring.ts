@@ -6,7 +6,7 @@ import { z } from 'zod';
 import type { Config } from '../config.ts';
 import { ConfigError } from '../config.ts';
 import { makePrivateDirectory, writePrivateFile } from '../private-files.ts';
-import { generateKey, parseKey, SecretBox, SecretKeyError } from './secret-box.ts';
+import { generateKey, parseKey, SecretBox, type SecretBoxOptions, SecretKeyError } from './secret-box.ts';
 
 const keyFileSchema = z.object({ keys: z.array(z.string()).min(1) });
 
@@ -47,10 +47,10 @@ export function loadKeyTexts(config: Config): { keys: string[]; source: 'env' | 
   }
 }
 
-export function loadSecretBox(config: Config): SecretBox {
+export function loadSecretBox(config: Config, options: SecretBoxOptions = {}): SecretBox {
   const { keys, source } = loadKeyTexts(config);
   try {
-    return new SecretBox(keys.map(parseKey));
+    return new SecretBox(keys.map(parseKey), options);
   } catch (err) {
     if (err instanceof SecretKeyError) {
       const where = source === 'env' ? 'INTERCHANGE_SECRET_KEY' : keyFilePath(config);
