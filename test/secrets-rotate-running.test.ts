@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { stripeCustomer, stripeEvent, stripeWebhookRequest } from '../sim/stripe.ts';
 import { type App, createApp, openMigratedStore } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
+import { setActiveKey } from '../src/crypto/key-registry.ts';
 import { RotationRefusedError, rotateSecrets } from '../src/crypto/rotate.ts';
 import { generateKey, keyId, parseKey, SecretBox } from '../src/crypto/secret-box.ts';
 import type { StoreOptions } from '../src/store/db.ts';
@@ -293,5 +294,39 @@ describe('rotation, one process at a time', () => {
     expect(JSON.parse(lines[0] as string)).toMatchObject({ level: 50, key_id: idOf(OTHER) });
     expect(running.logs()).not.toContain(OTHER);
     expect(running.logs()).not.toContain('"statusCode":500');
+  }, 90_000);
+
+  it('a process the rotation did not see (cut off) stops sealing once it learns of a key it lacks', async () => {
+    const [OLD, NEW] = [generateKey(), generateKey()];
+    const store = await durableStore();
+    const running = await startProcess(OLD, store);
+    const creds = await organization(running.app);
+    // As if `secrets rotate` had run while this process could not reach the database.
+    await setActiveKey(running.app.store.db, idOf(NEW));
+    const until = Date.now() + 15_000;
+    while (!running.logs().includes(`seals new secrets with key ${idOf(NEW)}`) && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    // It does not seal a secret with OLD that the others could not read once OLD is gone.
+    const res = await call(
+      running.app,
+      'POST',
+      '/v1/installations',
+      await tokenFor(running.app, creds.clientId, creds.clientSecret),
+      {
+        connector: 'stripe',
+        config: { accountId: 'acct_cutoff' },
+        secrets: { webhookSecret: 'whsec_cut_off_0123456789abcdef' },
+      },
+    );
+    expect(res.statusCode, res.body).toBe(503);
+    expect(res.json().error.code).toBe('secret_key_unavailable');
+    expect(await sealedWith(running.app)).toEqual([idOf(OLD)]);
+    const lines = running
+      .logs()
+      .split('\n')
+      .filter((l) => l.includes(`seals new secrets with key ${idOf(NEW)}`));
+    expect(lines).toHaveLength(1);
+    expect(running.logs()).not.toContain(NEW);
   }, 90_000);
 });

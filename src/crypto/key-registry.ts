@@ -86,7 +86,10 @@ export async function removeHolder(db: Db, processId: string): Promise<void> {
   await db.delete(secretKeyHolders).where(eq(secretKeyHolders.processId, processId));
 }
 
-/** The processes heard from within LIVE_MS (by the database's clock), oldest first. */
+/**
+ * The processes heard from within LIVE_MS (by the database's clock), oldest first. Rows of
+ * processes gone for FORGET_AFTER_MS (killed before they could remove their row) are deleted.
+ */
 export async function liveHolders(db: Db): Promise<KeyHolder[]> {
   await db
     .delete(secretKeyHolders)

@@ -88,9 +88,11 @@ export async function startKeyWatch(parts: {
     keyIds: box.keyIds,
   };
 
-  /** Seals with the database's active key from now on; says so when it changes. */
+  let followed = box.activeKeyId;
+  /** Seals with the database's active key from now on; says so once when it changes. */
   function follow(active: string) {
-    if (active === box.activeKeyId && box.sealingKeyId !== undefined) return;
+    if (active === followed) return;
+    followed = active;
     box.sealWith(active);
     if (box.sealingKeyId === active) {
       logger.info({ key_id: active }, `sealing new secrets with key ${active} from now on (secrets rotate)`);
