@@ -45,28 +45,31 @@ type SonicBoom = SonicBoomClass;
 const EXIT_WRITE_RETRIES = 10;
 
 const destinations = new Map<number, SonicBoom>();
+/** Descriptors whose writes failed: nothing more is written to them. */
+const broken = new Set<number>();
 /** Full-pipe retries left once the process exits (until then a slow reader is waited for, asynchronously). */
 let exitRetriesLeft: number | undefined;
+let flushAtExit = false;
 
 /**
  * Log lines to a file descriptor (1: stdout), written asynchronously by SonicBoom. Logging never
  * stops or holds the process: a write that fails (EPIPE once the process reading a pipe is gone,
- * EBADF, ...) switches this destination off for good, and at exit what is still buffered is written
- * synchronously once, bounded, and dropped on any error. (pino.destination() flushes at exit with a
- * SonicBoom 4 that retries a broken pipe forever: a hub whose supervisor had exited ignored SIGTERM.)
- * One destination per descriptor and process.
+ * EBADF, ...) switches the descriptor off for good, and at exit what is still buffered is written
+ * synchronously once, bounded, and dropped on any error. Not pino.destination(): its exit-time
+ * flush, with the SonicBoom 4 that pino bundles, retries a broken pipe forever, so the process
+ * never exits. One SonicBoom per descriptor and process.
  */
 export function fdDestination(fd: number): LogDestination {
   let stream = destinations.get(fd);
-  if (!stream) {
+  if (!stream && !broken.has(fd)) {
     stream = openDestination(fd);
     destinations.set(fd, stream);
-    if (destinations.size === 1) process.once('exit', flushAllAtExit);
+    if (!flushAtExit) process.once('exit', flushAllAtExit);
+    flushAtExit = true;
   }
-  const sonic = stream;
   return {
     write: (line: string) => {
-      if (destinations.get(fd) === sonic) sonic.write(line);
+      if (!broken.has(fd)) stream?.write(line);
     },
   };
 }
@@ -79,7 +82,8 @@ function openDestination(fd: number): SonicBoom {
     retryEAGAIN: () => exitRetriesLeft === undefined || exitRetriesLeft-- > 0,
   });
   stream.on('error', () => {
-    if (destinations.get(fd) === stream) destinations.delete(fd);
+    broken.add(fd);
+    destinations.delete(fd);
   });
   return stream;
 }
