@@ -95,6 +95,39 @@ describe('loadConfig', () => {
     }
   });
 
+  it('reads INTERCHANGE_WORKER_PORT: 9091 by default, a port, or off', () => {
+    expect(loadConfig({}).workerPort).toBe(9091);
+    expect(loadConfig({ INTERCHANGE_WORKER_PORT: '9100' }).workerPort).toBe(9100);
+    expect(loadConfig({ INTERCHANGE_WORKER_PORT: 'off' }).workerPort).toBeUndefined();
+    for (const value of ['abc', '70000', '-1', 'no']) {
+      expect(configError({ INTERCHANGE_WORKER_PORT: value }).message).toBe(
+        `invalid configuration: INTERCHANGE_WORKER_PORT must be off or an integer from 0 to 65535 (got "${value}")`,
+      );
+    }
+  });
+
+  it('says which whole numbers a numeric variable takes, and what it got', () => {
+    const cases: Array<[string, string, string]> = [
+      ['PORT', 'abc', 'must be an integer from 0 to 65535 (got "abc")'],
+      ['PORT', '80.5', 'must be an integer from 0 to 65535 (got "80.5")'],
+      ['PORT', '1e3', 'must be an integer from 0 to 65535 (got "1e3")'],
+      ['PORT', '0x50', 'must be an integer from 0 to 65535 (got "0x50")'],
+      ['PORT', '70000', 'must be an integer from 0 to 65535 (got "70000")'],
+      ['INTERCHANGE_TOKEN_TTL', 'an hour', 'must be an integer from 60 to 86400 (got "an hour")'],
+      ['INTERCHANGE_TOKEN_TTL', '59', 'must be an integer from 60 to 86400 (got "59")'],
+      ['INTERCHANGE_DB_POOL_SIZE', 'ten', 'must be an integer from 1 to 200 (got "ten")'],
+      ['INTERCHANGE_DB_POOL_SIZE', '0', 'must be an integer from 1 to 200 (got "0")'],
+    ];
+    for (const [key, value, message] of cases) {
+      expect(configError({ [key]: value }).message, `${key}=${value}`).toBe(
+        `invalid configuration: ${key} ${message}`,
+      );
+    }
+    expect(
+      loadConfig({ PORT: '0', INTERCHANGE_TOKEN_TTL: '86400', INTERCHANGE_DB_POOL_SIZE: '200' }),
+    ).toMatchObject({ port: 0, tokenTtlSeconds: 86_400, dbPoolSize: 200 });
+  });
+
   it('rejects a bad DATABASE_URL naming it, without echoing the URL', () => {
     for (const url of ['mysql://admin:hunter2@db.internal:3306/app', 'hunter2@db.internal/app']) {
       const err = configError({ DATABASE_URL: url, INTERCHANGE_SECRET_KEY: generateKey() });

@@ -20,8 +20,13 @@ const urlWithProtocols = (protocols: string[]) =>
   );
 
 const envSchema = z.object({
-  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  PORT: integer(0, 65535, 3000),
   HOST: z.string().min(1).default('127.0.0.1'),
+  INTERCHANGE_WORKER_PORT: z
+    .union([z.literal('off'), integer(0, 65535, 9091)], {
+      error: 'must be off or an integer from 0 to 65535',
+    })
+    .default(9091),
   PUBLIC_URL: urlWithProtocols(['http:', 'https:']).optional(),
   DATABASE_URL: urlWithProtocols(['postgres:', 'postgresql:']).optional(),
   REDIS_URL: urlWithProtocols(['redis:', 'rediss:']).optional(),
@@ -40,8 +45,8 @@ const envSchema = z.object({
     .min(16, 'must be at least 16 characters')
     .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces (it is sent in an HTTP header)')
     .optional(),
-  INTERCHANGE_TOKEN_TTL: z.coerce.number().int().min(60).max(86_400).default(3600),
-  INTERCHANGE_DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  INTERCHANGE_TOKEN_TTL: integer(60, 86_400, 3600),
+  INTERCHANGE_DB_POOL_SIZE: integer(1, 200, 10),
   INTERCHANGE_EGRESS_ALLOW: z
     .string()
     .refine(
@@ -82,6 +87,18 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
 });
 
+/** A whole number in decimal digits within [min, max]; the error says the range, never "NaN". */
+function integer(min: number, max: number, fallback: number) {
+  return z
+    .string()
+    .refine((v) => {
+      const n = Number(v);
+      return /^-?\d+$/.test(v) && n >= min && n <= max;
+    }, `must be an integer from ${min} to ${max}`)
+    .transform(Number)
+    .default(fallback);
+}
+
 function duration(fallback: string) {
   return z
     .string()
@@ -114,6 +131,8 @@ function isCidr(value: string): boolean {
 export type Config = Readonly<{
   port: number;
   host: string;
+  /** Port of the worker role's health and metrics listener (on HOST); undefined: none. */
+  workerPort: number | undefined;
   publicUrl: string;
   /** The `iss` of access tokens: PUBLIC_URL when set, else a constant, so a restart on another port keeps tokens valid. */
   tokenIssuer: string;
@@ -214,6 +233,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,
+    workerPort: e.INTERCHANGE_WORKER_PORT === 'off' ? undefined : e.INTERCHANGE_WORKER_PORT,
     publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
     tokenIssuer: e.PUBLIC_URL ? e.PUBLIC_URL.replace(/\/+$/, '') : 'interchange',
     databaseUrl: e.DATABASE_URL,

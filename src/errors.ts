@@ -50,6 +50,7 @@ export const ERROR_STATUS = {
   internal_error: 500,
   database_unavailable: 503,
   overloaded: 503,
+  secret_key_unavailable: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

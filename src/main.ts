@@ -7,11 +7,11 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { type App, createApp, openMigratedStore, VERSION } from './app.ts';
 import { type Config, ConfigError, loadConfig } from './config.ts';
-import { writePrivateFile } from './crypto/keyring.ts';
-import { rotateSecrets } from './crypto/rotate.ts';
+import { RotationRefusedError, rotateSecrets } from './crypto/rotate.ts';
 import { generateKey, SecretKeyError } from './crypto/secret-box.ts';
 import { AppError } from './errors.ts';
-import { loggerOptions } from './observability/logger.ts';
+import { fdDestination, loggerOptions } from './observability/logger.ts';
+import { writePrivateFile } from './private-files.ts';
 import { StoreLockedError } from './store/db.ts';
 import { insertClient } from './tenancy/api-clients.ts';
 import { createOrganizationService } from './tenancy/organizations.ts';
@@ -88,10 +88,17 @@ async function start(opts: { role: (typeof ROLES)[number]; port?: number }): Pro
   }
 
   if (opts.role === 'all' || opts.role === 'api') {
-    await app.server.listen({ port: cfg.port, host: cfg.host });
+    await listening('PORT', cfg.port, () => app.server.listen({ port: cfg.port, host: cfg.host }));
   } else {
     await app.server.ready();
   }
+  // A worker-only process has no API port: a listener of its own serves health and metrics.
+  const monitoring =
+    opts.role === 'worker' && cfg.workerPort !== undefined
+      ? await listening('INTERCHANGE_WORKER_PORT', cfg.workerPort, () =>
+          app.listenWorkerMonitoring(cfg.workerPort as number, cfg.host),
+        )
+      : undefined;
   if (opts.role === 'all' || opts.role === 'worker') app.startWorker();
   const port = (app.server.server.address() as { port?: number } | null)?.port ?? cfg.port;
   const url = process.env.PUBLIC_URL?.trim() ? cfg.publicUrl : `http://localhost:${port}`;
@@ -103,10 +110,24 @@ async function start(opts: { role: (typeof ROLES)[number]; port?: number }): Pro
       data_dir: cfg.embedded ? cfg.dataDir : undefined,
       rate_limits: cfg.redisUrl ? 'redis' : 'memory',
     },
-    opts.role === 'worker'
-      ? 'worker started: routing events and sending deliveries'
-      : `Interchange listening on ${url} (docs: ${url}/docs)`,
+    opts.role !== 'worker'
+      ? `Interchange listening on ${url} (docs: ${url}/docs)`
+      : monitoring
+        ? `worker started: routing events and sending deliveries; health and metrics on ${monitoring}`
+        : 'worker started: routing events and sending deliveries (INTERCHANGE_WORKER_PORT=off: no health or metrics listener)',
   );
+}
+
+/** Runs `listen`, turning a port already in use into one line naming the variable that set it. */
+async function listening<T>(variable: string, port: number, listen: () => Promise<T>): Promise<T> {
+  try {
+    return await listen();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new ConfigError(`${variable}: port ${port} is already in use; choose another one`);
+    }
+    throw err;
+  }
 }
 
 async function migrateCommand(): Promise<void> {
@@ -176,26 +197,25 @@ async function rotateCommand(): Promise<void> {
       )
     : undefined;
   try {
-    const result = await rotateSecrets(
-      cfg,
-      store,
-      bar && {
+    const result = await rotateSecrets(cfg, store, {
+      progress: bar && {
         start: (total) => bar.start(total, 0),
         increment: (n) => bar.increment(n),
         stop: () => bar.stop(),
       },
-    );
+    });
     const lines = [`${result.resealed} secret(s) re-sealed under key ${result.activeKeyId}.`];
     if (result.source === 'file') {
       lines.push('The new key replaced the old one in the key file.');
     } else if (result.retiredKeyIds.length > 0) {
       lines.push(
-        `Every secret now uses the first key of INTERCHANGE_SECRET_KEY: the others (${result.retiredKeyIds.join(', ')}) can be removed.`,
+        `Every secret now uses the first key of INTERCHANGE_SECRET_KEY, and every running process seals with it: ` +
+          `the others (${result.retiredKeyIds.join(', ')}) can be removed from every process's INTERCHANGE_SECRET_KEY.`,
       );
     } else {
       lines.push(
-        'To rotate the key itself: put a new key (`interchange secrets generate-key`) first in INTERCHANGE_SECRET_KEY, ' +
-          'keep the old one after a comma, run this again, then remove the old one.',
+        "To rotate the key itself: put a new key (`interchange secrets generate-key`) first in every process's " +
+          'INTERCHANGE_SECRET_KEY, keep the old one after a comma, restart them, run this again, then remove the old one.',
       );
     }
     process.stdout.write(`${lines.join('\n')}\n`);
@@ -218,7 +238,8 @@ export function buildCli(): Command {
     .addOption(new Option('--role <role>', 'which role to run').choices(ROLES).default('all'))
     .option('--port <n>', 'HTTP port (overrides PORT)', (v) => {
       const n = Number(v);
-      if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number');
+      if (!Number.isInteger(n) || n < 0 || n > 65535)
+        throw new InvalidArgumentError('must be an integer from 0 to 65535');
       return n;
     })
     .action(start);
@@ -271,6 +292,9 @@ function isConnectionError(err: unknown): boolean {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // Once whoever read our output is gone, writes fail with EPIPE: that must neither crash the
+  // process nor keep it from stopping (the logger's own destination drops such lines too).
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
   try {
     // Like most servers, read ./.env when there is one; variables already set win.
     if (existsSync('.env')) process.loadEnvFile('.env');
@@ -279,6 +303,7 @@ export async function main(argv: string[]): Promise<void> {
     if (
       err instanceof ConfigError ||
       err instanceof StoreLockedError ||
+      err instanceof RotationRefusedError ||
       err instanceof InvalidArgumentError ||
       // A bad value the services refused (e.g. an unknown --organization): its message is for the user.
       err instanceof AppError
@@ -293,7 +318,7 @@ export async function main(argv: string[]): Promise<void> {
         `interchange: cannot reach the database at DATABASE_URL (${(err as Error).message})\n`,
       );
     } else {
-      pino(loggerOptions('error'), pino.destination(2)).fatal({ err }, 'interchange failed');
+      pino(loggerOptions('error'), fdDestination(2)).fatal({ err }, 'interchange failed');
     }
     process.exit(1);
   }

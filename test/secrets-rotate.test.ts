@@ -109,7 +109,7 @@ describe('secrets rotate with INTERCHANGE_SECRET_KEY', () => {
     };
     let rows: Array<{ id: string; secret: string }>;
     try {
-      const result = await rotateSecrets(config, store, progress);
+      const result = await rotateSecrets(config, store, { progress });
       expect(result).toEqual({ activeKeyId: newId_, resealed: 3, source: 'env', retiredKeyIds: [oldId] });
       expect(progress).toMatchObject({ total: 3, done: 3, stopped: true });
       rows = await sealedValues(store);
@@ -188,20 +188,28 @@ describe('secrets rotate with the embedded key file', () => {
     const keyPath = join(dataDir, 'secret-keys.json');
     const readKeys = () => JSON.parse(readFileSync(keyPath, 'utf8')).keys as string[];
 
-    const db = await testDatabase();
-    const app = await createApp(config, { store: db.options });
-    try {
-      const token = await issueToken(app);
-      const [oldKey, ...others] = readKeys();
-      expect(others).toEqual([]);
-      const plaintext = new Map(
-        (await sealedValues(app.store)).map((r) => [
-          r.id,
-          new SecretBox([parseKey(oldKey as string)]).decrypt(r.secret, aad(r.id)),
-        ]),
-      );
+    const storeOptions = await durableStore();
+    const app = await createApp(config, { store: storeOptions });
+    const token = await issueToken(app);
+    const clientId = app.adminCredentials?.clientId;
+    const [oldKey, ...others] = readKeys();
+    expect(others).toEqual([]);
+    const plaintext = new Map(
+      (await sealedValues(app.store)).map((r) => [
+        r.id,
+        new SecretBox([parseKey(oldKey as string)]).decrypt(r.secret, aad(r.id)),
+      ]),
+    );
+    // While the hub runs with the old key alone, the rotation is refused and changes nothing.
+    await expect(rotateSecrets(config, app.store, { switchWaitMs: 0 })).rejects.toThrow(
+      /running process\(es\) do not have the new key .*nothing was changed/,
+    );
+    expect(readKeys()).toEqual([oldKey]);
+    await app.close();
 
-      const result = await rotateSecrets(config, app.store);
+    const store = await openMigratedStore(config, storeOptions);
+    try {
+      const result = await rotateSecrets(config, store);
 
       const keys = readKeys();
       expect(keys).toHaveLength(1);
@@ -215,22 +223,22 @@ describe('secrets rotate with the embedded key file', () => {
         retiredKeyIds: [keyId(parseKey(oldKey as string))],
       });
       const newBox = new SecretBox([parseKey(newKey)]);
-      for (const row of await sealedValues(app.store)) {
+      for (const row of await sealedValues(store)) {
         expect(row.secret.startsWith(`v1.${result.activeKeyId}.`)).toBe(true);
         expect(newBox.decrypt(row.secret, aad(row.id))).toBe(plaintext.get(row.id));
       }
 
       // A token service reading the re-sealed keys with the key file's one key verifies the old token.
       const tokens = createTokenService({
-        db: app.store.db,
+        db: store.db,
         box: newBox,
         issuer: config.tokenIssuer,
         ttlSeconds: config.tokenTtlSeconds,
       });
       await tokens.load();
-      await expect(tokens.verify(token)).resolves.toMatchObject({ clientId: app.adminCredentials?.clientId });
+      await expect(tokens.verify(token)).resolves.toMatchObject({ clientId });
     } finally {
-      await app.close();
+      await store.close();
     }
   }, 60_000);
 });

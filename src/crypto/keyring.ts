@@ -1,23 +1,17 @@
 // Where the master keys come from: INTERCHANGE_SECRET_KEY (comma-separated, first encrypts), or in
 // embedded mode a key file generated on first start in the data dir with mode 0600.
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { Config } from '../config.ts';
 import { ConfigError } from '../config.ts';
-import { generateKey, parseKey, SecretBox, SecretKeyError } from './secret-box.ts';
+import { makePrivateDirectory, writePrivateFile } from '../private-files.ts';
+import { generateKey, parseKey, SecretBox, type SecretBoxOptions, SecretKeyError } from './secret-box.ts';
 
 const keyFileSchema = z.object({ keys: z.array(z.string()).min(1) });
 
 export function keyFilePath(config: Config): string {
   return join(config.dataDir, 'secret-keys.json');
-}
-
-/** Writes a file readable by its owner only, atomically (write then rename). */
-export function writePrivateFile(path: string, content: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, content, { mode: 0o600 });
-  renameSync(tmp, path);
 }
 
 export function readKeyFile(path: string): string[] {
@@ -41,7 +35,7 @@ export function loadKeyTexts(config: Config): { keys: string[]; source: 'env' | 
   }
   const path = keyFilePath(config);
   if (!existsSync(path)) {
-    mkdirSync(config.dataDir, { recursive: true });
+    makePrivateDirectory(config.dataDir);
     writeKeyFile(path, [generateKey()]);
   }
   try {
@@ -53,10 +47,10 @@ export function loadKeyTexts(config: Config): { keys: string[]; source: 'env' | 
   }
 }
 
-export function loadSecretBox(config: Config): SecretBox {
+export function loadSecretBox(config: Config, options: SecretBoxOptions = {}): SecretBox {
   const { keys, source } = loadKeyTexts(config);
   try {
-    return new SecretBox(keys.map(parseKey));
+    return new SecretBox(keys.map(parseKey), options);
   } catch (err) {
     if (err instanceof SecretKeyError) {
       const where = source === 'env' ? 'INTERCHANGE_SECRET_KEY' : keyFilePath(config);

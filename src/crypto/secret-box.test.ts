@@ -1,7 +1,14 @@
 // The secret box: AES-256-GCM sealing bound to a row by AAD, several live keys, and key parsing.
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { generateKey, keyId, parseKey, SecretBox, SecretKeyError } from './secret-box.ts';
+import {
+  generateKey,
+  KeyUnavailableError,
+  keyId,
+  parseKey,
+  SecretBox,
+  SecretKeyError,
+} from './secret-box.ts';
 
 const AAD = 'signing_keys.secret:sk_1';
 const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
@@ -76,6 +83,24 @@ describe('SecretBox', () => {
     }
   });
 
+  it('refuses a tag cut short (GCM would otherwise accept a 4-byte tag) or made longer', () => {
+    const box = new SecretBox([randomBytes(32)]);
+    const sealed = box.encrypt('a secret behind a full tag', AAD);
+    const parts = sealed.split('.');
+    const tag = Buffer.from(parts[4] as string, 'base64url');
+    expect(tag).toHaveLength(16);
+    for (const length of [4, 8, 12, 15]) {
+      const cut = [...parts.slice(0, 4), tag.subarray(0, length).toString('base64url')].join('.');
+      expect(() => box.decrypt(cut, AAD), `${length}-byte tag`).toThrow(SecretKeyError);
+    }
+    const longer = [...parts.slice(0, 4), Buffer.concat([tag, Buffer.alloc(1)]).toString('base64url')].join(
+      '.',
+    );
+    expect(() => box.decrypt(longer, AAD)).toThrow(SecretKeyError);
+    expect(() => box.decrypt([...parts.slice(0, 4), ''].join('.'), AAD)).toThrow(SecretKeyError);
+    expect(box.decrypt(sealed, AAD)).toBe('a secret behind a full tag');
+  });
+
   it('decrypts old values and encrypts with the new key after rotation ([new, old])', () => {
     const oldKey = randomBytes(32);
     const newKey = randomBytes(32);
@@ -91,7 +116,7 @@ describe('SecretBox', () => {
     expect(SecretBox.keyIdOf(sealedNew)).toBe(keyId(newKey));
     expect(rotated.decrypt(sealedNew, AAD)).toBe('kept across rotation');
     // Only the new key can open it: a box with the old key alone cannot.
-    expect(() => before.decrypt(sealedNew, AAD)).toThrow(SecretKeyError);
+    expect(() => before.decrypt(sealedNew, AAD)).toThrow(KeyUnavailableError);
     expect(new SecretBox([newKey]).decrypt(sealedNew, AAD)).toBe('kept across rotation');
   });
 
@@ -99,10 +124,49 @@ describe('SecretBox', () => {
     const sealed = new SecretBox([randomBytes(32)]).encrypt('value', AAD);
     const other = new SecretBox([randomBytes(32)]);
     const kid = SecretBox.keyIdOf(sealed) as string;
-    expect(() => other.decrypt(sealed, AAD)).toThrow(SecretKeyError);
+    expect(() => other.decrypt(sealed, AAD)).toThrow(KeyUnavailableError);
     expect(() => other.decrypt(sealed, AAD)).toThrow(`no key with id ${kid} is configured`);
     // The key id part changed to an id no key has.
     expect(() => other.decrypt(changePart(sealed, 1), AAD)).toThrow(/no key with id/);
+  });
+
+  it('answers 503 secret_key_unavailable naming the missing key by id, and reports it', () => {
+    const key = randomBytes(32);
+    const sealed = new SecretBox([randomBytes(32)]).encrypt('value', AAD);
+    const reported: string[] = [];
+    const box = new SecretBox([key], { onKeyUnavailable: (id) => reported.push(id) });
+    let error: unknown;
+    try {
+      box.decrypt(sealed, AAD);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(KeyUnavailableError);
+    expect(error).toMatchObject({ code: 'secret_key_unavailable', status: 503 });
+    expect(reported).toEqual([SecretBox.keyIdOf(sealed)]);
+    expect((error as Error).message).not.toContain(key.toString('base64'));
+  });
+
+  it('seals with the key it is told to (sealWith), and refuses to seal when it lacks that key', () => {
+    const [first, second] = [randomBytes(32), randomBytes(32)];
+    const reported: string[] = [];
+    const box = new SecretBox([first, second], { onKeyUnavailable: (id) => reported.push(id) });
+    expect(box.activeKeyId).toBe(keyId(first));
+    box.sealWith(keyId(second));
+    expect(box.activeKeyId).toBe(keyId(second));
+    expect(box.sealingKeyId).toBe(keyId(second));
+    expect(SecretBox.keyIdOf(box.encrypt('v', AAD))).toBe(keyId(second));
+
+    const elsewhere = keyId(randomBytes(32));
+    box.sealWith(elsewhere);
+    expect(box.sealingKeyId).toBeUndefined();
+    expect(() => box.encrypt('v', AAD)).toThrow(KeyUnavailableError);
+    expect(reported).toEqual([elsewhere]);
+    // Reading goes on with the keys it has.
+    const sealed = new SecretBox([first]).encrypt('still readable', AAD);
+    expect(box.decrypt(sealed, AAD)).toBe('still readable');
+    box.sealWith(keyId(first));
+    expect(SecretBox.keyIdOf(box.encrypt('v', AAD))).toBe(keyId(first));
   });
 
   it('needs at least one key', () => {

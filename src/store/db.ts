@@ -1,6 +1,6 @@
 // Database factory: PGlite (WASM Postgres) in the data dir when DATABASE_URL is unset, a
 // node-postgres pool when it is set. Both are Postgres, so one schema and one migration set serve.
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite, type QueryOptions, type Results, types } from '@electric-sql/pglite';
 import { DrizzleQueryError, type SQL, sql } from 'drizzle-orm';
@@ -9,6 +9,7 @@ import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { PgDialect } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import pg from 'pg';
+import { makePrivateDirectory, restrictTree } from '../private-files.ts';
 import { schema } from './schema.ts';
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -248,6 +249,11 @@ async function openPglite(dataDir: string | undefined): Promise<Store> {
       ...(dataDir ? { dataDir: join(dataDir, 'pgdata') } : {}),
       ...BYTEA_CODEC,
     });
+    // The database's files hold personal data. PGlite writes them 0666 whatever the umask; the
+    // data dir (0700, lockDataDir) keeps other users out, and the files themselves are made the
+    // owner's alone after opening and after closing, so that a copy or a looser parent does not
+    // expose them either.
+    if (dataDir) restrictTree(join(dataDir, 'pgdata'));
   } catch (err) {
     release();
     throw err;
@@ -274,6 +280,7 @@ async function openPglite(dataDir: string | undefined): Promise<Store> {
     },
     async close() {
       await client.close();
+      if (dataDir) restrictTree(join(dataDir, 'pgdata'));
       release();
     },
   };
@@ -284,7 +291,7 @@ async function openPglite(dataDir: string | undefined): Promise<Store> {
  * file in the data dir says who has it; a stale one (its process gone) is taken over.
  */
 function lockDataDir(dataDir: string): () => void {
-  mkdirSync(dataDir, { recursive: true });
+  makePrivateDirectory(dataDir);
   const path = join(dataDir, 'pglite.pid');
   for (let attempt = 0; attempt < 2; attempt++) {
     try {

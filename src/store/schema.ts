@@ -4,6 +4,7 @@ import { sql } from 'drizzle-orm';
 import {
   bigint,
   boolean,
+  check,
   customType,
   index,
   integer,
@@ -401,6 +402,37 @@ export const destinationState = pgTable('destination_state', {
   failingSince: timestamp('failing_since', { withTimezone: true, mode: 'date' }),
 });
 
+/**
+ * The key every process seals new secrets with (one row): the same for all of them, whatever order
+ * their INTERCHANGE_SECRET_KEY lists keys in, so a process that has only the old key can read what
+ * another seals. Set when the first process starts; moved by `secrets rotate` alone.
+ */
+export const secretKeyState = pgTable(
+  'secret_key_state',
+  {
+    id: boolean('id').primaryKey().default(true),
+    activeKeyId: text('active_key_id').notNull(),
+    changedAt: timestamp('changed_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [check('secret_key_state_one_row', sql`${t.id}`)],
+);
+
+/**
+ * The running processes and the keys they hold, each refreshing its row every few seconds:
+ * `secrets rotate` refuses while one of them lacks the new key, and waits until all seal with it.
+ */
+export const secretKeyHolders = pgTable('secret_key_holders', {
+  processId: text('process_id').primaryKey(),
+  host: text('host').notNull(),
+  pid: integer('pid').notNull(),
+  /** The ids of the keys it holds, its INTERCHANGE_SECRET_KEY's order. */
+  keyIds: text('key_ids').array().notNull(),
+  /** The key it seals with now; null when it lacks the database's active key. */
+  sealingKeyId: text('sealing_key_id'),
+  startedAt: timestamp('started_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  heartbeatAt: timestamp('heartbeat_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+});
+
 /** Every column sealed by the secret box, with the AAD each value is bound to; `secrets rotate` walks this list. */
 export const ENCRYPTED_COLUMNS = [
   { table: 'signing_keys', column: 'secret', idColumn: 'id' },
@@ -424,4 +456,6 @@ export const schema = {
   deliveries,
   deliveryAttempts,
   destinationState,
+  secretKeyState,
+  secretKeyHolders,
 };
