@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { CUSTOM_TYPE, KNOWN_EVENT_TYPES } from '../events/types.ts';
 import type { DestinationSettings } from '../store/schema.ts';
-import { compileFilter, FilterError } from './filter.ts';
+import { compileFilter, FilterError, type FilterEvaluation } from './filter.ts';
 
 const FAMILIES = new Set(KNOWN_EVENT_TYPES.map((t) => t.split('.')[0] as string));
 const CUSTOM_PREFIX = /^custom(\.[a-z0-9_]+){0,4}$/;
@@ -98,8 +98,24 @@ export function presentSettings(s: DestinationSettings) {
   return { event_types: s.eventTypes, filter: s.filter, ordered: s.ordered, rate_limit: s.rateLimit };
 }
 
+/**
+ * Whether a destination wants an event; `exhausted` hears of a filter that used its whole work
+ * budget on the event's data (it did not match, see filter.ts).
+ */
+export type SubscriptionMatcher = (
+  type: string,
+  data: unknown,
+  exhausted?: (evaluation: FilterEvaluation) => void,
+) => boolean;
+
 /** A matcher for routing: compiled once per settings object. */
-export function subscriptionMatcher(settings: DestinationSettings): (type: string, data: unknown) => boolean {
-  const filter = settings.filter ? compileFilter(settings.filter) : () => true;
-  return (type, data) => settings.eventTypes.some((p) => matchesPattern(p, type)) && filter(data);
+export function subscriptionMatcher(settings: DestinationSettings): SubscriptionMatcher {
+  const filter = settings.filter ? compileFilter(settings.filter) : undefined;
+  return (type, data, exhausted) => {
+    if (!settings.eventTypes.some((p) => matchesPattern(p, type))) return false;
+    if (!filter) return true;
+    const evaluation = filter.evaluate(data);
+    if (evaluation.exhausted) exhausted?.(evaluation);
+    return evaluation.matched;
+  };
 }

@@ -28,6 +28,11 @@ export function createMetrics() {
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200],
       registers: [registry],
     }),
+    filterExhausted: new Counter({
+      name: 'interchange_filter_budget_exhausted_total',
+      help: 'Events not routed to a destination because its subscription filter used its whole work budget',
+      registers: [registry],
+    }),
   };
   return { registry, httpDuration, delivery };
 }
