@@ -59,6 +59,7 @@ const envSchema = z.object({
   INTERCHANGE_DISABLE_AFTER: duration('5d'),
   INTERCHANGE_DELIVERY_TIMEOUT: duration('15s'),
   INTERCHANGE_DELIVERY_LEASE: duration('60s'),
+  INTERCHANGE_MAX_DESTINATIONS: z.coerce.number().int().min(1).max(100_000).default(100),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
 });
 
@@ -105,6 +106,8 @@ export type Config = Readonly<{
   deliveryTimeoutMs: number;
   /** How long a worker holds a claimed delivery before another may take it over, ms. */
   deliveryLeaseMs: number;
+  /** Destinations (webhook, Mixpanel... installations not uninstalled) one organization may have. */
+  maxDestinations: number;
   /** CIDR ranges outbound HTTP may reach although the egress guard refuses them by default. */
   egressAllow: readonly string[];
   /** Embedded mode: PGlite in the data dir, generated secret key, credentials written to disk. */
@@ -167,6 +170,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     disableAfterMs: parseDuration(e.INTERCHANGE_DISABLE_AFTER) as number,
     deliveryTimeoutMs: parseDuration(e.INTERCHANGE_DELIVERY_TIMEOUT) as number,
     deliveryLeaseMs: parseDuration(e.INTERCHANGE_DELIVERY_LEASE) as number,
+    maxDestinations: e.INTERCHANGE_MAX_DESTINATIONS,
     egressAllow: Object.freeze(
       e.INTERCHANGE_EGRESS_ALLOW ? e.INTERCHANGE_EGRESS_ALLOW.split(',').map((c) => c.trim()) : [],
     ),

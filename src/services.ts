@@ -35,7 +35,9 @@ export function createServices(
   const committer = createCommitter({ store, log, logger });
   // Every outbound request of a connector goes through the egress guard.
   const egress = createEgressGuard({ allow: config.egressAllow });
-  const installations = createInstallationService(db, box, connectorById, egress);
+  const installations = createInstallationService(db, box, connectorById, egress, {
+    maxDestinations: config.maxDestinations,
+  });
   return {
     egress,
     http: createHttpClient(egress),

@@ -1,7 +1,9 @@
 // What one organization's destinations may cost the hub: subscription filters built to stall the
 // worker (issue #19's bombs, routed for real while /healthz and another organization's delivery
-// are watched).
+// are watched), and how many destinations it may have.
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryRows } from '../src/store/db.ts';
 import { startTestApp, type TestApp } from './helpers/app.ts';
 import { type Receiver, startReceiver } from './helpers/receiver.ts';
 
@@ -10,6 +12,8 @@ const FAST = {
   INTERCHANGE_RETRY_SCHEDULE: '100ms,100ms',
   INTERCHANGE_DELIVERY_TIMEOUT: '2s',
   INTERCHANGE_DELIVERY_LEASE: '4s',
+  // Small, so that the limit is reached quickly (the filter tests use at most four per organization).
+  INTERCHANGE_MAX_DESTINATIONS: '5',
 };
 
 let t: TestApp;
@@ -135,5 +139,59 @@ describe('subscription filters built to stall the worker', () => {
       .split('\n')
       .find((line) => line.includes('work budget') && line.includes(greedy));
     expect(warning).toContain(big);
+  });
+});
+
+describe('destinations per organization', () => {
+  const webhook = (n: number) => ({ connector: 'webhook', config: { url: `http://127.0.0.1:9/${n}` } });
+  const create = (token: string, body: Record<string, unknown>) =>
+    t.call('POST', '/v1/installations', { token, body });
+  const countOf = async (organizationId: string) =>
+    (
+      await queryRows<{ n: number }>(
+        t.app.store.db,
+        sql`select count(*)::int as n from installations where organization_id = ${organizationId} and destination is not null`,
+      )
+    )[0]?.n;
+
+  it('are at most INTERCHANGE_MAX_DESTINATIONS: one more is 409 destination_limit_reached', async () => {
+    const org = await t.organization('Many');
+    const ids: string[] = [];
+    for (let n = 0; n < 4; n++) ids.push((await create(org.token, webhook(n))).json().id);
+    const mixpanel = await create(org.token, {
+      connector: 'mixpanel',
+      config: { region: 'eu', host: 'http://127.0.0.1:9', auth: 'project_token' },
+      secrets: { projectToken: 'tok' },
+    });
+    expect(mixpanel.statusCode, mixpanel.body).toBe(201);
+    const refused = await create(org.token, webhook(5));
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json().error.code).toBe('destination_limit_reached');
+    expect(await countOf(org.id)).toBe(5);
+    // Sources do not count, nor do other organizations' destinations.
+    const stripe = await create(org.token, { connector: 'stripe', secrets: { webhookSecret: 'whsec_x' } });
+    expect(stripe.statusCode, stripe.body).toBe(201);
+    const other = await t.organization('Other');
+    expect((await create(other.token, webhook(0))).statusCode).toBe(201);
+
+    // A disabled destination still counts (it can be recovered); a deleted or uninstalled one does not.
+    const db = t.app.store.db;
+    await queryRows(db, sql`update installations set status = 'disabled' where id = ${ids[0]}`);
+    expect((await create(org.token, webhook(6))).statusCode).toBe(409);
+    expect((await t.call('DELETE', `/v1/installations/${ids[1]}`, { token: org.token })).statusCode).toBe(
+      204,
+    );
+    expect((await create(org.token, webhook(7))).statusCode).toBe(201);
+    await queryRows(db, sql`update installations set status = 'uninstalled' where id = ${ids[2]}`);
+    expect((await create(org.token, webhook(8))).statusCode).toBe(201);
+    expect((await create(org.token, webhook(9))).statusCode).toBe(409);
+  });
+
+  it('holds against concurrent creates', async () => {
+    const org = await t.organization('Racing');
+    const answers = await Promise.all(Array.from({ length: 12 }, (_, n) => create(org.token, webhook(n))));
+    const statuses = answers.map((a) => a.statusCode).sort();
+    expect(statuses).toEqual([...Array(5).fill(201), ...Array(7).fill(409)]);
+    expect(await countOf(org.id)).toBe(5);
   });
 });
