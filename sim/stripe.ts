@@ -202,9 +202,9 @@ export function stripePaymentIntent(overrides: Partial<SimPaymentIntent> = {}): 
   };
 }
 
-type SimRefund = Pick<
+export type SimRefund = Pick<
   Stripe.Refund,
-  'id' | 'object' | 'amount' | 'charge' | 'created' | 'currency' | 'reason' | 'status'
+  'id' | 'object' | 'amount' | 'charge' | 'created' | 'currency' | 'payment_intent' | 'reason' | 'status'
 >;
 export type SimCharge = Pick<
   Stripe.Charge,
@@ -236,6 +236,7 @@ export function stripeRefund(overrides: Partial<SimRefund> = {}): SimRefund {
     charge: stripeId('ch'),
     created: now(),
     currency: 'usd',
+    payment_intent: stripeId('pi'),
     reason: 'requested_by_customer',
     status: 'succeeded',
     ...overrides,
@@ -297,6 +298,43 @@ export function stripeEvent(
     type,
     ...overrides,
   };
+}
+
+/**
+ * The two events Stripe sends for one refund of `charge` (which already counts it in
+ * `amount_refunded`): `refund.created` with the refund, and `charge.refunded` with the charge and,
+ * in `previous_attributes`, what it had refunded before. Both carry the id of the API request that
+ * made the refund; the refund names the charge and its payment intent. Since API version 2022-11-15 the charge's `refunds` list is not included; pass
+ * `listed` to include it (an expanded field, or an older API version).
+ */
+export function stripeRefundEvents(
+  charge: SimCharge,
+  refund: SimRefund,
+  options: { listed?: SimRefund[]; requestId?: string | null } = {},
+): { refundCreated: SimStripeEvent; chargeRefunded: SimStripeEvent } {
+  const request = {
+    id: options.requestId === undefined ? stripeId('req') : options.requestId,
+    idempotency_key: null,
+  };
+  const before = charge.amount_refunded - refund.amount;
+  const object = options.listed
+    ? {
+        ...charge,
+        refunds: {
+          object: 'list' as const,
+          data: options.listed,
+          has_more: false,
+          total_count: options.listed.length,
+          url: `/v1/charges/${charge.id}/refunds`,
+        },
+      }
+    : charge;
+  const previous: Record<string, unknown> = { amount_refunded: before };
+  if (charge.refunded && before < charge.amount) previous.refunded = false;
+  const chargeRefunded = stripeEvent('charge.refunded', object, { request });
+  chargeRefunded.data.previous_attributes = previous;
+  const ofCharge = { ...refund, charge: charge.id, payment_intent: charge.payment_intent };
+  return { refundCreated: stripeEvent('refund.created', ofCharge, { request }), chargeRefunded };
 }
 
 export interface StripeSigning {

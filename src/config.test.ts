@@ -149,6 +149,50 @@ describe('loadConfig', () => {
     expectOneLineNaming(err, 'LOG_LEVEL');
   });
 
+  it('reads the limits of the HTTP edge, failed authentications and ingest', () => {
+    expect(loadConfig({})).toMatchObject({
+      requestTimeoutMs: 30_000,
+      headersTimeoutMs: 10_000,
+      keepAliveTimeoutMs: 72_000,
+      maxConnections: 1000,
+      trustProxy: [],
+      authFailureWindowMs: 60_000,
+      authFailuresPerAddress: 30,
+      authFailuresPerClient: 20,
+      ingestQueueLimit: 1000,
+      ingestQueueBytes: 64 * 1024 * 1024,
+      maxEventLoopDelayMs: 1000,
+    });
+    const config = loadConfig({
+      INTERCHANGE_REQUEST_TIMEOUT: '2m',
+      INTERCHANGE_HEADERS_TIMEOUT: '500ms',
+      INTERCHANGE_MAX_CONNECTIONS: '50',
+      INTERCHANGE_TRUST_PROXY: '10.0.0.0/8, 192.168.1.7,::1',
+      INTERCHANGE_INGEST_QUEUE_BYTES: '512kb',
+    });
+    expect(config).toMatchObject({
+      requestTimeoutMs: 120_000,
+      headersTimeoutMs: 500,
+      maxConnections: 50,
+      trustProxy: ['10.0.0.0/8', '192.168.1.7', '::1'],
+      ingestQueueBytes: 512 * 1024,
+    });
+  });
+
+  it('rejects bad limits with one line naming the variable', () => {
+    const bad: Record<string, string> = {
+      INTERCHANGE_REQUEST_TIMEOUT: '30',
+      INTERCHANGE_MAX_CONNECTIONS: '0',
+      INTERCHANGE_TRUST_PROXY: 'proxy.internal',
+      INTERCHANGE_AUTH_FAILURES_PER_ADDRESS: '2.5',
+      INTERCHANGE_INGEST_QUEUE_BYTES: '64 megabytes',
+      INTERCHANGE_MAX_EVENT_LOOP_DELAY: '-1s',
+    };
+    for (const [key, value] of Object.entries(bad)) expectOneLineNaming(configError({ [key]: value }), key);
+    const err = configError({ INTERCHANGE_REQUEST_TIMEOUT: '5s', INTERCHANGE_HEADERS_TIMEOUT: '10s' });
+    expectOneLineNaming(err, 'INTERCHANGE_HEADERS_TIMEOUT');
+  });
+
   it('returns a frozen config', () => {
     const config = loadConfig({ KAFKA_BROKERS: 'k1:9092' });
     expect(Object.isFrozen(config)).toBe(true);

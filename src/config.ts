@@ -59,6 +59,26 @@ const envSchema = z.object({
   INTERCHANGE_DISABLE_AFTER: duration('5d'),
   INTERCHANGE_DELIVERY_TIMEOUT: duration('15s'),
   INTERCHANGE_DELIVERY_LEASE: duration('60s'),
+  INTERCHANGE_REQUEST_TIMEOUT: duration('30s'),
+  INTERCHANGE_HEADERS_TIMEOUT: duration('10s'),
+  INTERCHANGE_KEEP_ALIVE_TIMEOUT: duration('72s'),
+  INTERCHANGE_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+  INTERCHANGE_TRUST_PROXY: z
+    .string()
+    .refine(
+      (v) => v.split(',').every((entry) => isAddressOrCidr(entry.trim())),
+      'must be a comma-separated list of addresses or CIDR ranges of your proxies, e.g. 10.0.0.0/8',
+    )
+    .optional(),
+  INTERCHANGE_AUTH_FAILURE_WINDOW: duration('1m'),
+  INTERCHANGE_AUTH_FAILURES_PER_ADDRESS: z.coerce.number().int().min(1).max(1_000_000).default(30),
+  INTERCHANGE_AUTH_FAILURES_PER_CLIENT: z.coerce.number().int().min(1).max(1_000_000).default(20),
+  INTERCHANGE_INGEST_QUEUE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+  INTERCHANGE_INGEST_QUEUE_BYTES: z
+    .string()
+    .refine((v) => parseSize(v) !== undefined, 'must be a size such as 512KB, 64MB or 1GB')
+    .default('64MB'),
+  INTERCHANGE_MAX_EVENT_LOOP_DELAY: duration('1s'),
   INTERCHANGE_MAX_DESTINATIONS: z.coerce.number().int().min(1).max(100_000).default(100),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
 });
@@ -68,6 +88,19 @@ function duration(fallback: string) {
     .string()
     .refine((v) => (parseDuration(v) ?? 0) > 0, 'must be a duration such as 250ms, 15s, 5m, 2h or 5d')
     .default(fallback);
+}
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+
+/** "64MB" → 67108864 (binary units: 1 KB is 1024 bytes); undefined when not a size. */
+export function parseSize(text: string): number | undefined {
+  const match = /^(\d+)\s*(b|kb|mb|gb)?$/i.exec(text.trim());
+  if (!match) return undefined;
+  return Number(match[1]) * (SIZE_UNITS[(match[2] ?? 'b').toLowerCase()] as number);
+}
+
+function isAddressOrCidr(value: string): boolean {
+  return ipaddr.isValid(value) || isCidr(value);
 }
 
 function isCidr(value: string): boolean {
@@ -110,6 +143,28 @@ export type Config = Readonly<{
   maxDestinations: number;
   /** CIDR ranges outbound HTTP may reach although the egress guard refuses them by default. */
   egressAllow: readonly string[];
+  /** Time limit to receive a whole request, body included, ms. */
+  requestTimeoutMs: number;
+  /** Time limit to receive a request's headers (from the connection's opening, for its first request), ms. */
+  headersTimeoutMs: number;
+  /** How long a connection may stay open between requests, ms. */
+  keepAliveTimeoutMs: number;
+  /** Connections the api role holds open at once; more are closed as they arrive. */
+  maxConnections: number;
+  /** Addresses or CIDR ranges of reverse proxies whose X-Forwarded-For names the client. */
+  trustProxy: readonly string[];
+  /** The window failed authentications are counted in, ms. */
+  authFailureWindowMs: number;
+  /** Failed authentications from one address in a window before its next attempts get 429. */
+  authFailuresPerAddress: number;
+  /** Failed authentications of one client id in a window before its next token requests get 429. */
+  authFailuresPerClient: number;
+  /** Inbound requests waiting to be committed before more are refused with 503. */
+  ingestQueueLimit: number;
+  /** Bytes of webhook bodies waiting to be committed before more are refused with 503. */
+  ingestQueueBytes: number;
+  /** Mean event-loop delay over which webhooks are refused with 503, ms. */
+  maxEventLoopDelayMs: number;
   /** Embedded mode: PGlite in the data dir, generated secret key, credentials written to disk. */
   embedded: boolean;
 }>;
@@ -145,6 +200,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       'invalid configuration: INTERCHANGE_DELIVERY_LEASE must be longer than INTERCHANGE_DELIVERY_TIMEOUT',
     );
   }
+  if (
+    (parseDuration(e.INTERCHANGE_HEADERS_TIMEOUT) as number) >
+    (parseDuration(e.INTERCHANGE_REQUEST_TIMEOUT) as number)
+  ) {
+    throw new ConfigError(
+      'invalid configuration: INTERCHANGE_HEADERS_TIMEOUT must not be longer than INTERCHANGE_REQUEST_TIMEOUT',
+    );
+  }
   if (e.DATABASE_URL && !e.INTERCHANGE_SECRET_KEY) {
     throw new ConfigError(
       'invalid configuration: INTERCHANGE_SECRET_KEY is required when DATABASE_URL is set ' +
@@ -174,6 +237,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     egressAllow: Object.freeze(
       e.INTERCHANGE_EGRESS_ALLOW ? e.INTERCHANGE_EGRESS_ALLOW.split(',').map((c) => c.trim()) : [],
     ),
+    requestTimeoutMs: parseDuration(e.INTERCHANGE_REQUEST_TIMEOUT) as number,
+    headersTimeoutMs: parseDuration(e.INTERCHANGE_HEADERS_TIMEOUT) as number,
+    keepAliveTimeoutMs: parseDuration(e.INTERCHANGE_KEEP_ALIVE_TIMEOUT) as number,
+    maxConnections: e.INTERCHANGE_MAX_CONNECTIONS,
+    trustProxy: Object.freeze(
+      e.INTERCHANGE_TRUST_PROXY ? e.INTERCHANGE_TRUST_PROXY.split(',').map((c) => c.trim()) : [],
+    ),
+    authFailureWindowMs: parseDuration(e.INTERCHANGE_AUTH_FAILURE_WINDOW) as number,
+    authFailuresPerAddress: e.INTERCHANGE_AUTH_FAILURES_PER_ADDRESS,
+    authFailuresPerClient: e.INTERCHANGE_AUTH_FAILURES_PER_CLIENT,
+    ingestQueueLimit: e.INTERCHANGE_INGEST_QUEUE_LIMIT,
+    ingestQueueBytes: parseSize(e.INTERCHANGE_INGEST_QUEUE_BYTES) as number,
+    maxEventLoopDelayMs: parseDuration(e.INTERCHANGE_MAX_EVENT_LOOP_DELAY) as number,
     embedded: !e.DATABASE_URL,
   });
 }

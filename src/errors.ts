@@ -7,6 +7,7 @@ export const ERROR_STATUS = {
   invalid_cursor: 400,
   bad_request: 400,
   event_type_unknown: 400,
+  number_not_exact: 400,
   filter_invalid: 400,
   url_blocked: 400,
   url_unresolvable: 400,
@@ -37,6 +38,8 @@ export const ERROR_STATUS = {
   check_unsupported: 400,
   method_not_allowed: 405,
   external_id_conflict: 409,
+  external_id_ambiguous: 409,
+  event_id_conflict: 409,
   conflict: 409,
   delivery_in_progress: 409,
   destination_limit_reached: 409,
@@ -47,6 +50,7 @@ export const ERROR_STATUS = {
   rate_limited: 429,
   internal_error: 500,
   database_unavailable: 503,
+  overloaded: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
@@ -78,16 +82,28 @@ export type OAuthErrorCode =
   | 'invalid_grant'
   | 'unauthorized_client'
   | 'unsupported_grant_type'
-  | 'invalid_scope';
+  | 'invalid_scope'
+  /**
+   * RFC 6749's code for "retry later" (registered for the authorization endpoint; the token
+   * endpoint has none of its own), answered with 429 and Retry-After when failed attempts are throttled.
+   */
+  | 'temporarily_unavailable';
+
+const OAUTH_ERROR_STATUS: Partial<Record<OAuthErrorCode, number>> = {
+  invalid_client: 401,
+  temporarily_unavailable: 429,
+};
 
 export class OAuthError extends Error {
   readonly code: OAuthErrorCode;
   readonly status: number;
+  readonly headers: Record<string, string>;
 
-  constructor(code: OAuthErrorCode, description: string) {
+  constructor(code: OAuthErrorCode, description: string, options: { headers?: Record<string, string> } = {}) {
     super(description);
     this.name = 'OAuthError';
     this.code = code;
-    this.status = code === 'invalid_client' ? 401 : 400;
+    this.status = OAUTH_ERROR_STATUS[code] ?? 400;
+    this.headers = options.headers ?? {};
   }
 }

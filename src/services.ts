@@ -8,6 +8,7 @@ import { createEgressGuard } from './delivery/egress.ts';
 import { createHttpClient } from './delivery/http.ts';
 import { createEventService } from './events/events.ts';
 import { createCommitter } from './ingest/committer.ts';
+import { createCustomerLookup } from './ingest/customer-of.ts';
 import { createIngestService } from './ingest/ingest.ts';
 import { createInboundRequestService } from './ingest/requests.ts';
 import { createInstallationService } from './installations/installations.ts';
@@ -32,9 +33,17 @@ export function createServices(
 ) {
   const db = store.db;
   const log = options.log ?? createPostgresLog({ db, logger, notifier: store.notifier });
-  const committer = createCommitter({ store, log, logger });
+  const committer = createCommitter({
+    store,
+    log,
+    logger,
+    bounds: { maxWaiting: config.ingestQueueLimit, maxWaitingBytes: config.ingestQueueBytes },
+  });
   // Every outbound request of a connector goes through the egress guard.
-  const egress = createEgressGuard({ allow: config.egressAllow });
+  const egress = createEgressGuard({
+    allow: config.egressAllow,
+    logger: logger.child({ component: 'egress' }),
+  });
   const installations = createInstallationService(db, box, connectorById, egress, {
     maxDestinations: config.maxDestinations,
   });
@@ -48,7 +57,7 @@ export function createServices(
     installations,
     log,
     committer,
-    ingest: createIngestService({ installations, committer, logger }),
+    ingest: createIngestService({ installations, committer, logger, customerOf: createCustomerLookup(db) }),
     events: createEventService(db, log, committer),
     inboundRequests: createInboundRequestService(db),
     deliveries: createDeliveryService(db),

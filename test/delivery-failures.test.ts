@@ -1,8 +1,10 @@
 // How delivery copes with endpoints that fail, over real HTTP: a long run of failures disables an
-// endpoint while a success resets the clock, Retry-After pauses an endpoint, and receivers that
-// hang, drip, reset or answer huge or invalid bodies stall nobody else and crash nothing.
+// endpoint while a success resets the clock, Retry-After pauses an endpoint, receivers that hang,
+// drip, reset or answer huge or invalid bodies stall nobody else and crash nothing, and neither
+// does a destination whose stored rate limit is absurd.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from './helpers/app.ts';
 import { type Receiver, startReceiver } from './helpers/receiver.ts';
@@ -35,10 +37,10 @@ async function receiver() {
   return r;
 }
 
-async function endpoint(url: string, eventTypes = ['custom.*']) {
+async function endpoint(url: string, eventTypes = ['custom.*'], options: object = {}, token = org.token) {
   const res = await t.call('POST', '/v1/installations', {
-    token: org.token,
-    body: { connector: 'webhook', config: { url }, subscription: { event_types: eventTypes } },
+    token,
+    body: { connector: 'webhook', config: { url }, subscription: { event_types: eventTypes, ...options } },
   });
   expect(res.statusCode, res.body).toBe(201);
   return res.json().id as string;
@@ -172,5 +174,80 @@ it('lets no misbehaving receiver stall a healthy endpoint or the worker', async 
       s.closeAllConnections();
       s.close();
     }
+  }
+});
+
+it("keeps sending other organizations' rate-limited and ordered deliveries past a destination whose stored rate limit is absurd", async () => {
+  // Written straight into the database, as a row stored before the API checked the range would be:
+  // one request per 1e300 seconds.
+  const absurd = await receiver();
+  const absurdId = await endpoint(absurd.url, ['custom.*'], { rate_limit: 5 });
+  await t.app.store.db.execute(
+    sql`update installations set destination = jsonb_set(destination, '{rateLimit}', '1e-300'::jsonb)
+        where id = ${absurdId}`,
+  );
+  await send('custom.absurd', { n: 0 });
+
+  const globex = await t.organization('Globex');
+  const [limited, ordered] = [await receiver(), await receiver()];
+  await endpoint(limited.url, ['custom.*'], { rate_limit: 50 }, globex.token);
+  await endpoint(ordered.url, ['custom.*'], { ordered: true }, globex.token);
+  const sent: string[] = [];
+  for (let n = 0; n < 3; n++) {
+    const res = await t.call('POST', '/v1/events', {
+      token: globex.token,
+      body: { type: 'custom.other', data: { n } },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    sent.push(res.json().id as string);
+  }
+  await limited.until((got) => got.length >= 3, 10_000);
+  // It is sent at the least rate the API accepts: its first request goes at once.
+  await absurd.until((got) => got.length === 1, 10_000);
+  await ordered.until((got) => got.length >= 3, 10_000);
+  expect(limited.received.map((x) => x.json.id).sort()).toEqual([...sent].sort());
+  expect(ordered.received.map((x) => x.json.id)).toEqual(sent);
+});
+
+it('passes over a rate-limited destination whose slots cannot be booked, logged and counted, and sends the others', async () => {
+  const [broken, healthy] = [await receiver(), await receiver()];
+  const brokenId = await endpoint(broken.url, ['custom.*'], { rate_limit: 50 });
+  const db = t.app.store.db;
+  // Its state row cannot be written, as a database error would have it.
+  await db.execute(
+    sql.raw(`create function refuse_state_of_broken() returns trigger language plpgsql as $$
+      begin
+        if new.installation_id = '${brokenId}' then raise exception 'refused'; end if;
+        return new;
+      end $$`),
+  );
+  await db.execute(
+    sql`create trigger refuse_state_of_broken before insert or update on destination_state
+        for each row execute function refuse_state_of_broken()`,
+  );
+  try {
+    await send('custom.broken');
+    const globex = await t.organization('Globex');
+    await endpoint(healthy.url, ['custom.*'], { rate_limit: 50, ordered: true }, globex.token);
+    for (let n = 0; n < 3; n++) {
+      const res = await t.call('POST', '/v1/events', {
+        token: globex.token,
+        body: { type: 'custom.healthy', data: { n } },
+      });
+      expect(res.statusCode, res.body).toBe(201);
+    }
+    await healthy.until((got) => got.length === 3, 10_000);
+    expect(broken.received).toHaveLength(0);
+    const logged = t
+      .logs()
+      .split('\n')
+      .filter((line) => line.includes('could not book send slots'));
+    expect(logged.length).toBeGreaterThan(0);
+    expect(logged[0]).toContain(brokenId);
+    expect((await t.call('GET', '/metrics')).body).toMatch(
+      /interchange_delivery_claim_failures_total\{scope="destination"\} [1-9]/,
+    );
+  } finally {
+    await db.execute(sql`drop trigger refuse_state_of_broken on destination_state`);
   }
 });

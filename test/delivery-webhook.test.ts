@@ -1,7 +1,8 @@
 // Delivery to webhook endpoints through real HTTP, on the embedded database and on PostgreSQL:
 // Standard Webhooks signatures checked with the official library (also while a secret rotates),
 // retries with a stable webhook-id, 410 disabling the endpoint, recover and retry, subscriptions
-// with filters, ordered endpoints and rate limits, and every kind of bad destination refused.
+// with filters, ordered endpoints and rate limits, and every kind of bad destination refused (an
+// internal host name without telling the tenant what it resolves to).
 import { sql } from 'drizzle-orm';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -113,6 +114,21 @@ describe('a webhook endpoint', () => {
     expect(metrics).toMatch(
       /interchange_delivery_attempts_total\{connector="webhook",outcome="succeeded"\} [1-9]/,
     );
+  });
+
+  it('delivers custom data with its numbers exactly as they were sent', async () => {
+    receiver = await startReceiver();
+    await endpoint();
+    const numbers =
+      '{"huge":1e400,"big":123456789012345678901234567890,"long":0.1000000000000000055511151231257827}';
+    const res = await t.call('POST', '/v1/events', {
+      token: org.token,
+      headers: { 'content-type': 'application/json' },
+      body: `{"type":"custom.measured","data":${numbers}}`,
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    await receiver.until((r) => r.length === 1);
+    expect(receiver.received[0]?.body).toContain(`"data":${numbers}}`);
   });
 
   it('retries 500, 500, 200 with the same webhook-id and records every attempt', async () => {
@@ -297,6 +313,86 @@ describe('bad destinations', () => {
       sql`select count(*)::int as n from installations where connector_id = 'webhook' and config->>'url' not like 'http://127.0.0.1:%/hook'`,
     );
     expect(n).toBe(0);
+  });
+
+  it('tells the tenant that a host name resolves to a non-public address, never which one', async () => {
+    // No allowlist: `localhost` resolves to loopback addresses only.
+    const strict = await startTestApp({ INTERCHANGE_RETRY_SCHEDULE: '100ms' });
+    try {
+      strict.app.startWorker();
+      const acme = await strict.organization('Acme');
+      const create = (url: string) =>
+        strict.call('POST', '/v1/installations', {
+          token: acme.token,
+          body: { connector: 'webhook', config: { url } },
+        });
+      const refused = await create('http://localhost:9/hook');
+      expect(refused.statusCode, refused.body).toBe(400);
+      expect(refused.json().error.code).toBe('url_blocked');
+      expect(refused.json().error.message).toContain('localhost resolves to a non-public address');
+      expect(refused.body).not.toMatch(/127\.0\.0\.1|::1|loopback/);
+
+      // A destination whose host name came to resolve there after it was saved (DNS changes).
+      const ep = await create('http://8.8.8.8/hook');
+      expect(ep.statusCode, ep.body).toBe(201);
+      const id = ep.json().id as string;
+      await strict.app.store.db.execute(
+        sql`update installations set config = jsonb_set(config, '{url}', '"http://localhost:9/hook"')
+            where id = ${id}`,
+      );
+      strict.app.services.installations.forget(id);
+      await strict.call('POST', '/v1/events', {
+        token: acme.token,
+        body: { type: 'custom.probe', data: {} },
+      });
+      const [delivery] = await until(
+        async () =>
+          (await strict.call('GET', `/v1/deliveries?destination=${id}`, { token: acme.token })).json()
+            .data as Array<{ id: string; last_error: string | null }>,
+        (list) => Boolean(list[0]?.last_error),
+      );
+      const detail = await strict.call('GET', `/v1/deliveries/${delivery?.id}`, { token: acme.token });
+      expect(detail.json().last_error).toContain('localhost resolves to a non-public address');
+      expect(detail.json().attempts_list.length).toBeGreaterThan(0);
+      expect(detail.body).not.toMatch(/127\.0\.0\.1|::1|loopback/);
+      // The operator's log names it.
+      expect(strict.logs()).toMatch(/localhost resolves to loopback address/);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it('refuses a rate limit outside 0.01 to 10,000 requests a second, naming the field', async () => {
+    const create = (rate: number) =>
+      t.call('POST', '/v1/installations', {
+        token: org.token,
+        body: {
+          connector: 'webhook',
+          config: { url: 'http://127.0.0.1:9/hook' },
+          subscription: { event_types: ['*'], rate_limit: rate },
+        },
+      });
+    for (const rate of [1e-300, 0.001, 0, -1, 10_000.5, 1e6]) {
+      const res = await create(rate);
+      expect(res.statusCode, `${rate} → ${res.body}`).toBe(400);
+      expect(res.json().error).toMatchObject({
+        code: 'validation_failed',
+        details: [{ path: 'body.subscription.rate_limit' }],
+      });
+    }
+    for (const rate of [0.01, 10_000]) {
+      const res = await create(rate);
+      expect(res.statusCode, `${rate} → ${res.body}`).toBe(201);
+      expect(res.json().subscription.rate_limit).toBe(rate);
+    }
+    // A change is held to the same range.
+    const id = (await create(5)).json().id as string;
+    const changed = await t.call('PATCH', `/v1/installations/${id}`, {
+      token: org.token,
+      body: { subscription: { event_types: ['*'], rate_limit: 1e-300 } },
+    });
+    expect(changed.statusCode, changed.body).toBe(400);
+    expect(changed.json().error.details[0].path).toBe('body.subscription.rate_limit');
   });
 
   it("hides another organization's deliveries and destinations", async () => {

@@ -38,10 +38,27 @@ describe('custom events', () => {
     expect(event.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(event.source).toBe(`/api-clients/${acme.client.clientId}`);
 
-    const again = await send(acme.token, { ...body, data: { changed: true } });
+    // The same event again (its data's keys in another order) is a replay: the stored event.
+    const again = await send(acme.token, { ...body, data: { value: '19.99', cart_id: '42' } });
     expect(again.statusCode).toBe(200);
-    expect(again.json().id).toBe(event.id);
-    expect(again.json().data).toEqual({ cart_id: '42', value: '19.99' });
+    expect(again.body).toBe(first.body);
+    // Another event under the same id is refused, whatever differs, and nothing is stored.
+    for (const changed of [
+      { data: { cart_id: '42', value: '19.98' } },
+      { data: { cart_id: '42', value: '19.99', extra: null } },
+      { type: 'custom.cart.recovered' },
+      { subject: 'carts/43' },
+      { partition_key: 'elsewhere' },
+      { time: '2020-01-01T00:00:00.000Z' },
+    ]) {
+      const conflict = await send(acme.token, { ...body, ...changed });
+      expect(conflict.statusCode, JSON.stringify(changed)).toBe(409);
+      expect(conflict.json().error).toMatchObject({
+        code: 'event_id_conflict',
+        details: [{ path: 'body.id', message: `the first event is ${event.id}` }],
+      });
+      expect(conflict.json().error.message).toContain(Object.keys(changed)[0]);
+    }
 
     const list = await t.call('GET', '/v1/events?type=custom.*', { token: acme.token });
     expect(list.json().data.filter((e: { id: string }) => e.id === event.id)).toHaveLength(1);
@@ -77,6 +94,66 @@ describe('custom events', () => {
     const [item] = listed.json().data;
     expect(JSON.stringify(item)).toBe(JSON.stringify(read.json()).replace(/,"request":null}$/, '}'));
     expect(listed.body).toContain(`"data":${JSON.stringify(data)}}`);
+  });
+
+  it('keeps the numbers of custom data exactly as sent: answer, read, listing', async () => {
+    const org = await t.organization('Numbers');
+    // Each as JSON text: JSON.parse would make them Infinity (stored as null), round the integer,
+    // and read the long decimal as 0.1.
+    const numbers =
+      '{"huge":1e400,"big":123456789012345678901234567890,"long":0.1000000000000000055511151231257827,"plain":[1.50,-0,2E-3]}';
+    const res = await t.call('POST', '/v1/events', {
+      token: org.token,
+      headers: { 'content-type': 'application/json' },
+      body: `{"type":"custom.measured","id":"m-1","data":${numbers}}`,
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    expect(res.body).toContain(`"data":${numbers}}`);
+    const read = await t.call('GET', `/v1/events/${res.json().id}`, { token: org.token });
+    expect(read.body).toContain(`"data":${numbers},"request":null}`);
+    const listed = await t.call('GET', '/v1/events', { token: org.token });
+    expect(listed.body).toContain(`"data":${numbers}}`);
+    // The replay of the same id answers the stored text too.
+    const again = await t.call('POST', '/v1/events', {
+      token: org.token,
+      headers: { 'content-type': 'application/json' },
+      body: `{"type":"custom.measured","id":"m-1","data":${numbers}}`,
+    });
+    expect(again.statusCode, again.body).toBe(200);
+    expect(again.body).toBe(res.body);
+  });
+
+  it('refuses a number a double would change in canonical data (its schema takes doubles)', async () => {
+    const org = await t.organization('Canonical numbers');
+    const order = (quantity: string) =>
+      `{"type":"order.created","data":{"order_id":"1","total":"10.00","revenue":"10.00","currency":"EUR",` +
+      `"external_ids":{},"products":[{"product_id":"p","name":"P","price":"10.00","quantity":${quantity}}]}}`;
+    for (const [quantity, message] of [
+      ['123456789012345678901234567890', 'is an integer beyond 2^53'],
+      ['1e400', 'is too large for a double'],
+      ['1.0000000000000000000001', 'has more digits than a double holds'],
+    ]) {
+      const res = await t.call('POST', '/v1/events', {
+        token: org.token,
+        headers: { 'content-type': 'application/json' },
+        body: order(quantity as string),
+      });
+      expect(res.statusCode, res.body).toBe(400);
+      expect(res.json().error).toMatchObject({
+        code: 'number_not_exact',
+        details: [{ path: 'body.data.products.0.quantity' }],
+      });
+      expect(res.json().error.message).toContain(`${quantity} ${message}`);
+    }
+    // A number a double holds exactly is taken, whatever its spelling.
+    const ok = await t.call('POST', '/v1/events', {
+      token: org.token,
+      headers: { 'content-type': 'application/json' },
+      body: order('2.0e0'),
+    });
+    expect(ok.statusCode, ok.body).toBe(201);
+    expect(ok.json().data.products[0].quantity).toBe(2);
+    expect((await t.call('GET', '/v1/events', { token: org.token })).json().data).toHaveLength(1);
   });
 
   it('lists each envelope as GET /v1/events/:id gives it, byte for byte, whatever its fields hold', async () => {
@@ -151,6 +228,22 @@ describe('custom events', () => {
       const res = await send(org.token, body);
       expect(res.statusCode, JSON.stringify(body)).toBe(400);
       expect(res.json().error.code).toBe('validation_failed');
+    }
+    // The body's data is read by a parser of its own (numbers as sent); it refuses what the API's
+    // usual parser refuses.
+    for (const [body, code] of <Array<[string, string]>>[
+      ['{"type":"custom.ok","data":{"__proto__":{"admin":true}}}', 'invalid_json'],
+      ['{"type":"custom.ok","data":{"a":{"constructor":{"prototype":{}}}}}', 'invalid_json'],
+      ['{"type":"custom.ok","data":{"a":1', 'invalid_json'],
+      [`{"type":"custom.ok","data":{"a":${'['.repeat(5000)}${']'.repeat(5000)}}}`, 'validation_failed'],
+    ]) {
+      const res = await t.call('POST', '/v1/events', {
+        token: org.token,
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
+      expect(res.statusCode, body.slice(0, 80)).toBe(400);
+      expect(res.json().error.code).toBe(code);
     }
     expect((await t.call('GET', '/v1/events', { token: org.token })).json().data).toEqual([]);
   });

@@ -12,6 +12,7 @@ import {
   type SimHubSpotEvent as SimEvent,
 } from '../sim/hubspot.ts';
 import {
+  type SimRefund,
   type SimStripeEvent,
   sendStripeWebhook,
   stripeCharge,
@@ -20,6 +21,8 @@ import {
   stripeId,
   stripeInvoice,
   stripePaymentIntent,
+  stripeRefund,
+  stripeRefundEvents,
 } from '../sim/stripe.ts';
 import { sendWooPing, sendWooWebhook, wooOrder, wooProduct } from '../sim/woocommerce.ts';
 import { startTestApp, type TestApp } from './helpers/app.ts';
@@ -126,11 +129,12 @@ describe('Stripe', () => {
       amount_refunded: 1505,
       currency: 'eur',
     });
+    const { chargeRefunded } = stripeRefundEvents(charge, stripeRefund({ amount: 1505, charge: charge.id }));
     const sent = [
       stripeEvent('customer.created', customer),
       paid,
       stripeEvent('payment_intent.succeeded', pi),
-      stripeEvent('charge.refunded', charge),
+      chargeRefunded,
     ];
     for (const event of sent) {
       const res = await send(event, STRIPE_SECRET, Math.floor(Date.now() / 1000) - 120);
@@ -166,7 +170,33 @@ describe('Stripe', () => {
       currency: 'JPY',
       status: 'succeeded',
     });
-    expect(refund?.data).toMatchObject({ refund_id: charge.id, total: '15.05', currency: 'EUR' });
+    expect(refund?.data).toMatchObject({ refund_id: `${charge.id}:1505`, total: '15.05', currency: 'EUR' });
+  });
+
+  it('stores each refund once, whether Stripe sends refund.created, charge.refunded or both', async () => {
+    const charge = stripeCharge({ amount: 5000, amount_refunded: 0, refunded: false, currency: 'usd' });
+    const refunds = [1000, 1500].map((amount) => stripeRefund({ amount, charge: charge.id }));
+    const [first, second] = [
+      stripeRefundEvents({ ...charge, amount_refunded: 1000 }, refunds[0] as SimRefund),
+      stripeRefundEvents({ ...charge, amount_refunded: 2500 }, refunds[1] as SimRefund),
+    ];
+    if (!first || !second) throw new Error('two refunds');
+    // Stripe does not promise an order: the charge's event first for one, the refund's for the other.
+    const answers = [];
+    for (const event of [
+      first.chargeRefunded,
+      first.refundCreated,
+      second.refundCreated,
+      second.chargeRefunded,
+    ])
+      answers.push((await send(event)).body.status);
+    expect(answers).toEqual(['accepted', 'duplicate', 'accepted', 'duplicate']);
+    const stored = (await events(`installation_id=${ins.stripe}&type=refund.created`)).filter(
+      (e) => (e.data as { payment_id?: string }).payment_id === charge.payment_intent,
+    );
+    expect(stored.map((e) => e.data.total)).toEqual(['10.00', '15.00']);
+    // A retry of either event later changes nothing.
+    expect((await send(second.chargeRefunded)).body.status).toBe('duplicate');
   });
 
   it('answers a retry of the same evt_ (re-signed later) with duplicate and stores nothing new', async () => {
@@ -251,6 +281,33 @@ describe('WooCommerce', () => {
     expect(changed.body.status).toBe('accepted');
     const after = await events(`installation_id=${ins.woocommerce}`);
     expect(after.map((e) => e.type)).toEqual(['order.created', 'product.updated', 'order.fulfilled']);
+  });
+
+  it("attributes each store's customer 12 to that store's user, never to another store's", async () => {
+    const second = await install(
+      'woocommerce',
+      { siteUrl: 'https://second.example.com' },
+      { webhookSecret: WOO_SECRET },
+    );
+    const sendTo = (installation: string, id: number) =>
+      sendWooWebhook(`${base}/hooks/${installation}`, {
+        topic: 'order.created',
+        payload: wooOrder({ id, customer_id: 12 }),
+        secret: WOO_SECRET,
+      }).then(inbound);
+    const first = await user({ 'woocommerce@shop.example.com': '12' });
+    // The second store's customer 12 is someone else: nobody's until a user holds that id there.
+    const before = await sendTo(second, 7001);
+    expect(before.status, JSON.stringify(before.body)).toBe(200);
+    const secondUser = await user({ 'woocommerce@second.example.com': '12' });
+    await sendTo(ins.woocommerce, 7002);
+    await sendTo(second, 7003);
+    const got = [
+      ...(await events(`installation_id=${ins.woocommerce}`)),
+      ...(await events(`installation_id=${second}`)),
+    ];
+    const userOf = (subject: string) => got.find((e) => e.subject === subject)?.userid;
+    expect(['orders/7001', 'orders/7002', 'orders/7003'].map(userOf)).toEqual([null, first, secondUser]);
   });
 
   it('refuses a bad signature with 401 and stores nothing', async () => {
@@ -379,9 +436,12 @@ describe('custom events', () => {
     const event = { id, type: 'custom.invoice.synced', subject: 'invoices/77' };
     const first = await post({ ...event, data: { total: '19.99' } });
     expect(first.statusCode, first.body).toBe(201);
-    const again = await post({ ...event, data: { total: '0.01' } });
+    const again = await post({ ...event, data: { total: '19.99' } });
     expect(again.statusCode, again.body).toBe(200);
     expect(again.json()).toEqual(first.json());
+    const other = await post({ ...event, data: { total: '0.01' } });
+    expect(other.statusCode, other.body).toBe(409);
+    expect(other.json().error.code).toBe('event_id_conflict');
     expect(first.json()).toMatchObject({
       type: event.type,
       partitionkey: 'invoices/77',

@@ -3,7 +3,14 @@
 // redaction, and every kind of bad input answered with a 4xx and nothing half-stored.
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sendShopifyWebhook, shopifyCustomerRedact, shopifyOrder, shopifyPayload } from '../sim/shopify.ts';
+import {
+  sendShopifyWebhook,
+  shopifyCustomer,
+  shopifyCustomerRedact,
+  shopifyOrder,
+  shopifyPayload,
+  shopifyRefund,
+} from '../sim/shopify.ts';
 import { startTestApp, type TestApp } from './helpers/app.ts';
 import { until } from './helpers/log-fixture.ts';
 
@@ -149,6 +156,44 @@ describe('receiving webhooks', () => {
     const one = (await t.call('GET', `/v1/events/${accepted.event_ids[0]}`, { token: acme.token })).json();
     expect(one.request).toMatchObject({ method: 'POST', status: 'accepted' });
     expect(one.request.headers['x-shopify-topic']).toBe('orders/create');
+  });
+
+  it("gives refunds/create, which names no customer, the order's customer and user", async () => {
+    const user = (
+      await t.call('POST', '/v1/users', { token: acme.token, body: { external_ids: { shopify: '4242' } } })
+    ).json();
+    const send = (topic: string, body: unknown, eventId: string) =>
+      sendShopifyWebhook(`${base}/hooks/${installationId}`, {
+        topic,
+        shopDomain: SHOP,
+        body,
+        secret: SECRET,
+        eventId,
+      });
+    const order = shopifyOrder({ id: 5550042n }, { customer: shopifyCustomer({ id: 4242n }) });
+    expect((await send('orders/create', order, 'evt-order-42')).status).toBe(200);
+    const refunded = await send(
+      'refunds/create',
+      shopifyRefund({ id: 7770042n, orderId: 5550042n }),
+      'evt-refund-42',
+    );
+    expect(refunded.status, refunded.body).toBe(200);
+    const [refundId] = JSON.parse(refunded.body).event_ids;
+    const refund = (await t.call('GET', `/v1/events/${refundId}`, { token: acme.token })).json();
+    expect(refund).toMatchObject({
+      type: 'refund.created',
+      userid: user.id,
+      data: { refund_id: '7770042', order_id: '5550042', customer_id: '4242' },
+    });
+    // A refund of an order the hub never received has no customer.
+    const orphan = await send(
+      'refunds/create',
+      shopifyRefund({ id: 7770043n, orderId: 5559999n }),
+      'evt-refund-43',
+    );
+    const [orphanId] = JSON.parse(orphan.body).event_ids;
+    const lone = (await t.call('GET', `/v1/events/${orphanId}`, { token: acme.token })).json();
+    expect(lone).toMatchObject({ userid: null, data: { order_id: '5559999', customer_id: null } });
   });
 
   it('routes POST /hooks/shopify by the shop domain header', async () => {

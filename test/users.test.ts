@@ -78,6 +78,62 @@ describe('users', () => {
     await createUser(globex.token, { external_ids: { woocommerce: 'w-1' } });
   });
 
+  it('keeps external ids per platform account, and finds them with or without the account', async () => {
+    const org = await t.organization('Two stores');
+    const call = (url: string) => t.call('GET', url, { token: org.token });
+    // Customer 12 of each store is another person.
+    const a = await createUser(org.token, { external_ids: { 'woocommerce@a.example.com': '12' } });
+    const b = await createUser(org.token, {
+      external_ids: { 'woocommerce@b.example.com': '12', 'woocommerce@a.example.com': '40' },
+    });
+    expect(b.external_ids).toEqual({ 'woocommerce@a.example.com': '40', 'woocommerce@b.example.com': '12' });
+
+    const inA = await call('/v1/users/by-external-id/woocommerce/12?account=a.example.com');
+    expect(inA.json().id).toBe(a.id);
+    const inB = await call('/v1/users/by-external-id/woocommerce/12?account=b.example.com');
+    expect(inB.json().id).toBe(b.id);
+    // Without the account: the one user who holds the id, or 409 listing the holders.
+    expect((await call('/v1/users/by-external-id/woocommerce/40')).json().id).toBe(b.id);
+    const ambiguous = await call('/v1/users/by-external-id/woocommerce/12');
+    expect(ambiguous.statusCode).toBe(409);
+    expect(ambiguous.json().error).toMatchObject({
+      code: 'external_id_ambiguous',
+      details: [
+        { account: 'a.example.com', user_id: a.id },
+        { account: 'b.example.com', user_id: b.id },
+      ],
+    });
+    // A third store has no customer 12 of its own, until a user holds 12 without account: such an
+    // id stands for every store that has none.
+    const inC = await call('/v1/users/by-external-id/woocommerce/12?account=c.example.com');
+    expect(inC.statusCode).toBe(404);
+    expect(inC.json().error.code).toBe('user_not_found');
+    const any = await createUser(org.token, { external_ids: { woocommerce: '12' } });
+    expect((await call('/v1/users/by-external-id/woocommerce/12?account=c.example.com')).json().id).toBe(
+      any.id,
+    );
+    expect((await call('/v1/users/by-external-id/woocommerce/12?account=a.example.com')).json().id).toBe(
+      a.id,
+    );
+
+    // One id per user and account: a second account's id is added, a null removes that one only.
+    const patched = await t.call('PATCH', `/v1/users/${b.id}`, {
+      token: org.token,
+      body: { external_ids: { 'woocommerce@a.example.com': null, 'woocommerce@c.example.com': '41' } },
+    });
+    expect(patched.json().external_ids).toEqual({
+      'woocommerce@b.example.com': '12',
+      'woocommerce@c.example.com': '41',
+    });
+    // The same id in the same account is still one user's.
+    const clash = await t.call('POST', '/v1/users', {
+      token: org.token,
+      body: { external_ids: { 'woocommerce@b.example.com': '12' } },
+    });
+    expect(clash.statusCode).toBe(409);
+    expect(clash.json().error.code).toBe('external_id_conflict');
+  });
+
   it('answers 409 when an external id already belongs to another user of the organization', async () => {
     const a = await createUser(acme.token, { external_ids: { stripe: 'cus_A' } });
     const clash = await t.call('POST', '/v1/users', {
@@ -152,6 +208,17 @@ describe('users', () => {
       [{ unknown_field: 1 }, 'validation_failed', 'body'],
       [{ external_ids: { 'Bad Platform!': '1' } }, 'validation_failed', 'body.external_ids.Bad Platform!'],
       [{ external_ids: { shopify: '' } }, 'validation_failed', 'body.external_ids.shopify'],
+      [{ external_ids: { 'woocommerce@': '1' } }, 'validation_failed', 'body.external_ids.woocommerce@'],
+      [
+        { external_ids: { 'woocommerce@a b': '1' } },
+        'validation_failed',
+        'body.external_ids.woocommerce@a b',
+      ],
+      [
+        { external_ids: { 'woocommerce@a@b': '1' } },
+        'validation_failed',
+        'body.external_ids.woocommerce@a@b',
+      ],
       [{ traits: 'nope' }, 'validation_failed', 'body.traits'],
     ];
     for (const [body, code, path] of cases) {

@@ -78,6 +78,14 @@ export interface EventDraft {
   /** The provider's id of the customer concerned, to attach the organization's user id. */
   customerExternalId?: string | null | undefined;
   /**
+   * For an event whose provider names no customer but an earlier event that did (a Shopify
+   * refund names its order): that event's subject, e.g. `orders/820982911946154508`. The hub
+   * takes the customer of the latest event of the installation with this subject (among its
+   * recent events, see `CUSTOMER_LOOKBACK_EVENTS`) as this event's customer, for its user id, and
+   * writes it into the data's `customer_id`. Ignored when `customerExternalId` is set.
+   */
+  customerFrom?: string | undefined;
+  /**
    * For a provider that batches events and may regroup them when it retries (HubSpot): this
    * event's own key, the same on every retry. When every event of a request has one, each is
    * de-duplicated on its own (a retry that mixes old and new events stores only the new ones) and
@@ -100,6 +108,13 @@ export interface InboundSpec<C, S, P = unknown> {
   dedupeKey(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): string;
   /** The ordering key of the events (the source account: the shop domain for Shopify). */
   partitionKey(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): string;
+  /**
+   * The provider account the request's customer ids belong to (the shop domain, the Stripe
+   * account), as users name it in their external ids (`shopify@acme.myshopify.com`): a customer
+   * id means one customer only within it. Prefer what the provider names over the installation,
+   * so the same account installed again keeps its users.
+   */
+  account(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): string;
   /** Canonical events for this request; throws topic_unknown or payload_invalid. */
   normalize(req: InboundRequest, payload: P, ctx: InstallationContext<C, S>): EventDraft[];
   /** For providers calling one URL for every account (POST /hooks/<connector>): the account this request is for. */
@@ -186,9 +201,30 @@ export interface DestinationSpec<C, S> {
   deliver(batch: DeliveryItem[], ctx: DeliverContext<C, S>): Promise<DeliveryResult[]>;
 }
 
+/** What a connection check gives: the installation's settings and the hub's outbound HTTP. */
+export type CheckContext<C, S> = DeliverContext<C, S>;
+
+/** The outcome of a connection check; `message` says what the provider answered, never a secret. */
 export interface CheckResult {
   ok: boolean;
   message: string;
+}
+
+/** A setting that is valid but keeps some subscribed events from ever being delivered. */
+export interface InstallationWarning {
+  /** Stable, for programs: e.g. `profile_updates_need_project_token`. */
+  code: string;
+  message: string;
+  /** The request field to change, e.g. `body.secrets.projectToken`. */
+  path?: string | undefined;
+}
+
+/** What `warnings` looks at: an installation's settings as they will be saved. */
+export interface WarningContext<C, S> {
+  config: C;
+  secrets: Partial<S>;
+  /** Whether the destination's subscription takes events of this type (its filter aside). */
+  subscribes(type: string): boolean;
 }
 
 export interface ConnectorDefinition<C extends z.ZodType = z.ZodType, S extends z.ZodType = z.ZodType> {
@@ -220,8 +256,16 @@ export interface ConnectorDefinition<C extends z.ZodType = z.ZodType, S extends 
     current: Partial<z.infer<S>>,
     now: Date,
   ): { secrets: Partial<z.infer<S>>; revealed: Record<string, string> };
-  /** Connection check for `POST /v1/installations/:id/test`. */
-  check?(ctx: InstallationContext<z.infer<C>, z.infer<S>>): Promise<CheckResult>;
+  /**
+   * Connection check for `POST /v1/installations/:id/test`: a real call to the provider with the
+   * installation's settings (through `ctx.http`), answered with what the provider said.
+   */
+  check?(ctx: CheckContext<z.infer<C>, z.infer<S>>): Promise<CheckResult>;
+  /**
+   * Warnings for the response that creates or updates an installation: settings that are valid
+   * but leave some subscribed events undeliverable (they would fail, then die). Pure: no I/O.
+   */
+  warnings?(ctx: WarningContext<z.infer<C>, z.infer<S>>): InstallationWarning[];
 }
 
 export type AnyConnector = ConnectorDefinition<z.ZodType, z.ZodType>;
@@ -237,7 +281,7 @@ const ID = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
  *   id: 'acme', name: 'Acme', category: 'ecommerce',
  *   config: z.object({ account: z.string() }),
  *   secrets: z.object({ signingSecret: z.string() }),
- *   inbound: { verify, dedupeKey, partitionKey, normalize },
+ *   inbound: { verify, dedupeKey, partitionKey, account, normalize },
  * });
  */
 export function defineConnector<C extends z.ZodObject, S extends z.ZodObject, P>(
@@ -266,7 +310,7 @@ export function validateCatalog(connectors: readonly AnyConnector[]): void {
       throw new ConnectorDefinitionError(`${where}: secrets must be a z.object`);
     const inbound = c.inbound;
     if (inbound) {
-      for (const fn of ['verify', 'dedupeKey', 'partitionKey', 'normalize'] as const) {
+      for (const fn of ['verify', 'dedupeKey', 'partitionKey', 'account', 'normalize'] as const) {
         if (typeof inbound[fn] !== 'function')
           throw new ConnectorDefinitionError(`${where}: inbound.${fn} must be a function`);
       }

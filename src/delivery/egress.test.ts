@@ -160,21 +160,29 @@ describe('check', () => {
       .check('http://localhost:8080/hook')
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EgressBlockedError);
-    expect((err as EgressBlockedError).reason).toMatch(/loopback/);
+    expect((err as EgressBlockedError).reason).toBe('localhost resolves to a non-public address');
+    expect((err as EgressBlockedError).detail).toMatch(/^localhost resolves to loopback address/);
     expect((err as EgressBlockedError).code).toBe('egress_blocked');
     await expect(
       guard(['127.0.0.1/32', '::1/128']).check('http://localhost:8080/hook'),
     ).resolves.toBeUndefined();
   });
 
-  it('refuses a host with one public and one private address', async () => {
+  it('refuses a host with one public and one private address, naming the address only to the log', async () => {
     const lookup = fakeLookup({ 'mixed.example': ['93.184.215.14', '10.0.0.5'] });
-    const err = await guard([], lookup)
+    const warned: unknown[] = [];
+    const logger = { warn: (...args: unknown[]) => warned.push(args) };
+    const err = await createEgressGuard({ allow: [], lookup, logger })
       .check('https://mixed.example/x')
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EgressBlockedError);
+    // What the tenant reads does not say what the name resolves to.
+    expect((err as Error).message).toBe('egress blocked: mixed.example resolves to a non-public address');
+    expect((err as EgressBlockedError).reason).not.toContain('10.0.0.5');
+    // The operator's log does.
     expect((err as EgressBlockedError).address).toBe('10.0.0.5');
-    expect((err as Error).message).toContain('mixed.example resolves to private address 10.0.0.5');
+    expect((err as EgressBlockedError).detail).toBe('mixed.example resolves to private address 10.0.0.5');
+    expect(JSON.stringify(warned)).toContain('10.0.0.5');
     await expect(
       guard(
         [],
@@ -198,13 +206,27 @@ describe('check', () => {
       await expect(g.check(url), url).rejects.toBeInstanceOf(EgressBlockedError);
     }
     await expect(g.check('http://8.8.8.8/')).resolves.toBeUndefined();
+    // An address the URL holds is named: the tenant wrote it.
+    await expect(g.check('http://10.1.2.3/')).rejects.toThrow('egress blocked: private address 10.1.2.3');
     expect(lookup).not.toHaveBeenCalled();
-    // A literal that passed is vetted from then on (no check per request); nothing else is.
-    expect(g.vetted('http://8.8.8.8/')).toBe(true);
-    expect(g.vetted('http://8.8.4.4/')).toBe(false);
-    expect(g.vetted('http://[::1]/')).toBe(false);
-    await expect(g.check('http://public.example/')).resolves.toBeUndefined();
-    expect(g.vetted('http://public.example/')).toBe(false);
+  });
+
+  it('screens a URL at send time without DNS: its form and an IP literal host', () => {
+    const lookup = fakeLookup({ 'public.example': ['10.0.0.1'] });
+    const g = guard([], lookup);
+    for (const url of ['http://8.8.8.8/', 'https://[2606:4700::1111]/', 'https://public.example/x']) {
+      expect(() => g.screen(url), url).not.toThrow();
+    }
+    for (const url of [
+      'http://[::1]/',
+      'http://127.1/',
+      'ftp://public.example/',
+      'https://u:p@public.example/',
+    ]) {
+      expect(() => g.screen(url), url).toThrow(EgressBlockedError);
+    }
+    // Host names are left to the dispatcher, which resolves and vets them.
+    expect(lookup).not.toHaveBeenCalled();
   });
 
   it('refuses non-http schemes, credentials and non-URLs', async () => {
@@ -261,5 +283,23 @@ describe('dispatcher', () => {
     expect(err).toBeInstanceOf(EgressBlockedError);
     expect((err as EgressBlockedError).address).toBe('10.0.0.1');
     expect(server.connections()).toBe(1);
+  });
+
+  it("keeps two host names' connections apart, though they resolve to one address", async () => {
+    const sockets = { 'a.example': new Set<number>(), 'b.example': new Set<number>() };
+    const server = createServer((req, res) => {
+      const host = (req.headers.host ?? '').split(':')[0] as keyof typeof sockets;
+      sockets[host].add(req.socket.remotePort as number);
+      res.end('ok');
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    const g = guard(['127.0.0.1/32'], fakeLookup({ 'a.example': ['127.0.0.1'], 'b.example': ['127.0.0.1'] }));
+    for (const host of ['a.example', 'b.example', 'a.example', 'b.example']) {
+      await (await request(`http://${host}:${port}/`, { dispatcher: g.dispatcher })).body.text();
+    }
+    // One tenant's requests never travel on a connection opened for another's host name.
+    expect([...sockets['a.example']].some((p) => sockets['b.example'].has(p))).toBe(false);
   });
 });

@@ -1,21 +1,36 @@
 // The egress guard: outbound HTTP from connectors may reach only public addresses (or ones in the
 // self-hoster's CIDR allowlist), checked when a destination is saved and again on every connect.
+// A host name's addresses are kept for DNS_CACHE_TTL_MS, so a new connection to a known host costs
+// no lookup (a reused one never did); they are vetted again at every connect all the same.
 import { promises as dns, type LookupAddress } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
 import ipaddr from 'ipaddr.js';
+import type { Logger } from 'pino';
 import { Agent, buildConnector, type Dispatcher } from 'undici';
 
-/** The URL or one of the addresses its host resolves to is not allowed. Not retryable. */
+/** How long the addresses a host name resolved to are used before it is resolved again. */
+export const DNS_CACHE_TTL_MS = 10_000;
+/** Host names whose addresses are kept at most (past that, the cache starts again). */
+const DNS_CACHE_HOSTS = 10_000;
+
+/**
+ * The URL or one of the addresses its host resolves to is not allowed. Not retryable. Its message
+ * is shown to the tenant (a delivery attempt's error, a 400): it never holds an address that a
+ * host name resolved to, which would let a tenant map the internal network; `address` and
+ * `detail` have it, for operators' logs.
+ */
 export class EgressBlockedError extends Error {
   override name = 'EgressBlockedError';
   readonly code = 'egress_blocked';
   constructor(
-    /** Short and human: `loopback address 127.0.0.1`. */
+    /** Short and human: `loopback address 127.0.0.1` (an address the URL holds), `hooks.internal resolves to a non-public address`. */
     readonly reason: string,
+    /** The address refused, if any. */
     readonly address?: string | undefined,
-    host?: string | undefined,
+    /** For operators: why, with the address (`hooks.internal resolves to private address 10.1.2.3`). */
+    readonly detail: string = reason,
   ) {
-    super(`egress blocked: ${host && host !== address ? `${host} resolves to ` : ''}${reason}`);
+    super(`egress blocked: ${reason}`);
   }
 }
 
@@ -40,21 +55,22 @@ export type LookupAll = (hostname: string, options: { all: true }) => Promise<Lo
 
 export interface EgressGuard {
   /**
-   * Parses the URL (http/https only, no userinfo), resolves its host (every A and AAAA record) and
-   * throws EgressBlockedError unless every address is allowed, EgressLookupError if it does not
-   * resolve. Used when a destination is created and again at send time (DNS may change).
+   * Parses the URL (http/https only, no userinfo), resolves its host afresh (every A and AAAA
+   * record) and throws EgressBlockedError unless every address is allowed, EgressLookupError if it
+   * does not resolve. Used when a destination is saved.
    */
   check(url: string): Promise<void>;
   /**
-   * True when `check(url)` is known to pass without a DNS lookup: its host is an IP literal that
-   * an earlier check allowed (the allowlist does not change). Saves the check per request to the
-   * same endpoint; a host name is always checked again.
+   * What can be told of the URL without DNS, at send time: http or https, no userinfo, and an IP
+   * literal host allowed; throws EgressBlockedError otherwise. A host name is resolved and vetted
+   * by `dispatcher` when it opens a connection. The verdict is kept per URL.
    */
-  vetted(url: string): boolean;
+  screen(url: string): void;
   /**
    * An undici Agent whose sockets connect only to vetted addresses: IP literals are checked before
-   * connecting, and host names go through a lookup that resolves every address, refuses if any is
-   * blocked and hands the vetted addresses to the socket (no second lookup).
+   * connecting, and host names go through a lookup that refuses the name if any of its addresses
+   * is blocked and hands the vetted addresses to the socket. The lookup's answers are kept for
+   * DNS_CACHE_TTL_MS and vetted again at every use.
    */
   readonly dispatcher: Dispatcher;
   close(): Promise<void>;
@@ -163,22 +179,81 @@ export function blockedReason(address: string, allow: readonly string[]): string
   return reasonFor(ipaddr.parse(bare), parseAllow(allow), bare);
 }
 
-export function createEgressGuard(options: { allow: readonly string[]; lookup?: LookupAll }): EgressGuard {
+/**
+ * `lookup`, its answers kept per host name for `ttlMs` (lookups of a name under way are shared).
+ * Only answers are kept, never verdicts: the caller vets them at every use. Failures are not kept.
+ */
+function cachedLookup(lookup: LookupAll, ttlMs: number): LookupAll {
+  const kept = new Map<string, { until: number; answer: Promise<LookupAddress[]> }>();
+  return (host, options) => {
+    const now = Date.now();
+    const hit = kept.get(host);
+    if (hit && hit.until > now) return hit.answer;
+    if (kept.size >= DNS_CACHE_HOSTS) kept.clear();
+    const answer = lookup(host, options);
+    kept.set(host, { until: now + ttlMs, answer });
+    answer.catch(() => {
+      if (kept.get(host)?.answer === answer) kept.delete(host);
+    });
+    return answer;
+  };
+}
+
+/** The host of an http or https URL without userinfo (IPv6 literals without brackets). */
+function hostOfUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new EgressBlockedError('not a valid URL');
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    throw new EgressBlockedError(`scheme ${parsed.protocol} is not allowed (http or https only)`);
+  if (parsed.username || parsed.password)
+    throw new EgressBlockedError('credentials in the URL are not allowed');
+  return parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+}
+
+export function createEgressGuard(options: {
+  allow: readonly string[];
+  lookup?: LookupAll;
+  /** Where refusals of host names are logged with the address (the tenant's error omits it). */
+  logger?: Pick<Logger, 'warn'> | undefined;
+  /** How long a host name's addresses are kept (DNS_CACHE_TTL_MS unless given). */
+  dnsCacheTtlMs?: number;
+}): EgressGuard {
   const allow = parseAllow(options.allow);
   const lookupAll: LookupAll = options.lookup ?? ((host, opts) => dns.lookup(host, opts));
 
-  const vetAddress = (address: string, host?: string) => {
-    const reason = ipaddr.isValid(address)
+  const reasonOf = (address: string) =>
+    ipaddr.isValid(address)
       ? reasonFor(ipaddr.parse(address), allow, address)
       : `invalid IP address ${address}`;
-    if (reason) throw new EgressBlockedError(reason, address, host);
+
+  /**
+   * Throws unless `address` is allowed. `resolvedFrom`: the host name it was resolved from; the
+   * error then names the host, not the address (logged for operators instead).
+   */
+  const vetAddress = (address: string, resolvedFrom?: string) => {
+    const reason = reasonOf(address);
+    if (!reason) return;
+    if (resolvedFrom === undefined) throw new EgressBlockedError(reason, address);
+    const detail = `${resolvedFrom} resolves to ${reason}`;
+    options.logger?.warn({ host: resolvedFrom, address, reason }, `egress blocked: ${detail}`);
+    throw new EgressBlockedError(`${resolvedFrom} resolves to a non-public address`, address, detail);
   };
 
-  /** Every address of the host, each vetted; throws unless all are allowed. */
-  const resolve = async (host: string): Promise<LookupAddress[]> => {
+  const lookupKept = cachedLookup(lookupAll, options.dnsCacheTtlMs ?? DNS_CACHE_TTL_MS);
+
+  /**
+   * Every address of the host, each vetted; throws unless all are allowed. `fresh`: asks DNS now
+   * (a destination being saved) rather than taking an answer kept from a lookup of the last
+   * DNS_CACHE_TTL_MS (a connection being opened).
+   */
+  const resolve = async (host: string, fresh = false): Promise<LookupAddress[]> => {
     let addresses: LookupAddress[];
     try {
-      addresses = await lookupAll(host, { all: true });
+      addresses = await (fresh ? lookupAll : lookupKept)(host, { all: true });
     } catch (err) {
       throw new EgressLookupError(host, err);
     }
@@ -201,6 +276,8 @@ export function createEgressGuard(options: { allow: readonly string[]; lookup?: 
     );
   };
 
+  // Connections are pooled per origin, the host name as the URL has it (not per address: a pool
+  // per address would share connections between the host names of different tenants).
   const base = buildConnector({ lookup });
   const dispatcher = new Agent({
     connect(opts, callback) {
@@ -217,32 +294,23 @@ export function createEgressGuard(options: { allow: readonly string[]; lookup?: 
     },
   });
 
-  // URLs with an IP-literal host that passed `check`: their verdict needs no DNS and cannot change.
-  const literalAllowed = new Set<string>();
-  const LITERALS_KEPT = 10_000;
+  // URLs that passed `screen`: their verdict needs no DNS and cannot change (nor can the allowlist).
+  const screened = new Set<string>();
+  const SCREENED_KEPT = 10_000;
 
   return {
     dispatcher,
-    vetted: (url) => literalAllowed.has(url),
+    screen(url) {
+      if (screened.has(url)) return;
+      const host = hostOfUrl(url);
+      if (isIP(host)) vetAddress(host);
+      if (screened.size >= SCREENED_KEPT) screened.clear();
+      screened.add(url);
+    },
     async check(url) {
-      let parsed: URL;
-      try {
-        parsed = new URL(url);
-      } catch {
-        throw new EgressBlockedError('not a valid URL');
-      }
-      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
-        throw new EgressBlockedError(`scheme ${parsed.protocol} is not allowed (http or https only)`);
-      if (parsed.username || parsed.password)
-        throw new EgressBlockedError('credentials in the URL are not allowed');
-      const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
-      if (isIP(host)) {
-        vetAddress(host);
-        if (literalAllowed.size >= LITERALS_KEPT) literalAllowed.clear();
-        literalAllowed.add(url);
-        return;
-      }
-      await resolve(host);
+      const host = hostOfUrl(url);
+      if (isIP(host)) vetAddress(host);
+      else await resolve(host, true);
     },
     close: () => dispatcher.close(),
   };

@@ -1,7 +1,8 @@
+import type { LookupAddress } from 'node:dns';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createEgressGuard, EgressBlockedError, type EgressGuard } from './egress.ts';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createEgressGuard, EgressBlockedError, type EgressGuard, type LookupAll } from './egress.ts';
 import { createHttpClient, HttpClientError } from './http.ts';
 
 const guards: EgressGuard[] = [];
@@ -14,8 +15,16 @@ afterEach(async () => {
   }
 });
 
-function client(allow = ['127.0.0.1/32'], lookup?: Parameters<typeof createEgressGuard>[0]['lookup']) {
-  const guard = createEgressGuard(lookup ? { allow, lookup } : { allow });
+function client(
+  allow = ['127.0.0.1/32'],
+  lookup?: Parameters<typeof createEgressGuard>[0]['lookup'],
+  dnsCacheTtlMs?: number,
+) {
+  const guard = createEgressGuard({
+    allow,
+    ...(lookup ? { lookup } : {}),
+    ...(dnsCacheTtlMs ? { dnsCacheTtlMs } : {}),
+  });
   guards.push(guard);
   return createHttpClient(guard, { userAgent: 'Interchange-Test/1' });
 }
@@ -176,5 +185,86 @@ describe('createHttpClient', () => {
     expect(err).toBeInstanceOf(EgressBlockedError);
     expect((err as EgressBlockedError).reason).toBe('loopback address 127.0.0.1');
     expect(server.requests()).toBe(0);
+  });
+});
+
+describe('createHttpClient, to host names', () => {
+  /** A lookup answering from a table, counting what it was asked. */
+  const countingLookup = (table: Record<string, string>) =>
+    vi.fn<LookupAll>(async (host) => {
+      const address = table[host];
+      if (!address) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
+      return [{ address, family: 4 } satisfies LookupAddress];
+    });
+  const asked = (lookup: ReturnType<typeof countingLookup>, host: string) =>
+    lookup.mock.calls.filter(([name]) => name === host).length;
+  /** A receiver on 127.0.0.1 that closes every connection after its answer (`close`), or keeps it. */
+  const receiver = async (close: boolean) => {
+    const hosts: string[] = [];
+    let connections = 0;
+    const server = await serve((req, res) => {
+      hosts.push(req.headers.host ?? '');
+      if (close) res.setHeader('connection', 'close');
+      res.end('ok');
+    });
+    servers.at(-1)?.on('connection', () => connections++);
+    return { port: new URL(server.url).port, hosts, connections: () => connections };
+  };
+
+  it('resolves a host name once for repeated deliveries, on reused and on new connections', async () => {
+    const lookup = countingLookup({ 'kept.example': '127.0.0.1', 'closing.example': '127.0.0.1' });
+    const http = client(['127.0.0.1/32'], lookup);
+    const kept = await receiver(false);
+    const closing = await receiver(true);
+    for (let n = 0; n < 5; n++) {
+      for (const [host, port] of [
+        ['kept.example', kept.port],
+        ['closing.example', closing.port],
+      ]) {
+        const res = await http(`http://${host}:${port}/hook`, { method: 'POST', headers: {}, body: 'x' });
+        expect(res.status).toBe(200);
+      }
+    }
+    expect(kept.connections()).toBe(1);
+    expect(closing.connections()).toBe(5);
+    // Within the time an answer is kept, a host name is resolved once, whatever the connections.
+    expect(asked(lookup, 'kept.example')).toBe(1);
+    expect(asked(lookup, 'closing.example')).toBe(1);
+    // The receiver sees the host name it is known by.
+    expect(closing.hosts).toEqual(Array(5).fill(`closing.example:${closing.port}`));
+  });
+
+  it('resolves it again once that time is over', async () => {
+    const lookup = countingLookup({ 'closing.example': '127.0.0.1' });
+    const http = client(['127.0.0.1/32'], lookup, 50);
+    const closing = await receiver(true);
+    await http(`http://closing.example:${closing.port}/`, { method: 'GET', headers: {} });
+    await new Promise((r) => setTimeout(r, 120));
+    await http(`http://closing.example:${closing.port}/`, { method: 'GET', headers: {} });
+    expect(asked(lookup, 'closing.example')).toBe(2);
+  });
+
+  it('vets a kept answer at every use: a blocked address is refused every time, not named', async () => {
+    const allowed = await receiver(true);
+    // Loopback is allowed for the test's receiver; the internal name's private address is not.
+    const lookup = countingLookup({ 'hooks.example': '127.0.0.1', 'internal.example': '10.1.2.3' });
+    const http = client(['127.0.0.1/32'], lookup);
+    for (let n = 0; n < 2; n++) {
+      const err = await http(`http://internal.example:${allowed.port}/`, {
+        method: 'GET',
+        headers: {},
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(EgressBlockedError);
+      expect((err as Error).message).toBe(
+        'egress blocked: internal.example resolves to a non-public address',
+      );
+    }
+    expect(asked(lookup, 'internal.example')).toBe(1);
+    // An allowlisted address is connected to.
+    for (let n = 0; n < 2; n++) {
+      const res = await http(`http://hooks.example:${allowed.port}/`, { method: 'GET', headers: {} });
+      expect(res.status).toBe(200);
+    }
+    expect(allowed.connections()).toBe(2);
   });
 });

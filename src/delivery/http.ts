@@ -29,14 +29,6 @@ export class HttpClientError extends Error {
   }
 }
 
-/** Rejects with `onTimeout()` once `ms` are over; for steps that take no timer of their own (DNS). */
-function within<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(onTimeout()), ms);
-    promise.then(resolve, reject).finally(() => clearTimeout(timer));
-  });
-}
-
 /**
  * The bytes kept of a response body, decoded: invalid bytes become U+FFFD; a character cut in two
  * by the limit is dropped, not replaced.
@@ -227,8 +219,9 @@ function describe(err: unknown, host: string, timeoutMs: number, timedOut: boole
 }
 
 /**
- * Outbound HTTP for connectors (see `HttpClient` in connectors/sdk.ts). `guard.check` refuses bad
- * schemes and addresses early with a clear reason; the guard's dispatcher enforces it at connect.
+ * Outbound HTTP for connectors (see `HttpClient` in connectors/sdk.ts). `guard.screen` refuses bad
+ * schemes and IP literals early with a clear reason; the guard's dispatcher resolves and vets host
+ * names, and vets every address again at connect.
  */
 export function createHttpClient(guard: EgressGuard, options: { userAgent?: string } = {}): HttpClient {
   const userAgent = options.userAgent ?? 'Interchange';
@@ -242,15 +235,14 @@ export function createHttpClient(guard: EgressGuard, options: { userAgent?: stri
     )
       headers['user-agent'] = userAgent;
 
-    const started = performance.now();
     try {
-      if (!guard.vetted(url)) await within(guard.check(url), timeoutMs, () => new Cut(true));
-      const left = Math.max(1, timeoutMs - (performance.now() - started));
+      // The host name is resolved and vetted by the guard's dispatcher, within the time limit.
+      guard.screen(url);
       const res = await exchange(
         guard.dispatcher,
         url,
         { method: req.method, headers, body: req.body ?? null },
-        left,
+        timeoutMs,
         maxBytes,
       );
       return { status: res.status, headers: flattenHeaders(res.headers), body: res.body };

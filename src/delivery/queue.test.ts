@@ -4,8 +4,9 @@
 // destination's row lock (a settling transaction holds it): the slots must start when the lock is
 // had, not when the claim's transaction began, or every slot already past goes out at once and
 // the endpoint sees a burst (PostgreSQL only: an embedded PGlite is one connection, so nothing can
-// hold the lock meanwhile). Last, settling failures wakes the log's consumers only when it logged
-// an operational event.
+// hold the lock meanwhile). A destination whose booking fails, or whose stored rate limit is out of
+// range, holds up no other one. Last, settling failures wakes the log's consumers only when it
+// logged an operational event.
 import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +16,7 @@ import { newId } from '../ids.ts';
 import { queryRows } from '../store/db.ts';
 import { deliveries } from '../store/schema.ts';
 import { settleAll } from './outcome.ts';
-import { claimDeliveries, claimUnlimited, Unwritten, WriteLatch } from './queue.ts';
+import { claimDeliveries, claimRateLimited, claimUnlimited, Unwritten, WriteLatch } from './queue.ts';
 
 /** A hub started before the tests of the describe block that calls this, and closed after them. */
 function hubPerBlock(): () => TestApp {
@@ -279,6 +280,87 @@ describe('settling failures', () => {
       sql`select count(*)::int as n from events where organization_id = ${acme.id} and type = 'delivery.exhausted'`,
     );
     expect(exhausted[0]?.n).toBe(1);
+  });
+});
+
+// A hub of its own: the claims take every rate-limited destination's due deliveries.
+describe('claiming rate-limited destinations when one of them fails', () => {
+  const hub = hubPerBlock();
+  const options = { limit: 20, leaseMs: 60_000, busy: new Map(), perDestination: 10 };
+  const limited = { event_types: ['custom.*'], rate_limit: 50 };
+
+  it('books and leases the others, and reports the one whose booking failed, its deliveries untouched', async () => {
+    const t = hub();
+    const db = t.app.store.db;
+    const broken = await queued(t, 2, 'custom.broken', limited);
+    const healthy = await queued(t, 3, 'custom.healthy', limited);
+    // The broken destination's state row cannot be written, as a database error would have it.
+    await db.execute(
+      sql.raw(`create function refuse_booking() returns trigger language plpgsql as $$
+        begin
+          if new.installation_id = '${broken.destination}' then raise exception 'refused'; end if;
+          return new;
+        end $$`),
+    );
+    await db.execute(
+      sql`create trigger refuse_booking before insert or update on destination_state
+          for each row execute function refuse_booking()`,
+    );
+
+    let claim: Awaited<ReturnType<typeof claimRateLimited>>;
+    try {
+      claim = await claimRateLimited(db, { ...options, owner: 'w' });
+    } finally {
+      await db.execute(sql`drop trigger refuse_booking on destination_state`);
+    }
+    expect(claim.claimed.map((c) => c.eventId).sort()).toEqual([...healthy.eventIds].sort());
+    expect(claim.failed.map((f) => f.installationId)).toEqual([broken.destination]);
+    const untouched = await queryRows<{ status: string; attempts: number; lease_owner: string | null }>(
+      db,
+      sql`select status, attempts, lease_owner from deliveries where installation_id = ${broken.destination}`,
+    );
+    expect(untouched).toEqual([
+      { status: 'pending', attempts: 0, lease_owner: null },
+      { status: 'pending', attempts: 0, lease_owner: null },
+    ]);
+
+    // Passed over, it is not tried at all.
+    const again = await claimRateLimited(db, {
+      ...options,
+      owner: 'w',
+      passOver: new Set([broken.destination]),
+    });
+    expect(again).toEqual({ claimed: [], failed: [] });
+  });
+
+  it('reads a stored rate limit out of range, or not a number, within the range the API accepts', async () => {
+    const t = hub();
+    const db = t.app.store.db;
+    // Values the API refuses, written straight into the rows (numeric 1e400 is no float8).
+    const stored = ['1e-300', '-5', '1e400', '"fast"'];
+    const destinations: string[] = [];
+    for (const value of stored) {
+      const { destination } = await queued(t, 2, 'custom.stored', limited);
+      await db.execute(
+        sql`update installations set destination = jsonb_set(destination, '{rateLimit}', ${value}::jsonb)
+            where id = ${destination}`,
+      );
+      destinations.push(destination);
+    }
+    const claim = await claimRateLimited(db, { ...options, owner: 'w' });
+    expect(claim.failed).toEqual([]);
+    const per = (id: string) => claim.claimed.filter((c) => c.installationId === id);
+    // At 0.01 requests a second, one slot at once and the next 100 s on; at 10,000, both at once.
+    const [tiny, negative, huge, text] = destinations as [string, string, string, string];
+    for (const id of [tiny, negative, text]) expect(per(id)).toHaveLength(1);
+    expect(per(huge)).toHaveLength(2);
+    const tat = await queryRows<{ ahead_ms: number }>(
+      db,
+      sql`select extract(epoch from tat - now()) * 1000 as ahead_ms from destination_state
+          where installation_id = ${tiny}`,
+    );
+    expect(Number(tat[0]?.ahead_ms)).toBeGreaterThan(90_000);
+    expect(Number(tat[0]?.ahead_ms)).toBeLessThanOrEqual(100_000);
   });
 });
 

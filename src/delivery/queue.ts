@@ -2,10 +2,12 @@
 // a lease (a crashed worker's claims are taken over when the lease ends); ordered destinations
 // release a key's next delivery only when the one before it is done; rate-limited destinations
 // hand out send slots (GCRA) under a row lock, so the limit holds across every worker. Unlimited
-// destinations are claimed in one statement; rate-limited ones in a transaction of their own.
+// destinations are claimed in one statement; rate-limited ones in a transaction of their own, each
+// destination's booking in a savepoint, so that one destination failing holds up no other.
 import { type SQL, sql } from 'drizzle-orm';
 import { type EventRow, eventFromSqlText, type SqlEventRow } from '../events/envelope.ts';
 import { type Db, queryPrepared, queryRows } from '../store/db.ts';
+import { RATE_LIMIT_MAX, RATE_LIMIT_MIN } from './subscription.ts';
 
 /** How far ahead a claim may book send slots of a rate-limited destination. */
 export const SLOT_HORIZON_MS = 1000;
@@ -155,6 +157,8 @@ export interface ClaimOptions {
   /** Deliveries this worker is already sending, per destination (counts against `perDestination`). */
   busy: ReadonlyMap<string, number>;
   perDestination: number;
+  /** Rate-limited destinations the claim passes over (their booking failed lately: `RateLimitedClaim`). */
+  passOver?: ReadonlySet<string> | undefined;
 }
 
 /** Leased by a worker whose lease has ended (its delivery is due again). */
@@ -249,7 +253,7 @@ export async function claimDeliveries(db: Db, o: ClaimOptions): Promise<Claimed[
   const busy = new Map(o.busy);
   for (const c of fast.claimed) busy.set(c.installationId, (busy.get(c.installationId) ?? 0) + 1);
   const limited = await claimRateLimited(db, { ...o, limit: o.limit - fast.claimed.length, busy });
-  return [...fast.claimed, ...limited];
+  return [...fast.claimed, ...limited.claimed];
 }
 
 /**
@@ -376,29 +380,55 @@ async function claimPerDestination(db: Db, o: ClaimOptions, full: string[]): Pro
 interface CandidateRow {
   id: string;
   installation_id: string;
-  rate_limit: string | number | null;
+  rate_limit: string | number;
   now: Date | string;
+}
+
+/**
+ * A destination's stored rate limit (`i`: its installation) as the claim reads it: within the range
+ * the API accepts, and the least for anything but a number, as `effectiveRateLimit` does. A row
+ * stored before the API checked the range (or written by hand) would otherwise have the claim
+ * book slots no timestamp can hold, or overflow an integer, and fail for every destination.
+ */
+const storedRateLimit = (i: string) => {
+  const value = sql.raw(`${i}.destination->'rateLimit'`);
+  return sql`least(greatest(case jsonb_typeof(${value}) when 'number' then (${value})::numeric else 0 end,
+    ${sql.raw(String(RATE_LIMIT_MIN))}), ${sql.raw(String(RATE_LIMIT_MAX))})::float8`;
+};
+
+/** What a claim of rate-limited destinations took, and the destinations whose booking failed. */
+export interface RateLimitedClaim {
+  claimed: Claimed[];
+  /**
+   * Destinations whose slots could not be booked: their deliveries were left as they were, and the
+   * caller passes them over for a while (`ClaimOptions.passOver`). The error may hold the query's
+   * parameters: log the driver's own error (`driverError`).
+   */
+  failed: { installationId: string; error: unknown }[];
 }
 
 /**
  * Destinations with a rate limit, in a transaction: their due deliveries (found per destination,
  * so a long backlog elsewhere is not scanned), then send slots booked under each destination's
- * row lock, then the leases. Destinations whose slots are booked a horizon ahead are passed over.
+ * row lock, then the leases. Destinations whose slots are booked a horizon ahead are passed over,
+ * and so are those of `passOver`. Each destination's booking runs in a savepoint: one that fails
+ * is rolled back and reported in `failed`, and the others are claimed.
  */
-export async function claimRateLimited(db: Db, o: ClaimOptions): Promise<Claimed[]> {
-  if (o.limit <= 0) return [];
+export async function claimRateLimited(db: Db, o: ClaimOptions): Promise<RateLimitedClaim> {
+  if (o.limit <= 0) return { claimed: [], failed: [] };
   const busy = busyJson(o.busy);
+  const passOver = JSON.stringify([...(o.passOver ?? [])]);
   return db.transaction(async (txDb) => {
     const tx = txDb as unknown as Db;
     const candidates = await queryRows<CandidateRow>(
       tx,
-      sql`select d.id, d.installation_id, i.destination->>'rateLimit' as rate_limit, now() as now
+      sql`select d.id, d.installation_id, ${storedRateLimit('i')} as rate_limit, now() as now
           from installations i
           left join destination_state s on s.installation_id = i.id
           -- No more than this worker may take, nor than the horizon has slots for.
           cross join lateral (select greatest(0, least(
               ${o.perDestination} - coalesce((${busy}::jsonb ->> i.id)::int, 0),
-              ceil(coalesce((i.destination->>'rateLimit')::float8, 1) * ${SLOT_HORIZON_MS / 1000}) + 1))::int as n) room
+              ceil(${storedRateLimit('i')} * ${SLOT_HORIZON_MS / 1000}) + 1))::int as n) room
           cross join lateral (
             select d.id, d.installation_id, d.next_attempt_at
             from (
@@ -414,6 +444,7 @@ export async function claimRateLimited(db: Db, o: ClaimOptions): Promise<Claimed
             for update of d skip locked
           ) d
           where i.status = 'active' and (i.destination->>'rateLimit') is not null
+            and i.id <> all (select json_array_elements_text(${passOver}::json))
             and (s.tat is null or s.tat < now() + ${`${SLOT_HORIZON_MS} milliseconds`}::interval)
           order by d.next_attempt_at
           limit ${o.limit * 2}`,
@@ -430,28 +461,34 @@ export async function claimRateLimited(db: Db, o: ClaimOptions): Promise<Claimed
       total++;
     }
     const sendAt = new Map<string, Date>();
+    const failed: RateLimitedClaim['failed'] = [];
     // The database's clock, one for every worker: slots booked by several hosts line up.
     const nowMs = candidates[0] ? new Date(candidates[0].now).getTime() : Date.now();
     for (const [installationId, list] of taken) {
-      const rate = list[0]?.rate_limit == null ? null : Number(list[0].rate_limit);
-      if (!rate) {
-        for (const c of list) sendAt.set(c.id, new Date(nowMs));
+      const rate = Number(list[0]?.rate_limit);
+      let slots: Date[];
+      try {
+        // A savepoint: a failure rolls back this destination's booking only.
+        slots = await tx.transaction((savepoint) =>
+          bookSlots(savepoint as unknown as Db, installationId, rate, list.length, nowMs),
+        );
+      } catch (error) {
+        failed.push({ installationId, error });
         continue;
       }
-      const slots = await bookSlots(tx, installationId, rate, list.length, nowMs);
       list.splice(slots.length);
       list.forEach((c, i) => {
         sendAt.set(c.id, slots[i] as Date);
       });
     }
-    if (sendAt.size === 0) return [];
+    if (sendAt.size === 0) return { claimed: [], failed };
     const ids = JSON.stringify([...sendAt.keys()]);
     const rows = await queryRows<ClaimedRow>(
       tx,
       sql`with ${leaseAndRead(o, sql`select value as id from json_array_elements_text(${ids}::json)`)}
           select * from leased`,
     );
-    return rows.map((r) => toClaimed(r, sendAt.get(r.id) as Date));
+    return { claimed: rows.map((r) => toClaimed(r, sendAt.get(r.id) as Date)), failed };
   });
 }
 

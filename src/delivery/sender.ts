@@ -10,11 +10,12 @@ import { toEnvelope, toLazyEnvelope } from '../events/envelope.ts';
 import type { CachedInstallation, InstallationService } from '../installations/installations.ts';
 import type { EventLog } from '../log/port.ts';
 import type { DeliveryMetrics } from '../observability/metrics.ts';
-import type { Db } from '../store/db.ts';
+import { type Db, driverError } from '../store/db.ts';
 import { type AttemptRecord, createSettler, type Settled } from './outcome.ts';
 import { createPacer } from './pacer.ts';
-import { type Claimed, claimRateLimited, claimUnlimited } from './queue.ts';
+import { type Claimed, type ClaimOptions, claimRateLimited, claimUnlimited } from './queue.ts';
 import type { RetryPolicy } from './retry.ts';
+import { effectiveRateLimit } from './subscription.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
@@ -27,6 +28,14 @@ export const CONGESTED_MS = 1000;
 
 /** While the router waits for room, the sender still claims from the queue this often. */
 export const CLAIM_WHILE_ROUTING_MS = 500;
+
+/**
+ * A rate-limited destination whose send slots could not be booked is passed over by this worker's
+ * claims for this long (the others go on being claimed).
+ */
+export const BOOKING_BACKOFF_MS = 30_000;
+/** After the whole rate-limited claim failed, it is tried again this much later. */
+export const CLAIM_RETRY_MS = 1000;
 
 /** A destination whose answers took less than this lately (moving average) is quick (`Handoff.quick`). */
 export const QUICK_MS = 50;
@@ -101,6 +110,8 @@ export function startSender(o: SenderOptions) {
   let wakeAfter = 1;
   let waiter: { ready: () => boolean; resolve: () => void } | undefined;
   let limitedAt = 0;
+  // Rate-limited destinations whose booking failed, and until when they are passed over.
+  const passedOver = new Map<string, number>();
   // The last claim found nothing due anywhere; `poke` (work queued in this process) ends the wait.
   let nothingDue = false;
   let poked = false;
@@ -189,7 +200,7 @@ export function startSender(o: SenderOptions) {
       }));
       // Everything is ready: wait for the slot the rate limit booked, then send at once.
       const slot = Math.max(...claimed.map((c) => c.sendAt.getTime()));
-      const rate = destination?.row.destination?.rateLimit ?? null;
+      const rate = effectiveRateLimit(destination?.row.destination?.rateLimit);
       const wait = pacer.sendAt(claimed[0]?.installationId ?? '', rate, slot, Date.now()) - Date.now();
       if (wait > 0) await sleep(wait);
       startedAt = new Date();
@@ -375,6 +386,36 @@ export function startSender(o: SenderOptions) {
     },
   };
 
+  /**
+   * The claim of rate-limited destinations. One whose slots could not be booked is logged with its
+   * id, counted, and passed over for BOOKING_BACKOFF_MS; a failure of the whole claim is logged and
+   * gives nothing, so that what the unlimited claim took still goes out.
+   */
+  async function claimLimited(options: ClaimOptions): Promise<Claimed[]> {
+    const now = Date.now();
+    for (const [id, until] of passedOver) if (until <= now) passedOver.delete(id);
+    try {
+      const { claimed, failed } = await claimRateLimited(o.db, {
+        ...options,
+        passOver: new Set(passedOver.keys()),
+      });
+      for (const { installationId, error } of failed) {
+        passedOver.set(installationId, now + BOOKING_BACKOFF_MS);
+        o.metrics?.claimFailures.inc({ scope: 'destination' });
+        log.error(
+          { err: driverError(error), destination_id: installationId, retry_in_ms: BOOKING_BACKOFF_MS },
+          'could not book send slots of a rate-limited destination; passing it over',
+        );
+      }
+      return claimed;
+    } catch (err) {
+      limitedAt = Date.now() + CLAIM_RETRY_MS;
+      o.metrics?.claimFailures.inc({ scope: 'claim' });
+      log.error({ err: driverError(err) }, 'claiming rate-limited destinations failed; retrying');
+      return [];
+    }
+  }
+
   const loop = (async () => {
     while (running) {
       try {
@@ -405,7 +446,7 @@ export function startSender(o: SenderOptions) {
         // slots are booked a horizon ahead, so this keeps them busy), and only when they have work.
         if (rateLimitedWork && Date.now() >= limitedAt && concurrency - inFlight > 0) {
           limitedAt = Date.now() + pollMs;
-          const limited = await claimRateLimited(o.db, { ...options, limit: concurrency - inFlight });
+          const limited = await claimLimited({ ...options, limit: concurrency - inFlight });
           for (const c of limited) hold(c);
           claimed.push(...limited);
         }

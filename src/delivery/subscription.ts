@@ -5,6 +5,14 @@ import { CUSTOM_TYPE, KNOWN_EVENT_TYPES } from '../events/types.ts';
 import type { DestinationSettings } from '../store/schema.ts';
 import { compileFilter, FilterError, type FilterEvaluation } from './filter.ts';
 
+/**
+ * A destination's rate limit, in requests per second, is at least this and at most RATE_LIMIT_MAX.
+ * Slots are booked `1 / rate` seconds apart as timestamps: a rate far below one request a minute
+ * would book them past the last date the database can hold.
+ */
+export const RATE_LIMIT_MIN = 0.01;
+export const RATE_LIMIT_MAX = 10_000;
+
 const FAMILIES = new Set(KNOWN_EVENT_TYPES.map((t) => t.split('.')[0] as string));
 const CUSTOM_PREFIX = /^custom(\.[a-z0-9_]+){0,4}$/;
 
@@ -29,11 +37,13 @@ export const subscriptionInput = z
       .describe('deliver in order per partition key, holding later events while an earlier one retries'),
     rate_limit: z
       .number()
-      .positive()
-      .max(10_000)
+      .min(RATE_LIMIT_MIN, { error: `must be at least ${RATE_LIMIT_MIN} requests per second` })
+      .max(RATE_LIMIT_MAX, { error: `must be at most ${RATE_LIMIT_MAX} requests per second` })
       .nullable()
       .optional()
-      .describe('requests per second, across every worker; null for none'),
+      .describe(
+        `requests per second, across every worker, from ${RATE_LIMIT_MIN} to ${RATE_LIMIT_MAX}; null for none`,
+      ),
   })
   .meta({ id: 'Subscription' });
 
@@ -96,6 +106,17 @@ export function toSettings(input: SubscriptionInput, previous?: DestinationSetti
 
 export function presentSettings(s: DestinationSettings) {
   return { event_types: s.eventTypes, filter: s.filter, ordered: s.ordered, rate_limit: s.rateLimit };
+}
+
+/**
+ * The rate limit a stored destination is sent at: its own, within the range the API accepts. A
+ * value stored before the API checked the range (or written by hand) is brought into it, and one
+ * that is not a number is read as the least, so that no stored row can stall its sends.
+ */
+export function effectiveRateLimit(stored: unknown): number | null {
+  if (stored === null || stored === undefined) return null;
+  if (typeof stored !== 'number' || Number.isNaN(stored)) return RATE_LIMIT_MIN;
+  return Math.min(RATE_LIMIT_MAX, Math.max(RATE_LIMIT_MIN, stored));
 }
 
 /**

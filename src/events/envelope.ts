@@ -108,6 +108,14 @@ export function eventFromSqlText(r: Omit<SqlEventRow, 'data'>, dataJson: string)
   };
 }
 
+/**
+ * The envelope as JSON text with `dataJson` as its data, spliced in unparsed: the bytes of
+ * `JSON.stringify(envelope)` when `dataJson` is `JSON.stringify` of the data.
+ */
+export function envelopeJson(head: Omit<Envelope, 'data'>, dataJson: string): string {
+  return `${JSON.stringify(head).slice(0, -1)},"data":${dataJson}}`;
+}
+
 /** `toEnvelope` whose `data` is the row's, read only when the envelope's is (see `eventFromSqlText`). */
 export function toLazyEnvelope(row: EventRow): Envelope {
   return {

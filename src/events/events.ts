@@ -3,14 +3,15 @@
 
 import { and, eq, type SQL, sql } from 'drizzle-orm';
 import { AppError } from '../errors.ts';
+import { parseExact, sameJson, stringifyExact, toDoubles } from '../exact-json.ts';
 import { uuidv7 } from '../ids.ts';
 import type { Committer } from '../ingest/committer.ts';
 import type { EventLog } from '../log/port.ts';
 import { type Db, queryPrepared } from '../store/db.ts';
 import { encodeCursor } from '../store/pagination.ts';
 import { events, inboundRequests } from '../store/schema.ts';
-import { ENVELOPE_JSON_SQL, type EventRow, toEnvelope } from './envelope.ts';
-import { parseEventData, topicOf } from './types.ts';
+import { ENVELOPE_JSON_SQL, type EventRow, envelopeJson, toEnvelope } from './envelope.ts';
+import { isKnownEventType, parseEventData, topicOf } from './types.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -27,6 +28,7 @@ export interface EventQuery {
 export interface CustomEventInput {
   type: string;
   subject?: string | undefined;
+  /** As `parseExact` reads it: numbers keep the text they were sent as. */
   data: Record<string, unknown>;
   id?: string | undefined;
   partitionKey?: string | undefined;
@@ -41,6 +43,42 @@ function decodeEventCursor(cursor: string | undefined): string | undefined {
   return id;
 }
 
+interface StoredEvent {
+  envelope: string;
+  type: string;
+  subject: string | null;
+  partition_key: string;
+  user_id: string | null;
+  time: Date | string;
+  data: string;
+}
+
+/**
+ * The fields in which a re-sent custom event differs from the one stored under its id: type,
+ * subject, partition key, user, time (when the re-send gives one) and data (as JSON: key order and
+ * number spelling aside). None: the re-send is a replay, answered with the stored event.
+ */
+function differences(
+  stored: StoredEvent,
+  sent: {
+    type: string;
+    subject: string | null;
+    partitionKey: string;
+    userId: string | null;
+    time: Date | undefined;
+    dataJson: string;
+  },
+): string[] {
+  const out: string[] = [];
+  if (stored.type !== sent.type) out.push('type');
+  if (stored.subject !== sent.subject) out.push('subject');
+  if (stored.partition_key !== sent.partitionKey) out.push('partition_key');
+  if (stored.user_id !== sent.userId) out.push('user_id');
+  if (sent.time && new Date(stored.time).getTime() !== sent.time.getTime()) out.push('time');
+  if (!sameJson(parseExact(stored.data), parseExact(sent.dataJson))) out.push('data');
+  return out;
+}
+
 export function createEventService(db: Db, log: EventLog, committer: Committer) {
   async function find(organizationId: string, id: string): Promise<EventRow> {
     const [row] = UUID.test(id)
@@ -51,6 +89,59 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
       : [];
     if (!row) throw new AppError('event_not_found', `event ${id} not found`);
     return row;
+  }
+
+  /** The stored event's envelope as JSON text (its data as stored, see ENVELOPE_JSON_SQL). */
+  async function findJson(organizationId: string, id: string) {
+    const [row] = UUID.test(id)
+      ? await queryPrepared<{ envelope: string; raw_request_id: string | null }>(
+          db,
+          'events_get',
+          sql`select ${sql.raw(ENVELOPE_JSON_SQL)} as envelope, raw_request_id
+              from events where organization_id = ${organizationId} and id = ${id}`,
+        )
+      : [];
+    if (!row) throw new AppError('event_not_found', `event ${id} not found`);
+    return row;
+  }
+
+  /** What an idempotent re-send is compared with: the stored event's fields and its envelope. */
+  async function findStored(organizationId: string, id: string): Promise<StoredEvent> {
+    const [row] = await queryPrepared<StoredEvent>(
+      db,
+      'events_get_stored',
+      sql`select ${sql.raw(ENVELOPE_JSON_SQL)} as envelope, type, subject, partition_key, user_id,
+            time, data::text as data
+          from events where organization_id = ${organizationId} and id = ${id}`,
+    );
+    if (!row) throw new AppError('conflict', 'an event with this id was accepted before but is gone');
+    return row;
+  }
+
+  /**
+   * The data's JSON text as it will be stored. Custom data keeps every number as it was sent;
+   * canonical data goes through its schema, which takes numbers as doubles, so a number a double
+   * would change is refused rather than stored changed.
+   */
+  function checkedData(type: string, data: Record<string, unknown>): string {
+    const plain = isKnownEventType(type) ? toDoubles(data) : { value: data };
+    if ('inexact' in plain) {
+      const { path, text, message } = plain.inexact;
+      const where = ['body', 'data', path].filter(Boolean).join('.');
+      throw new AppError('number_not_exact', `${where}: ${text} ${message}`, {
+        details: [{ path: where, message: `${text} ${message}` }],
+      });
+    }
+    const checked = parseEventData(type, plain.value);
+    if (!checked.success) {
+      throw new AppError('validation_failed', `data does not fit a ${type} event`, {
+        details: checked.error.issues.map((i) => ({
+          path: ['body', 'data', ...i.path.map(String)].join('.'),
+          message: i.message,
+        })),
+      });
+    }
+    return isKnownEventType(type) ? JSON.stringify(checked.data) : stringifyExact(data);
   }
 
   return {
@@ -113,9 +204,10 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
       return `{"data":[${page.map((r) => r.envelope).join(',')}],"has_more":${hasMore},"next_cursor":${JSON.stringify(nextCursor)}}`;
     },
 
+    /** The event's envelope as JSON text, and the metadata of the request it came in. */
     async get(organizationId: string, id: string) {
-      const row = await find(organizationId, id);
-      const [request] = row.rawRequestId
+      const row = await findJson(organizationId, id);
+      const [request] = row.raw_request_id
         ? await db
             .select({
               id: inboundRequests.id,
@@ -130,11 +222,11 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
             .where(
               and(
                 eq(inboundRequests.organizationId, organizationId),
-                eq(inboundRequests.id, row.rawRequestId),
+                eq(inboundRequests.id, row.raw_request_id),
               ),
             )
         : [];
-      return { event: toEnvelope(row), request: request ?? null };
+      return { envelopeJson: row.envelope, request: request ?? null };
     },
 
     /** Appends the event to its topic again; consumers see it as a replay. */
@@ -149,16 +241,16 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
       return appended;
     },
 
-    async createCustom(organizationId: string, clientId: string, input: CustomEventInput) {
-      const checked = parseEventData(input.type, input.data);
-      if (!checked.success) {
-        throw new AppError('validation_failed', `data does not fit a ${input.type} event`, {
-          details: checked.error.issues.map((i) => ({
-            path: ['body', 'data', ...i.path.map(String)].join('.'),
-            message: i.message,
-          })),
-        });
-      }
+    /**
+     * Stores a custom event, or finds the one stored before under the same `id`. Answers its
+     * envelope as JSON text, the data as stored: numbers exactly as they were sent.
+     */
+    async createCustom(
+      organizationId: string,
+      clientId: string,
+      input: CustomEventInput,
+    ): Promise<{ created: boolean; json: string }> {
+      const dataJson = checkedData(input.type, input.data);
       const time = input.time ? new Date(input.time) : new Date();
       const event = {
         id: uuidv7(),
@@ -169,7 +261,8 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
         partitionKey: input.partitionKey ?? input.subject ?? organizationId,
         topic: topicOf(input.type),
         userId: input.userId ?? null,
-        data: checked.data,
+        data: null,
+        dataJson,
       };
       const outcome = await committer.submit({
         organizationId,
@@ -183,20 +276,27 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
       });
       if (outcome.status === 'accepted') {
         // Stored as given: answered from memory, without reading the row back (a round trip).
-        return {
-          created: true,
-          event: toEnvelope({
-            ...event,
-            organizationId,
-            installationId: null,
-            rawRequestId: null,
-            createdAt: new Date(),
-          }),
-        };
+        const { data: _none, ...head } = toEnvelope({
+          ...event,
+          organizationId,
+          installationId: null,
+          rawRequestId: null,
+          createdAt: new Date(),
+        });
+        return { created: true, json: envelopeJson(head, dataJson) };
       }
       const eventId = outcome.status === 'duplicate' ? outcome.eventIds[0] : undefined;
       if (!eventId) throw new AppError('conflict', 'an event with this id was accepted before but is gone');
-      return { created: false, event: toEnvelope((await find(organizationId, eventId)) as EventRow) };
+      const stored = await findStored(organizationId, eventId);
+      const differs = differences(stored, { ...event, time: input.time ? time : undefined });
+      if (differs.length > 0) {
+        throw new AppError(
+          'event_id_conflict',
+          `an event with id ${input.id} was sent before with another ${differs.join(', ')}: send it with a new id`,
+          { details: [{ path: 'body.id', message: `the first event is ${eventId}` }] },
+        );
+      }
+      return { created: false, json: stored.envelope };
     },
   };
 }

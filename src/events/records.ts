@@ -67,6 +67,11 @@ export const refundSchema = z.object({
   refund_id: z.string(),
   order_id: z.string().nullable().optional(),
   payment_id: z.string().nullable().optional(),
+  customer_id: z
+    .string()
+    .nullable()
+    .optional()
+    .describe("the provider's customer: the refunded order's or payment's when the refund names none"),
   total: amountSchema,
   currency: currencySchema,
   reason: z.string().nullable().optional(),

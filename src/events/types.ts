@@ -81,8 +81,16 @@ export const KNOWN_EVENT_TYPES = Object.keys(EVENT_DATA) as KnownEventType[];
 /** `custom.<name>` with dotted lowercase segments, e.g. custom.cart.abandoned. */
 export const CUSTOM_TYPE = /^custom(\.[a-z0-9_]+){1,5}$/;
 
+/**
+ * A canonical type's name. Own keys only: `type in EVENT_DATA` would also take the names every
+ * object inherits (`constructor`, `toString`, `__proto__`), which come from requests as any word does.
+ */
+export function isKnownEventType(type: string): type is KnownEventType {
+  return Object.hasOwn(EVENT_DATA, type);
+}
+
 export function isEventType(type: string): boolean {
-  return type in EVENT_DATA || CUSTOM_TYPE.test(type);
+  return isKnownEventType(type) || CUSTOM_TYPE.test(type);
 }
 
 export function topicOf(type: string): Topic {
@@ -109,8 +117,10 @@ export function topicOf(type: string): Topic {
   }
 }
 
+const customData = z.record(z.string(), z.unknown());
+
 /** Validates `data` for a known type (custom types take any JSON object). */
 export function parseEventData(type: string, data: unknown): z.ZodSafeParseResult<unknown> {
-  const schema = (EVENT_DATA as Record<string, z.ZodType>)[type] ?? z.record(z.string(), z.unknown());
+  const schema: z.ZodType = isKnownEventType(type) ? EVENT_DATA[type] : customData;
   return schema.safeParse(data);
 }

@@ -41,7 +41,9 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
         ? ['request_timeout', '408 Request Timeout', 'the request did not arrive in time']
         : ['bad_request', '400 Bad Request', 'the request is not valid HTTP'];
   const body = JSON.stringify(toErrorBody(code, message));
-  if (socket.writable) {
+  // As Node's own handler: no answer once a response to this connection's request has begun.
+  const response = (socket as Socket & { _httpMessage?: { headersSent: boolean } | null })._httpMessage;
+  if (socket.writable && !response?.headersSent) {
     socket.write(
       `HTTP/1.1 ${status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
@@ -58,6 +60,7 @@ export function installErrorHandling(app: FastifyInstance): void {
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (err instanceof OAuthError) {
+      reply.headers(err.headers);
       reply.header('cache-control', 'no-store');
       if (err.code === 'invalid_client') reply.header('www-authenticate', 'Basic realm="interchange"');
       return reply.code(err.status).send({ error: err.code, error_description: err.message });

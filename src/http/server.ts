@@ -1,9 +1,15 @@
 // The Fastify server of the api role: request ids, logging, OpenAPI from the zod schemas, error
 // mapping, metrics, and the routes. Resources register as plugins in their own scope.
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { getHeapStatistics } from 'node:v8';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import underPressure, {
+  type FastifyUnderPressureOptions,
+  TYPE_EVENT_LOOP_DELAY,
+} from '@fastify/under-pressure';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -29,6 +35,7 @@ import { unstorable } from '../storable.ts';
 import type { Store } from '../store/db.ts';
 import { TIER_LIMITS } from '../tenancy/scopes.ts';
 import { installAuth } from './auth.ts';
+import { createAuthThrottle } from './auth-throttle.ts';
 import { clientErrorHandler, installErrorHandling, toErrorBody } from './errors.ts';
 import { apiClientRoutes } from './routes/api-clients.ts';
 import { connectorRoutes } from './routes/connectors.ts';
@@ -72,6 +79,49 @@ function routerError(err: FastifyError, _req: FastifyRequest, reply: FastifyRepl
   else reply.code(400).send(toErrorBody('bad_request', 'the URL is not valid percent-encoding'));
 }
 
+/**
+ * How often Node checks the headers and request timeouts: a quarter of the shorter one, at most
+ * every second (Node's default, 30 s, would let a request run up to 30 s over its limit).
+ */
+function timeoutCheckInterval(config: Config): number {
+  const shorter = Math.min(config.headersTimeoutMs, config.requestTimeoutMs);
+  return Math.max(10, Math.min(1000, Math.floor(shorter / 4)));
+}
+
+/**
+ * Limits on what a connection may cost before any route runs: a whole request must arrive within
+ * the request timeout (a body trickled byte by byte is cut off with 408), its headers within the
+ * headers timeout (for a new connection counted from its opening, so one that sends nothing is
+ * closed too), an idle keep-alive connection is closed after the keep-alive timeout, and beyond
+ * the connection cap new connections are closed as they arrive. A route's own work is not timed.
+ */
+function limitConnections(app: FastifyInstance, config: Config): void {
+  const server = app.server;
+  server.maxConnections = config.maxConnections;
+  // Fastify's connectionTimeout is the socket's inactivity timer (Node destroys a silent socket):
+  // it guards a connection until its request has arrived, then stops, so a slow route is not cut.
+  server.on('request', (req: IncomingMessage) => req.socket.setTimeout(0));
+}
+
+/**
+ * Webhooks are refused with 503 `overloaded` (and Retry-After) while the event loop lags or the
+ * heap is nearly full: providers retry them, and the hub catches up instead of queueing more. The
+ * API and the health routes are not shed.
+ */
+function shedLoad(config: Config): FastifyUnderPressureOptions {
+  return {
+    maxEventLoopDelay: config.maxEventLoopDelayMs,
+    // Past 90 % of V8's limit (--max-old-space-size) the process is near running out of memory.
+    maxHeapUsedBytes: Math.floor(getHeapStatistics().heap_size_limit * 0.9),
+    pressureHandler: async (_req, _reply, type) => {
+      throw new AppError(
+        'overloaded',
+        `the hub is overloaded (${type === TYPE_EVENT_LOOP_DELAY ? 'event loop delay' : 'memory'}); retry shortly`,
+      );
+    },
+  };
+}
+
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
   const { config, metrics } = options;
   trackConsumerLag(metrics, options.services.log);
@@ -79,12 +129,21 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT,
+    requestTimeout: config.requestTimeoutMs,
+    connectionTimeout: config.headersTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    http: {
+      headersTimeout: config.headersTimeoutMs,
+      connectionsCheckingInterval: timeoutCheckInterval(config),
+    },
     logController: new LogController({ requestIdLogLabel: 'request_id' }),
     // Accept a caller's X-Request-Id when it is a sane token, so ids follow a request across services.
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
+    // Behind trusted proxies, the client's address (for throttling) is the one they forwarded.
+    trustProxy: config.trustProxy.length > 0 ? [...config.trustProxy] : false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     // The router's own refusals (a path parameter that is not valid percent-encoding, or longer
@@ -92,6 +151,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     frameworkErrors: routerError,
     clientErrorHandler,
   }).withTypeProvider<ZodTypeProvider>();
+  limitConnections(app, config);
 
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -100,6 +160,15 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   app.decorate('metrics', metrics);
   app.decorate('publicUrl', config.publicUrl);
   installErrorHandling(app);
+  app.decorate(
+    'authThrottle',
+    await createAuthThrottle(app, {
+      redis: options.redis,
+      windowMs: config.authFailureWindowMs,
+      perAddress: config.authFailuresPerAddress,
+      perClient: config.authFailuresPerClient,
+    }),
+  );
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
@@ -147,7 +216,10 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
 
   await app.register(healthRoutes, { metricsToken: config.metricsToken });
   await app.register(oauthRoutes);
-  await app.register(hookRoutes);
+  await app.register(async (inbound) => {
+    await inbound.register(underPressure, shedLoad(config));
+    await inbound.register(hookRoutes);
+  });
   await app.register(async (v1) => {
     installAuth(v1);
     // Text the database cannot store (U+0000, unpaired surrogates) or JSON nested too deep to

@@ -1,5 +1,6 @@
 // A batch the database could not take fails every request waiting on it: with 503
-// database_unavailable when the database is down (the provider retries), as it is otherwise.
+// database_unavailable when the database is down (the provider retries), as it is otherwise. And
+// what may wait is bounded: beyond it a request is refused at once with 503 overloaded.
 import { DrizzleQueryError } from 'drizzle-orm';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
@@ -86,5 +87,51 @@ describe('one item the database refuses', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('the bound on waiting requests', () => {
+  it('refuses at once what would exceed the count or the bytes, and takes a lone request of any size', async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    // Every statement waits for the gate, then finds the database gone.
+    const held = () => gate.then(() => Promise.reject(new DrizzleQueryError('insert', [], refused)));
+    const committer = createCommitter({
+      store: { db: { transaction: held, execute: held } } as unknown as Store,
+      log: { appendCtes: () => '', partitionOf: () => 0 } as unknown as EventLog,
+      logger: pino({ level: 'silent' }),
+      bounds: { maxWaiting: 3, maxWaitingBytes: 100 },
+    });
+    const withBody = (n: number, bytes: number): IngestItem => ({
+      ...item(n),
+      request: {
+        method: 'POST',
+        path: '/hooks/x',
+        headers: {},
+        body: Buffer.alloc(bytes),
+        receivedAt: new Date(),
+      },
+    });
+    /** How a submission ended, or 'still waiting' (a refusal comes at once, a held commit never). */
+    const code = (p: Promise<unknown>) =>
+      Promise.race([
+        p.then(
+          () => 'committed',
+          (err: AppError) => err.code,
+        ),
+        new Promise((resolve) => setTimeout(() => resolve('still waiting'), 2000)),
+      ]);
+
+    const waiting = [committer.submit(withBody(1, 60))];
+    expect(await code(committer.submit(withBody(2, 60)))).toBe('overloaded'); // 120 bytes
+    waiting.push(committer.submit(withBody(3, 30)), committer.submit(item(4)));
+    expect(await code(committer.submit(item(5)))).toBe('overloaded'); // a fourth request
+    release();
+    expect(await Promise.all(waiting.map(code))).toEqual(Array(3).fill('database_unavailable'));
+    // Room again; and a request alone is taken even over the byte bound.
+    expect(await code(committer.submit(withBody(6, 150)))).toBe('database_unavailable');
   });
 });

@@ -1,6 +1,7 @@
 // Group commit: concurrent inbound requests that arrive within a few milliseconds share one
 // transaction, so throughput is not bound by one commit (one fsync) per webhook. Each request is
-// answered only after the transaction holding it has committed.
+// answered only after the transaction holding it has committed. The requests waiting are bounded:
+// past the bound a request is refused at once with 503 `overloaded` (providers retry it).
 import { eq, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.ts';
@@ -22,16 +23,19 @@ export interface PreparedEvent {
   topic: Topic;
   userId: string | null;
   data: unknown;
+  /** The data's JSON text when it must be stored as it is (custom events: numbers as sent); else `data` is stringified. */
+  dataJson?: string | undefined;
   /**
    * The provider's id of this one event when a request carries several that the provider may
    * regroup on retry (HubSpot): each is then de-duplicated on its own (see `keyedPerEvent`).
    */
   dedupeKey?: string | undefined;
   /**
-   * The provider's customer id, to be resolved to the organization's user id inside the batch
-   * (one query per batch, not one per request). Ignored when `userId` is set.
+   * The provider's customer id in its account, to be resolved to the organization's user id
+   * inside the batch (one query per batch, not one per request): the user holding that id in that
+   * account, else the one holding it without account. Ignored when `userId` is set.
    */
-  customer?: { platform: string; externalId: string } | undefined;
+  customer?: { platform: string; account: string; externalId: string } | undefined;
 }
 
 export interface IngestItem {
@@ -64,10 +68,24 @@ interface Pending {
   reject(err: unknown): void;
 }
 
+/**
+ * How much may wait to be committed (queued or in a batch under way): beyond either bound a
+ * request is refused, so a flood or a slow database cannot pile requests up in memory. A lone
+ * request is always taken, whatever its size.
+ */
+export interface CommitterBounds {
+  /** Requests waiting. */
+  maxWaiting: number;
+  /** Bytes of raw request bodies waiting (events sent to the API carry none: counted by number only). */
+  maxWaitingBytes: number;
+}
+
 export interface CommitterOptions {
   store: Store;
   log: EventLog;
   logger: Logger;
+  /** Default: none (unit tests); the hub passes its configured bounds (see services.ts). */
+  bounds?: CommitterBounds;
   /** Batches committing at once; requests arriving meanwhile wait and form the next batch. */
   concurrency?: number;
   maxBatch?: number;
@@ -78,8 +96,16 @@ export interface CommitterOptions {
  * while every slot is committing, arrivals queue up and go together in the next transaction. The
  * busier the hub, the larger the batches, and one commit (one fsync) answers them all.
  */
-export function createCommitter({ store, log, logger, concurrency = 2, maxBatch = 512 }: CommitterOptions) {
+export function createCommitter({
+  store,
+  log,
+  logger,
+  bounds = { maxWaiting: Number.POSITIVE_INFINITY, maxWaitingBytes: Number.POSITIVE_INFINITY },
+  concurrency = 2,
+  maxBatch = 512,
+}: CommitterOptions) {
   let queue: Pending[] = [];
+  const waiting = { requests: 0, bytes: 0 };
   let scheduled = false;
   const inFlight = new Set<Promise<void>>();
 
@@ -201,9 +227,23 @@ export function createCommitter({ store, log, logger, concurrency = 2, maxBatch 
 
   return {
     submit(item: IngestItem): Promise<IngestOutcome> {
-      return new Promise((resolve, reject) => {
+      const bytes = item.request?.body.length ?? 0;
+      const full =
+        waiting.requests > 0 &&
+        (waiting.requests >= bounds.maxWaiting || waiting.bytes + bytes > bounds.maxWaitingBytes);
+      if (full) {
+        return Promise.reject(
+          new AppError('overloaded', 'too many requests are waiting to be stored; retry shortly'),
+        );
+      }
+      waiting.requests++;
+      waiting.bytes += bytes;
+      return new Promise<IngestOutcome>((resolve, reject) => {
         queue.push({ item, resolve, reject });
         flushSoon();
+      }).finally(() => {
+        waiting.requests--;
+        waiting.bytes -= bytes;
       });
     },
     /** Waits for every queued and running batch (shutdown). */

@@ -14,6 +14,7 @@ import { isEventType, parseEventData, topicOf } from '../events/types.ts';
 import { newId, uuidv7 } from '../ids.ts';
 import type { CachedInstallation, InstallationService } from '../installations/installations.ts';
 import type { Committer, IngestItem, PreparedEvent } from './committer.ts';
+import type { CustomerLookup } from './customer-of.ts';
 
 const HIDDEN_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization', 'x-api-key']);
 
@@ -27,6 +28,8 @@ export interface IngestOptions {
   installations: InstallationService;
   committer: Committer;
   logger: Logger;
+  /** The customer of an earlier event, for drafts with `customerFrom`. */
+  customerOf: CustomerLookup;
 }
 
 /** Maps a connector's error to the API's: authentication failures 401, payload problems 400. */
@@ -38,12 +41,28 @@ function toAppError(err: ConnectorError): AppError {
   return new AppError(code, err.message);
 }
 
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
 function validDate(text: string | undefined): Date | undefined {
   const date = text ? new Date(text) : undefined;
   return date && !Number.isNaN(date.getTime()) ? date : undefined;
 }
 
-export function createIngestService({ installations, committer, logger }: IngestOptions) {
+export function createIngestService({ installations, committer, logger, customerOf }: IngestOptions) {
+  /**
+   * The provider's customer of a draft: its own, else (with `customerFrom`) the earlier event's,
+   * which is then written into the data's `customer_id` too.
+   */
+  async function customerOfDraft(draft: EventDraft, organizationId: string, installationId: string) {
+    if (draft.customerExternalId) return draft.customerExternalId;
+    if (!draft.customerFrom) return null;
+    const found = await customerOf(organizationId, installationId, draft.customerFrom);
+    if (found && isRecord(draft.data)) draft.data = { ...draft.data, customer_id: found };
+    return found;
+  }
+
   /**
    * The installations the request may be for, all of one connector: the one its URL names, or
    * for one-URL providers (POST /hooks/shopify) every active installation of the account, in any
@@ -141,11 +160,13 @@ export function createIngestService({ installations, committer, logger }: Ingest
 
       let dedupeKey: string;
       let partitionKey: string;
+      let account: string;
       let drafts: EventDraft[];
       try {
         const payload = inbound.parse ? inbound.parse(req) : parseJson(req);
         dedupeKey = inbound.dedupeKey(req, payload, ctx);
         partitionKey = inbound.partitionKey(req, payload, ctx);
+        account = inbound.account(req, payload, ctx);
         drafts = inbound.normalize(req, payload, ctx);
       } catch (err) {
         if (err instanceof ConnectorError) return reject(toAppError(err));
@@ -166,7 +187,8 @@ export function createIngestService({ installations, committer, logger }: Ingest
         draft.data = checked.data;
       }
 
-      const prepared: PreparedEvent[] = drafts.map((d) => ({
+      const customers = await Promise.all(drafts.map((d) => customerOfDraft(d, row.organizationId, row.id)));
+      const prepared: PreparedEvent[] = drafts.map((d, i) => ({
         id: uuidv7(),
         time: validDate(d.time) ?? req.receivedAt,
         source: `/installations/${row.id}`,
@@ -175,9 +197,7 @@ export function createIngestService({ installations, committer, logger }: Ingest
         partitionKey,
         topic: topicOf(d.type),
         userId: null,
-        customer: d.customerExternalId
-          ? { platform: connector.id, externalId: d.customerExternalId }
-          : undefined,
+        customer: customers[i] ? { platform: connector.id, account, externalId: customers[i] } : undefined,
         dedupeKey: d.dedupeKey,
         data: d.data,
       }));

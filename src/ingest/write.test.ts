@@ -43,7 +43,12 @@ afterAll(async () => {
 });
 
 let n = 0;
-function item(key: string | null, partitionKey: string, customer?: string): IngestItem {
+function item(
+  key: string | null,
+  partitionKey: string,
+  customer?: string,
+  account = partitionKey,
+): IngestItem {
   const i = n++;
   return {
     organizationId: 'org_1',
@@ -69,7 +74,7 @@ function item(key: string | null, partitionKey: string, customer?: string): Inge
         partitionKey,
         topic: 'order-events' as Topic,
         userId: null,
-        customer: customer ? { platform: 'shopify', externalId: customer } : undefined,
+        customer: customer ? { platform: 'shopify', account, externalId: customer } : undefined,
         data: { order_id: String(i) },
       },
     ],
@@ -135,6 +140,39 @@ describe('one-statement group commit', () => {
       .orderBy(asc(logEntries.offset));
     expect(new Set(rows.map((r) => r.partition)).size).toBe(1);
     expect(rows.map((r) => r.eventId)).toEqual(ids);
+  });
+
+  it("resolves a customer id in the event's account, else the id given without account", async () => {
+    const log = createPostgresLog({ db: store.db, logger });
+    const committer = createCommitter({ store, log, logger });
+    await store.db.insert(users).values([
+      { id: 'usr_a12', organizationId: 'org_1' },
+      { id: 'usr_b12', organizationId: 'org_1' },
+      { id: 'usr_any12', organizationId: 'org_1' },
+      { id: 'usr_a13', organizationId: 'org_1' },
+    ]);
+    const link = (userId: string, account: string, externalId: string) =>
+      ({ userId, organizationId: 'org_1', platform: 'shopify', account, externalId }) as const;
+    await store.db
+      .insert(userExternalIds)
+      .values([
+        link('usr_a12', 'a.example', '12'),
+        link('usr_b12', 'b.example', '12'),
+        link('usr_any12', '', '12'),
+        link('usr_a13', 'a.example', '13'),
+      ]);
+    const sent = [
+      item(null, 'accounts', '12', 'a.example'),
+      item(null, 'accounts', '12', 'b.example'),
+      item(null, 'accounts', '12', 'c.example'),
+      item(null, 'accounts', '13', 'b.example'),
+    ];
+    await Promise.all(sent.map((it) => committer.submit(it)));
+    const stored = await store.db.select().from(events).where(eq(events.partitionKey, 'accounts'));
+    const userOf = (it: IngestItem) => stored.find((e) => e.id === it.events[0]?.id)?.userId;
+    // Store c has no id 12 of its own: the id without account stands for it. Store b's customer 13
+    // is nobody's: store a's customer 13 is another person.
+    expect(sent.map(userOf)).toEqual(['usr_a12', 'usr_b12', 'usr_any12', null]);
   });
 
   it('takes the first of a key, resolves users and answers duplicates with the first events', async () => {

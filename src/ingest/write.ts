@@ -125,11 +125,12 @@ export async function writeBatch(db: Db, log: EventLog, items: IngestItem[]): Pr
             pt: log.partitionOf(e.partitionKey),
             u: e.userId,
             pl: e.userId === null && e.customer ? e.customer.platform : null,
+            ac: e.userId === null && e.customer ? e.customer.account : null,
             xid: e.userId === null && e.customer ? e.customer.externalId : null,
             r: item.request ? item.requestId : null,
             sc: item.scope,
             ek: e.dedupeKey === undefined ? null : `${EVENT_KEY_PREFIX}${e.dedupeKey}`,
-            ...dataSlice(blob, e.data),
+            ...dataSlice(blob, e.dataJson ?? JSON.stringify(e.data) ?? 'null'),
           })),
   );
 
@@ -152,11 +153,16 @@ export async function writeBatch(db: Db, log: EventLog, items: IngestItem[]): Pr
         convert_from(substring(blob.b from x.dof + 1 for x.dn), 'UTF8')::json as d
       from json_to_recordset(${JSON.stringify(eventRows)}::json)
         as x(i int, q int, id text, o text, ins text, src text, t text, sub text, tm timestamptz, pk text,
-             tp text, pt int, u text, pl text, xid text, r text, sc text, ek text, dof int, dn int)
+             tp text, pt int, u text, pl text, ac text, xid text, r text, sc text, ek text, dof int, dn int)
       cross join blob
       join won w on w.i = x.i
-      left join user_external_ids ue on x.u is null and ue.organization_id = x.o and ue.platform = x.pl
-        and ue.external_id = x.xid
+      -- The customer's user: its id in the event's account, else its id given without account.
+      left join lateral (
+        select ue.user_id from user_external_ids ue
+        where x.u is null and ue.organization_id = x.o and ue.platform = x.pl and ue.external_id = x.xid
+          and ue.account in (x.ac, '')
+        order by ue.account = '' limit 1
+      ) ue on true
       where x.ek is null
          or exists (select 1 from keys where keys.organization_id = x.o and keys.scope = x.sc and keys.key = x.ek)
     ), kept as (
@@ -221,8 +227,8 @@ class BlobBuilder {
 }
 
 /** An event's data as JSON text in the blob: its offset (`dof`) and length in bytes (`dn`). */
-function dataSlice(blob: BlobBuilder, data: unknown): { dof: number; dn: number } {
-  const bytes = Buffer.from(JSON.stringify(data) ?? 'null', 'utf8');
+function dataSlice(blob: BlobBuilder, dataJson: string): { dof: number; dn: number } {
+  const bytes = Buffer.from(dataJson, 'utf8');
   return { dof: blob.add(bytes), dn: bytes.length };
 }
 

@@ -2,10 +2,15 @@
 // connector's schema; secrets are sealed by the secret box as one JSON object and never returned.
 import { and, asc, eq, gt, sql } from 'drizzle-orm';
 import type { z } from 'zod';
-import type { AnyConnector } from '../connectors/sdk.ts';
+import type { AnyConnector, InstallationWarning } from '../connectors/sdk.ts';
 import { aadFor, type SecretBox } from '../crypto/secret-box.ts';
 import { EgressBlockedError, type EgressGuard, EgressLookupError } from '../delivery/egress.ts';
-import { SubscriptionError, type SubscriptionInput, toSettings } from '../delivery/subscription.ts';
+import {
+  matchesPattern,
+  SubscriptionError,
+  type SubscriptionInput,
+  toSettings,
+} from '../delivery/subscription.ts';
 import { AppError } from '../errors.ts';
 import { isId, newId } from '../ids.ts';
 import { type Db, queryRows } from '../store/db.ts';
@@ -41,13 +46,32 @@ export interface CachedInstallation {
   secrets: Record<string, unknown>;
 }
 
+/** An installation as saved, with what its settings will keep from being delivered. */
+export type SavedInstallation = Installation & { warnings: InstallationWarning[] };
+
 /** A new installation, with the secrets the hub generated for it: shown this once. */
-export type CreatedInstallation = Installation & { revealedSecrets: Record<string, string> };
+export type CreatedInstallation = SavedInstallation & { revealedSecrets: Record<string, string> };
 
 const notFound = (id: string) => new AppError('installation_not_found', `installation ${id} not found`);
 
 function fieldErrors(prefix: string, error: z.ZodError) {
   return error.issues.map((i) => ({ path: [prefix, ...i.path.map(String)].join('.'), message: i.message }));
+}
+
+/** The connector's warnings about settings about to be saved (see `ConnectorDefinition.warnings`). */
+function warningsFor(
+  connector: AnyConnector,
+  row: InstallationRow,
+  secrets: Record<string, unknown>,
+): InstallationWarning[] {
+  const settings = row.destination;
+  if (!connector.warnings || !settings) return [];
+  const accepts = connector.destination?.accepts ?? (() => true);
+  return connector.warnings({
+    config: row.config,
+    secrets,
+    subscribes: (type) => accepts(type) && settings.eventTypes.some((p) => matchesPattern(p, type)),
+  });
 }
 
 function present(row: InstallationRow): Installation {
@@ -128,13 +152,12 @@ export function createInstallationService(
   ) {
     if (!connector.destination) {
       if (input) {
-        throw new AppError(
-          'not_a_destination',
-          `${connector.name} sends no events, so it takes no subscription`,
-          {
-            details: [{ path: 'body.subscription', message: 'not a destination connector' }],
-          },
-        );
+        const what = connector.inbound
+          ? `${connector.name} is a source: its installation receives webhooks and takes no destination subscription`
+          : `${connector.name} is not a destination: it takes no subscription`;
+        throw new AppError('not_a_destination', what, {
+          details: [{ path: 'body.subscription', message: 'only destination installations take one' }],
+        });
       }
       return null;
     }
@@ -274,7 +297,12 @@ export function createInstallationService(
           : insert(db),
       );
       forgetRoute(connector.id, row?.routeKey);
-      return { ...present(row as InstallationRow), revealedSecrets: generated };
+      const saved = row as InstallationRow;
+      return {
+        ...present(saved),
+        warnings: warningsFor(connector, saved, secrets),
+        revealedSecrets: generated,
+      };
     },
 
     async get(organizationId: string, id: string): Promise<Installation> {
@@ -353,7 +381,7 @@ export function createInstallationService(
       return { ...page, data: page.data.map(present) };
     },
 
-    async update(organizationId: string, id: string, patch: InstallationPatch): Promise<Installation> {
+    async update(organizationId: string, id: string, patch: InstallationPatch): Promise<SavedInstallation> {
       const row = await find(organizationId, id);
       const connector = connectorOf(row.connectorId);
       const current = this.secretsOf(row);
@@ -385,7 +413,7 @@ export function createInstallationService(
       forget(row.id);
       forgetRoute(row.connectorId, updated?.routeKey);
       if (!updated) throw notFound(id);
-      return present(updated);
+      return { ...present(updated), warnings: warningsFor(connector, updated, merged) };
     },
 
     /** New secrets by the connector's rotation (a webhook's old key signs on for 24 h); returned once. */

@@ -28,6 +28,12 @@ export function createMetrics() {
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200],
       registers: [registry],
     }),
+    claimFailures: new Counter({
+      name: 'interchange_delivery_claim_failures_total',
+      help: 'Claims of queued deliveries that failed, by scope: one rate-limited destination (passed over for a while; its id is in the log) or the whole claim',
+      labelNames: ['scope'] as const,
+      registers: [registry],
+    }),
     filterExhausted: new Counter({
       name: 'interchange_filter_budget_exhausted_total',
       help: 'Events not routed to a destination because its subscription filter used its whole work budget',

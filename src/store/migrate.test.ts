@@ -89,3 +89,46 @@ describe('0009_dedupe_keys_event_ids', () => {
     expect(columns.map((c) => c.column_name)).not.toContain('event_id');
   });
 });
+
+describe('0013_user_external_ids_account', () => {
+  it('gives the ids stored before no account, so they still stand for every account', async () => {
+    const fresh = await createTestDatabase();
+    const before = await openStore(fresh.options);
+    try {
+      await migrate(before, migrationsBefore('0013_user_external_ids_account'));
+      await before.db.execute(sql`insert into organizations (id, name) values ('org_1', 'Acme')`);
+      await before.db.execute(
+        sql`insert into users (id, organization_id) values ('usr_a', 'org_1'), ('usr_b', 'org_1')`,
+      );
+      await before.db.execute(sql`insert into user_external_ids (user_id, organization_id, platform, external_id) values
+        ('usr_a', 'org_1', 'woocommerce', '12'), ('usr_a', 'org_1', 'shopify', '7302'), ('usr_b', 'org_1', 'stripe', 'cus_1')`);
+
+      await migrate(before);
+      const rows = await queryRows<{
+        user_id: string;
+        platform: string;
+        account: string;
+        external_id: string;
+      }>(
+        before.db,
+        sql`select user_id, platform, account, external_id from user_external_ids order by user_id, platform`,
+      );
+      expect(rows.map((r) => [r.user_id, r.platform, r.account, r.external_id])).toEqual([
+        ['usr_a', 'shopify', '', '7302'],
+        ['usr_a', 'woocommerce', '', '12'],
+        ['usr_b', 'stripe', '', 'cus_1'],
+      ]);
+      // A user may now hold an id in each account of a platform, and another user the same id in
+      // another account; within one account an id is still one user's.
+      await before.db.execute(sql`insert into user_external_ids (user_id, organization_id, platform, account, external_id) values
+        ('usr_a', 'org_1', 'woocommerce', 'b.example.com', '40'), ('usr_b', 'org_1', 'woocommerce', 'a.example.com', '12')`);
+      await expect(
+        before.db.execute(sql`insert into user_external_ids (user_id, organization_id, platform, account, external_id)
+          values ('usr_b', 'org_1', 'woocommerce', '', '12')`),
+      ).rejects.toThrow();
+    } finally {
+      await before.close();
+      await fresh.drop();
+    }
+  });
+});

@@ -70,7 +70,13 @@ export const users = pgTable(
   ],
 );
 
-/** A user's id in one external platform; unique per organization and platform. */
+/**
+ * A user's id in one account of an external platform: ids are per account (a WooCommerce store's
+ * customer 12 is not another store's), so unique per organization, platform and account. The
+ * account is the one the hub names for the connector's webhooks (see `account` in
+ * src/connectors/sdk.ts), or '' when none was given: such an id stands for every account of the
+ * platform that has no id of its own for it.
+ */
 export const userExternalIds = pgTable(
   'user_external_ids',
   {
@@ -81,11 +87,13 @@ export const userExternalIds = pgTable(
       .notNull()
       .references(() => organizations.id, { onDelete: 'cascade' }),
     platform: text('platform').notNull(),
+    account: text('account').notNull().default(''),
     externalId: text('external_id').notNull(),
   },
   (t) => [
-    primaryKey({ columns: [t.userId, t.platform] }),
-    uniqueIndex('user_external_ids_lookup_idx').on(t.organizationId, t.platform, t.externalId),
+    primaryKey({ columns: [t.userId, t.platform, t.account] }),
+    // Finds a platform id's users in every account, or in one account and the '' one.
+    uniqueIndex('user_external_ids_lookup_idx').on(t.organizationId, t.platform, t.externalId, t.account),
   ],
 );
 

@@ -21,6 +21,13 @@ const RELOAD_INTERVAL_MS = 5_000;
  */
 const VERIFIED_MAX = 10_000;
 
+/** A token this service issued whose time is up (its signature held): the client should get a new one. */
+export class TokenExpiredError extends AppError {
+  constructor() {
+    super('invalid_token', 'token has expired');
+  }
+}
+
 export interface AccessTokenClaims {
   clientId: string;
   organizationId: string | null;
@@ -146,7 +153,7 @@ export function createTokenService({ db, box, issuer, ttlSeconds }: TokenService
         return claims;
       } catch (err) {
         if (err instanceof AppError) throw err;
-        if (err instanceof joseErrors.JWTExpired) throw new AppError('invalid_token', 'token has expired');
+        if (err instanceof joseErrors.JWTExpired) throw new TokenExpiredError();
         throw new AppError('invalid_token', 'token is invalid');
       }
     },

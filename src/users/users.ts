@@ -1,5 +1,5 @@
-// The organization's end users, with their id in each external platform (`external_ids`), so
-// events from Shopify or Stripe can carry the organization's own user id.
+// The organization's end users, with their id in each external platform account (`external_ids`),
+// so events from Shopify or Stripe can carry the organization's own user id.
 import { and, asc, eq, gt, inArray, type SQL, sql } from 'drizzle-orm';
 import { AppError } from '../errors.ts';
 import { isId, newId } from '../ids.ts';
@@ -18,21 +18,43 @@ interface UserSqlRow {
   traits: Record<string, unknown> | string;
   created_at: Date | string;
   updated_at: Date | string;
-  external_ids: [string, string][] | string | null;
+  external_ids: ExternalIdLink[] | string | null;
 }
+/** `externalIds`: by `externalIdKey`, e.g. `{"shopify": "7302", "woocommerce@shop.example.com": "12"}`. */
 export type User = UserRow & { externalIds: Record<string, string> };
 
 export interface UserInput {
   email?: string | null | undefined;
   name?: string | null | undefined;
   traits?: Record<string, unknown> | undefined;
-  /** On update, a null value removes that platform's id. */
+  /** By `externalIdKey`. On update, a null value removes that id. */
   externalIds?: Record<string, string | null> | undefined;
 }
 
-/** A user's `external_ids` from (platform, id) pairs, platforms in order. */
-const externalIdsOf = (links: [string, string][]): Record<string, string> =>
-  Object.fromEntries(links.sort(([a], [b]) => a.localeCompare(b)));
+/** (platform, account, external id), as the database gives them. */
+type ExternalIdLink = [platform: string, account: string, externalId: string];
+
+/**
+ * How the API names a user's id in one platform account: `platform@account`, or `platform` for an
+ * id given without account (account ''), which stands for every account of the platform that has
+ * no id of its own. A platform name holds no `@`, so the first one splits.
+ */
+export function externalIdKey(platform: string, account: string): string {
+  return account === '' ? platform : `${platform}@${account}`;
+}
+
+export function parseExternalIdKey(key: string): { platform: string; account: string } {
+  const at = key.indexOf('@');
+  return at < 0 ? { platform: key, account: '' } : { platform: key.slice(0, at), account: key.slice(at + 1) };
+}
+
+/** A user's `external_ids` from its links, keys in order. */
+const externalIdsOf = (links: ExternalIdLink[]): Record<string, string> =>
+  Object.fromEntries(
+    links
+      .map(([platform, account, id]) => [externalIdKey(platform, account), id] as const)
+      .sort(([a], [b]) => a.localeCompare(b)),
+  );
 
 const notFound = (id: string) => new AppError('user_not_found', `user ${id} not found`);
 
@@ -65,7 +87,9 @@ export function createUserService(db: Db) {
     return rows.map((row) => ({
       ...row,
       externalIds: externalIdsOf(
-        links.filter((l) => l.userId === row.id).map((l): [string, string] => [l.platform, l.externalId]),
+        links
+          .filter((l) => l.userId === row.id)
+          .map((l): ExternalIdLink => [l.platform, l.account, l.externalId]),
       ),
     }));
   }
@@ -77,7 +101,7 @@ export function createUserService(db: Db) {
           db,
           'user_get',
           sql`select u.id, u.organization_id, u.email, u.name, u.traits, u.created_at, u.updated_at,
-                (select json_agg(json_build_array(x.platform, x.external_id))
+                (select json_agg(json_build_array(x.platform, x.account, x.external_id))
                    from user_external_ids x where x.user_id = u.id) as external_ids
               from users u where u.organization_id = ${organizationId} and u.id = ${id}`,
         )
@@ -103,12 +127,19 @@ export function createUserService(db: Db) {
     userId: string,
     ids: Record<string, string | null>,
   ) {
-    for (const [platform, externalId] of Object.entries(ids)) {
+    for (const [key, externalId] of Object.entries(ids)) {
+      const { platform, account } = parseExternalIdKey(key);
       await tx
         .delete(userExternalIds)
-        .where(and(eq(userExternalIds.userId, userId), eq(userExternalIds.platform, platform)));
+        .where(
+          and(
+            eq(userExternalIds.userId, userId),
+            eq(userExternalIds.platform, platform),
+            eq(userExternalIds.account, account),
+          ),
+        );
       if (externalId !== null) {
-        await tx.insert(userExternalIds).values({ userId, organizationId, platform, externalId });
+        await tx.insert(userExternalIds).values({ userId, organizationId, platform, account, externalId });
       }
     }
   }
@@ -120,7 +151,7 @@ export function createUserService(db: Db) {
       if (isExternalIdClash(err)) {
         throw new AppError(
           'external_id_conflict',
-          'another user of this organization already has that external id',
+          'another user of this organization already has that external id in that account',
         );
       }
       throw err;
@@ -166,19 +197,47 @@ export function createUserService(db: Db) {
       return { ...page, data: await withExternalIds(page.data) };
     },
 
-    async findByExternalId(organizationId: string, platform: string, externalId: string): Promise<User> {
-      const [link] = await db
-        .select({ userId: userExternalIds.userId })
+    /**
+     * The user with this id in the platform. With an account, as ingest attributes a webhook of
+     * that account: the id in that account, else the id given without account. Without one, the id
+     * in whichever account holds it; held in several accounts by different users, the answer is
+     * 409 `external_id_ambiguous` listing them (ask again with the account).
+     */
+    async findByExternalId(
+      organizationId: string,
+      platform: string,
+      externalId: string,
+      account?: string,
+    ): Promise<User> {
+      const holders = await db
+        .select({ userId: userExternalIds.userId, account: userExternalIds.account })
         .from(userExternalIds)
         .where(
           and(
             eq(userExternalIds.organizationId, organizationId),
             eq(userExternalIds.platform, platform),
             eq(userExternalIds.externalId, externalId),
+            account === undefined ? undefined : inArray(userExternalIds.account, [account, '']),
           ),
+        )
+        .orderBy(asc(userExternalIds.account));
+      // With an account, the id in that account wins over the one given without account.
+      const chosen =
+        account === undefined ? holders : [holders.find((h) => h.account === account) ?? holders[0]];
+      const users = [...new Set(chosen.flatMap((h) => (h ? [h.userId] : [])))];
+      const [only] = users;
+      if (!only) {
+        const where = account ? ` in account ${account}` : '';
+        throw new AppError('user_not_found', `no user has ${platform} id ${externalId}${where}`);
+      }
+      if (users.length > 1) {
+        throw new AppError(
+          'external_id_ambiguous',
+          `${platform} id ${externalId} belongs to ${users.length} users, each in another account: give the account (?account=)`,
+          { details: holders.map((h) => ({ account: h.account, user_id: h.userId })) },
         );
-      if (!link) throw new AppError('user_not_found', `no user has ${platform} id ${externalId}`);
-      return get(organizationId, link.userId);
+      }
+      return get(organizationId, only);
     },
 
     async update(organizationId: string, id: string, patch: UserInput): Promise<User> {

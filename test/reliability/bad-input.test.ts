@@ -1,13 +1,14 @@
 // Bad input, property-based: fast-check throws random and mutated requests at /hooks/*,
 // /oauth/token and every /v1 route that /openapi.json lists, over a real socket. Properties: only
 // 2xx and 4xx come back; every 4xx is the JSON error shape with a stable code (RFC 6749's shape on
-// the token endpoint); the process stays up; and a rejected request changes nothing in the
-// database, but for the one documented trace: a webhook that passed its signature check and still
-// cannot be used is kept in inbound_requests with status `rejected` (for debugging). Last, with
-// the worker running: subscription filters built to stall it and a 1 MB event, while /healthz is
-// watched, and the limit on destinations per organization.
+// the token endpoint); the process stays up (a body trickled byte by byte is cut off with 408);
+// and a rejected request changes nothing in the database, but for the one documented trace: a
+// webhook that passed its signature check and still cannot be used is kept in inbound_requests
+// with status `rejected` (for debugging). Last, with the worker running: subscription filters
+// built to stall it and a 1 MB event, while /healthz is watched, and the limit on destinations
+// per organization.
 import { createHash, createHmac } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { sql } from 'drizzle-orm';
 import fc from 'fast-check';
 import { Agent, request } from 'undici';
@@ -20,11 +21,14 @@ import {
   signShopifyWebhook,
 } from '../../sim/shopify.ts';
 import {
+  type SimStripeEvent,
   stripeCharge,
   stripeCustomer,
   stripeEvent,
   stripeInvoice,
   stripePaymentIntent,
+  stripeRefund,
+  stripeRefundEvents,
   stripeWebhookRequest,
 } from '../../sim/stripe.ts';
 import {
@@ -114,6 +118,8 @@ const RFC6749_ERRORS = new Set([
   'unauthorized_client',
   'unsupported_grant_type',
   'invalid_scope',
+  // 429, once the fuzzing address has used its budget of failed authentications.
+  'temporarily_unavailable',
 ]);
 /** Codes only thrown once a webhook's signature held: its request must be kept, as rejected. */
 const AFTER_VERIFICATION = new Set(['payload_invalid', 'topic_unknown']);
@@ -139,6 +145,8 @@ let base: string;
 let publicUrl: string;
 let doc: OpenApiDoc;
 let v1ops: ApiOperation[] = [];
+/** The organization of the filter bombs scenario, made before the fuzzing trips the auth throttle. */
+let bombsOrg: { token: string };
 const agent = new Agent({ connections: 16, keepAliveTimeout: 10_000 });
 
 const hookIds = {} as Record<Source, string>;
@@ -410,20 +418,31 @@ const shopifyOriginal: fc.Arbitrary<Original> = fc
     };
   });
 
-const STRIPE_OBJECTS: Record<string, () => unknown> = {
-  'customer.created': () => stripeCustomer({ email: 'mary@example.com' }),
-  'invoice.paid': () => stripeInvoice({ status: 'paid' }),
-  'payment_intent.succeeded': () => stripePaymentIntent({ amount: 500, currency: 'eur' }),
-  'charge.refunded': () => stripeCharge({ amount: 500, amount_refunded: 500 }),
+const STRIPE_EVENTS: Record<string, () => SimStripeEvent> = {
+  'customer.created': () => stripeEvent('customer.created', stripeCustomer({ email: 'mary@example.com' })),
+  'invoice.paid': () => stripeEvent('invoice.paid', stripeInvoice({ status: 'paid' })),
+  'payment_intent.succeeded': () =>
+    stripeEvent('payment_intent.succeeded', stripePaymentIntent({ amount: 500, currency: 'eur' })),
+  'charge.refunded': () => stripeRefundOf500().chargeRefunded,
+  'refund.created': () => stripeRefundOf500().refundCreated,
 };
+
+function stripeRefundOf500() {
+  return stripeRefundEvents(
+    stripeCharge({ amount: 500, amount_refunded: 500 }),
+    stripeRefund({ amount: 500 }),
+  );
+}
 
 const stripeOriginal: fc.Arbitrary<Original> = fc
   .record({
-    type: fc.constantFrom(...Object.keys(STRIPE_OBJECTS)),
+    type: fc.constantFrom(...Object.keys(STRIPE_EVENTS)),
     id: fc.stringMatching(/^[A-Za-z0-9]{24}$/),
   })
   .map(({ type, id }) => {
-    const event = stripeEvent(type, STRIPE_OBJECTS[type]?.(), { id: `evt_${id}` });
+    const made = STRIPE_EVENTS[type];
+    if (!made) throw new Error(`no Stripe event ${type}`);
+    const event = { ...made(), id: `evt_${id}` };
     const { body, headers } = stripeWebhookRequest(event, { secret: SECRETS.stripe });
     return {
       source: 'stripe' as const,
@@ -1293,6 +1312,8 @@ beforeAll(async () => {
   t = await startTestApp({
     INTERCHANGE_EGRESS_ALLOW: '127.0.0.1/32',
     LOG_LEVEL: 'error',
+    // Slow bodies: cut off sooner than the default 30 s (a 1 MB body arrives here in milliseconds).
+    INTERCHANGE_REQUEST_TIMEOUT: '10s',
     INTERCHANGE_MAX_DESTINATIONS: String(MAX_DESTINATIONS),
   });
   await t.app.server.listen({ port: 0, host: '127.0.0.1' });
@@ -1341,6 +1362,7 @@ beforeAll(async () => {
   });
   connectorOfInstallation.set(destination, 'webhook');
 
+  bombsOrg = await t.organization('Bombs', { tier: 'enterprise' });
   // The /v1 fuzzing organization, with one object of each kind to aim at.
   const org = await t.organization('Fuzz', { tier: 'enterprise' });
   fuzz.token = org.token;
@@ -1535,11 +1557,105 @@ describe('bad input never gets a 5xx, and a rejected request changes nothing', (
     );
   });
 
+  it('absurd rate limits on a destination: answered 4xx, nothing changed', async () => {
+    // A rate limit outside 0.01–10,000 requests a second (1e-300 booked slots past any date) once
+    // failed the claim of every tenant's rate-limited deliveries: it must never be stored.
+    const id = (
+      await created(
+        await t.call('POST', '/v1/installations', {
+          token: fuzz.token,
+          body: { connector: 'webhook', config: { url: 'http://127.0.0.1:9/paced' } },
+        }),
+      )
+    ).id as string;
+    const absurd = fc.oneof(
+      fc
+        .double()
+        .filter((r) => Number.isFinite(r) && !(r >= 0.01 && r <= 10_000))
+        .map((r) => JSON.stringify(r)),
+      // As JSON text: 1e400 parses to Infinity, and a string or an array is no number.
+      fc.constantFrom(
+        '1e-300',
+        '5e-324',
+        '-0',
+        '0',
+        '-1',
+        '0.009999',
+        '10000.000001',
+        '1e6',
+        '1e308',
+        '1e400',
+      ),
+      fc.constantFrom('-1e400', '"5"', '"1e-300"', 'true', '[]', '{}'),
+    );
+    const body = (rate: string, create: boolean) =>
+      Buffer.from(
+        `{${create ? '"connector":"webhook","config":{"url":"http://127.0.0.1:9/paced"},' : ''}` +
+          `"subscription":{"event_types":["*"],"ordered":true,"rate_limit":${rate}}}`,
+      );
+    let last = await snapshot();
+    let refused = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(absurd, fc.boolean()), { minLength: 1, maxLength: 4 }),
+        async (batch) => {
+          const problems: string[] = [];
+          for (const [rate, create] of batch) {
+            const raw: Raw = {
+              method: create ? 'POST' : 'PATCH',
+              path: create ? '/v1/installations' : `/v1/installations/${id}`,
+              headers: { authorization: `Bearer ${fuzz.token}`, 'content-type': 'application/json' },
+              body: body(rate, create),
+            };
+            const a = await send('v1', raw);
+            if (!a) continue;
+            problems.push(...judge(raw, a));
+            if (a.status < 400) problems.push(`rate_limit ${rate} was accepted:\n  ${describeRaw(raw)}`);
+            if (a.status === 400) refused++;
+            const now = await snapshot();
+            const diff = changed(last, now);
+            figures.dbComparisons++;
+            if (diff.length > 0) problems.push(`rate_limit ${rate} changed ${diff.join(', ')}`);
+            last = now;
+          }
+          problems.push(...(await alive()));
+          fail(problems);
+        },
+      ),
+      { ...ASSERT, numRuns: 40 },
+    );
+    expect(refused).toBeGreaterThan(0);
+  });
+
+  it('cuts off a webhook body trickled byte by byte with 408 request_timeout, and stays up', async () => {
+    const socket = connect(Number(new URL(base).port), '127.0.0.1');
+    let answer = '';
+    socket.on('data', (chunk) => {
+      answer += chunk.toString('latin1');
+    });
+    socket.on('error', () => {});
+    socket.write(
+      `POST /hooks/${hookIds.stripe} HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n`,
+    );
+    // One byte every 100 ms (100 KB would take hours); the client gives up after 30 s.
+    const trickle = setInterval(() => socket.write('{'), 100);
+    const giveUp = setTimeout(() => socket.destroy(), 30_000);
+    const closedByServer = await new Promise<boolean>((resolve) =>
+      socket.on('close', () => resolve(answer.length > 0)),
+    );
+    clearInterval(trickle);
+    clearTimeout(giveUp);
+    expect(closedByServer).toBe(true);
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).error.code).toBe('request_timeout');
+    expect(await alive()).toEqual([]);
+  });
+
   it('filter bombs routed with a 1 MB event, and the destination limit: answers and stays responsive', async () => {
     // The worker from here on: its deliveries change tables, so this runs after the properties.
     t.app.startWorker();
     const [bombed, plain] = [await startReceiver(), await startReceiver()];
-    const org = await t.organization('Bombs', { tier: 'enterprise' });
+    const org = bombsOrg;
     const api = (method: string, path: string, body: unknown): Raw => ({
       method,
       path,

@@ -18,6 +18,7 @@ import { report } from './support.ts';
 const MARK = `alpha${randomBytes(5).toString('hex')}`;
 const SHOPIFY_CUSTOMER = `7${randomInt(10 ** 10, 10 ** 11)}`;
 const PORTAL = `9${randomInt(10 ** 9, 10 ** 10)}`;
+const WOO_STORE = `${MARK}.example.com`;
 
 type Kind = 'organization' | 'apiClient' | 'user' | 'installation' | 'event' | 'inboundRequest' | 'delivery';
 type Caller = 'A' | 'B' | 'admin';
@@ -107,13 +108,22 @@ const resourceOf = (path: string) => path.split('/')[path.startsWith('/v1/') ? 2
 // The mapping: which of A's objects each path parameter, query parameter and body field names.
 
 /** Path parameters, by `<resource>:<param,param>`: the values to try, and what B must get. */
-const PATH_PARAMS: Record<string, { values: () => Array<Record<string, string>>; expect: Expect }> = {
+const PATH_PARAMS: Record<
+  string,
+  {
+    values: () => Array<Record<string, string>>;
+    expect: Expect;
+    /** Query strings each value is tried with too, besides none. */
+    queries?: () => string[];
+  }
+> = {
   'organizations:id': { values: () => ids.organization.map((id) => ({ id })), expect: 'forbidden' },
   'api-clients:id': { values: () => ids.apiClient.map((id) => ({ id })), expect: 'not_found' },
   'users:id': { values: () => ids.user.map((id) => ({ id })), expect: 'not_found' },
   'users:platform,external_id': {
     values: () => externalIds.map(([platform, id]) => ({ platform, external_id: id })),
     expect: 'not_found',
+    queries: () => [`account=${encodeURIComponent(WOO_STORE)}`],
   },
   'installations:id': { values: () => ids.installation.map((id) => ({ id })), expect: 'not_found' },
   'events:id': { values: () => ids.event.map((id) => ({ id })), expect: 'not_found' },
@@ -138,6 +148,8 @@ const QUERY_PARAMS: Record<string, () => string[]> = {
   connector: () => ['shopify', 'webhook'],
   type: () => ['custom.alpha.signup', 'order.*'],
   status: () => ['succeeded'],
+  // The platform account of an external id (by-external-id): A's store.
+  account: () => [WOO_STORE],
   since: () => ['2000-01-01T00:00:00Z'],
   until: () => ['2100-01-01T00:00:00Z'],
 };
@@ -166,10 +178,12 @@ function pathCalls(op: ApiOperation) {
       missing: `no mapping for query parameter(s) ${unknownQuery.map((q) => q.name)} of ${op.key}`,
     };
   const body = op.body ? exampleOf(doc, op.body) : undefined;
-  const calls = entry.values().map((values) => ({
-    path: op.path.replace(/\{([^}]+)\}/g, (_m, name: string) => encodeURIComponent(values[name] ?? '')),
-    body,
-  }));
+  const calls = entry.values().flatMap((values) => {
+    const path = op.path.replace(/\{([^}]+)\}/g, (_m, name: string) =>
+      encodeURIComponent(values[name] ?? ''),
+    );
+    return [path, ...(entry.queries?.() ?? []).map((q) => `${path}?${q}`)].map((p) => ({ path: p, body }));
+  });
   return { key, expect: entry.expect, calls };
 }
 
@@ -261,10 +275,18 @@ beforeAll(async () => {
     email: userEmail,
     name: `Ada ${MARK}`,
     traits: { plan: `plan-${MARK}` },
-    external_ids: { shopify: SHOPIFY_CUSTOMER, stripe: `cus_${MARK}` },
+    external_ids: {
+      shopify: SHOPIFY_CUSTOMER,
+      stripe: `cus_${MARK}`,
+      [`woocommerce@${WOO_STORE}`]: `w${SHOPIFY_CUSTOMER}`,
+    },
   });
   ids.user.push(String(user.id));
-  externalIds.push(['shopify', SHOPIFY_CUSTOMER], ['stripe', `cus_${MARK}`]);
+  externalIds.push(
+    ['shopify', SHOPIFY_CUSTOMER],
+    ['stripe', `cus_${MARK}`],
+    ['woocommerce', `w${SHOPIFY_CUSTOMER}`],
+  );
   forbidden.push(String(user.id), SHOPIFY_CUSTOMER, PORTAL);
 
   const shopDomain = `${MARK}.myshopify.com`;

@@ -47,6 +47,7 @@ export default defineConnector({
     parse: parseBatch,
     dedupeKey: (_req, batch) => hubspotDedupeKey(batch),
     partitionKey: (_req, batch) => `hubspot:${batch[0]?.portalId ?? 'unknown'}`,
+    account: (_req, batch, ctx) => String(batch[0]?.portalId ?? ctx.config.portalId ?? ctx.installationId),
     normalize: (_req, batch, ctx) => normalizeHubSpotBatch(batch, ctx.installationId),
   },
 });

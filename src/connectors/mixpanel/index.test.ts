@@ -238,6 +238,115 @@ describe('delivering to the Mixpanel simulator', () => {
   });
 });
 
+describe('the connection check', () => {
+  const check = async (ctx: ReturnType<typeof context>) => {
+    if (!mixpanel.check) throw new Error('mixpanel must have a connection check');
+    return mixpanel.check(ctx);
+  };
+
+  it('asks Mixpanel: right credentials are ok, importing nothing', async () => {
+    const result = await check(context());
+    expect(result).toEqual({
+      ok: true,
+      message: `Mixpanel accepted the service account for project ${sim.options.projectId} and the project token`,
+    });
+    expect(imports().map((r) => [r.auth, r.records, r.status])).toEqual([
+      ['service_account', 0, 200],
+      ['project_token', 0, 200],
+    ]);
+    expect(sim.events).toHaveLength(0);
+    expect((await check(context({ auth: 'project_token' }))).ok).toBe(true);
+  });
+
+  it("fails wrong credentials with Mixpanel's reason, never the secret", async () => {
+    const { serviceAccount } = sim.options;
+    const wrong = await check(
+      context({
+        secrets: { serviceAccountUsername: serviceAccount.username, serviceAccountSecret: 'wrong-secret-x1' },
+      }),
+    );
+    expect(wrong).toEqual({
+      ok: false,
+      message: `the service account for project ${sim.options.projectId}: Mixpanel refused them (401: Invalid credentials)`,
+    });
+    const badToken = await check(
+      context({ auth: 'project_token', secrets: { projectToken: 'not-the-token-x2' } }),
+    );
+    expect(badToken).toMatchObject({
+      ok: false,
+      message: expect.stringContaining('401: Invalid credentials'),
+    });
+    expect(JSON.stringify([wrong, badToken])).not.toMatch(/wrong-secret-x1|not-the-token-x2/);
+    const tokenWrong = await check(
+      context({
+        secrets: {
+          serviceAccountUsername: serviceAccount.username,
+          serviceAccountSecret: serviceAccount.secret,
+          projectToken: 'stale-token-x3',
+        },
+      }),
+    );
+    expect(tokenWrong).toMatchObject({
+      ok: false,
+      message: expect.stringContaining('not the project token'),
+    });
+    expect(tokenWrong.message).not.toContain('stale-token-x3');
+  });
+
+  it('fails a service account without access to the project (403), an unreachable host and missing secrets', async () => {
+    const ctx = context();
+    const otherProject = await check({ ...ctx, config: { ...ctx.config, projectId: '999' } });
+    expect(otherProject).toMatchObject({ ok: false, message: expect.stringContaining('403') });
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const { port } = closed.address() as { port: number };
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const unreachable = await check(context({ host: `http://127.0.0.1:${port}` }));
+    expect(unreachable).toMatchObject({
+      ok: false,
+      message: expect.stringContaining('could not be reached'),
+    });
+    const requests = sim.requests.length;
+    const missing = await check(context({ secrets: {} }));
+    expect(missing).toMatchObject({ ok: false, message: expect.stringContaining('service account') });
+    expect(sim.requests).toHaveLength(requests);
+  });
+});
+
+describe('installation warnings', () => {
+  const warn = (secrets: Record<string, string>, types: string[], auth: Auth = 'service_account') =>
+    mixpanel.warnings?.({
+      config: context({ auth }).config,
+      secrets,
+      subscribes: (type) => types.includes(type),
+    });
+  const account = () => {
+    const { serviceAccountUsername = '', serviceAccountSecret = '' } = secretsFor('service_account');
+    return { serviceAccountUsername, serviceAccountSecret };
+  };
+
+  it('warns that customer events cannot be delivered without the project token', () => {
+    expect(warn(account(), ['order.created', 'customer.updated'])).toEqual([
+      {
+        code: 'profile_updates_need_project_token',
+        path: 'body.secrets.projectToken',
+        message: expect.stringContaining('customer.updated events become Mixpanel profile updates'),
+      },
+    ]);
+    expect(warn({ ...account(), projectToken: 't' }, ['customer.created'])).toEqual([]);
+    expect(warn(account(), ['order.created', 'refund.created'])).toEqual([]);
+  });
+
+  it('warns that nothing can be delivered without the credentials', () => {
+    expect(warn({}, ['order.created'])).toMatchObject([
+      { code: 'credentials_missing', path: 'body.secrets' },
+    ]);
+    expect(warn({}, ['order.created'], 'project_token')).toMatchObject([
+      { code: 'credentials_missing', path: 'body.secrets.projectToken' },
+    ]);
+  });
+});
+
 describe('the simulator itself', () => {
   it('answers strict-mode failures in Mixpanel’s shape', async () => {
     const auth = `Basic ${Buffer.from(`${sim.options.projectToken}:`).toString('base64')}`;

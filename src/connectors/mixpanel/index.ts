@@ -2,7 +2,8 @@
 // to /import; customers become profile updates sent to /engage. PROVIDERS.md § Mixpanel.
 import { z } from 'zod';
 import { defineConnector } from '../sdk.ts';
-import { accepts, deliverBatch, engageUrl, importAuth, importUrl, LIMITS } from './deliver.ts';
+import { checkMixpanel, mixpanelWarnings } from './check.ts';
+import { accepts, deliverBatch, engageUrl, importUrl, LIMITS } from './deliver.ts';
 
 const config = z
   .object({
@@ -78,16 +79,6 @@ export default defineConnector({
     urls: (cfg) => [importUrl(cfg), engageUrl(cfg)],
     deliver: (batch, ctx) => deliverBatch(batch, ctx),
   },
-  // The hub gives `check` no HTTP client, so this checks what can be checked without a request.
-  async check(ctx) {
-    const auth = importAuth(ctx.config, ctx.secrets);
-    if (typeof auth !== 'string') return { ok: false, message: auth.missing };
-    if (!ctx.secrets.projectToken) {
-      return {
-        ok: true,
-        message: 'credentials are set; customer profile updates need the project token too',
-      };
-    }
-    return { ok: true, message: 'credentials are set' };
-  },
+  check: (ctx) => checkMixpanel(ctx),
+  warnings: (ctx) => mixpanelWarnings(ctx),
 });

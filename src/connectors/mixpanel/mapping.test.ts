@@ -136,6 +136,14 @@ describe('refunds → Order Refunded', () => {
     expect(known[0]?.properties.distinct_id).toBe('usr_42');
   });
 
+  it('sends a refund of a customer who is no known user to the same distinct_id as the order', () => {
+    const refund = canonicalRefund({ customer_id: '207119551' });
+    const [refunded] = events(mapItem(item('refund.created', refund), OFF));
+    const [completed] = events(mapItem(item('order.created', canonicalOrder()), OFF));
+    expect(refunded?.properties.distinct_id).toBe('shopify:207119551');
+    expect(refunded?.properties.distinct_id).toBe(completed?.properties.distinct_id);
+  });
+
   it('maps order.refunded with the order’s total and customer', () => {
     const [refunded] = events(mapItem(item('order.refunded', canonicalOrder()), OFF));
     expect(refunded?.event).toBe('Order Refunded');

@@ -73,9 +73,12 @@ export function insertId(eventId: string, index: number): string {
 /**
  * Who the event is about: the organization's user id when the hub knows it, else the provider's
  * customer id prefixed by the source connector (`shopify:7390`), so ids of different providers
- * never collide (events sent to the API carry the organization's own ids: no prefix). With no
- * customer at all (a Shopify or Stripe refund names none) it is the empty string, which Mixpanel
- * documents for events "not associated with any user": accepted, left out of user analyses.
+ * never collide (events sent to the API carry the organization's own ids: no prefix). A refund
+ * has its order's customer (the hub fills it in when the provider names none). With no customer
+ * at all (a guest order, or a refund of an order the hub never received) it is the empty string:
+ * Mixpanel's documented value for a server-side event that belongs to no user (accepted, left out
+ * of user analyses). Leaving distinct_id out instead would make Mixpanel invent one user, from the
+ * sending address, for all such events.
  */
 export function distinctId(item: DeliveryItem, customerId: string | null | undefined): string {
   if (item.event.userid) return item.event.userid;
@@ -204,7 +207,8 @@ export function mapItem(item: DeliveryItem, options: MappingOptions): Mapped {
     case 'refund.created': {
       const r = refundSchema.safeParse(event.data);
       if (!r.success) return invalid(event.type);
-      return { kind: 'events', events: [make(0, 'Order Refunded', refundCreated(r.data, source))] };
+      const props = refundCreated(r.data, source);
+      return { kind: 'events', events: [make(0, 'Order Refunded', props, r.data.customer_id)] };
     }
     case 'customer.created':
     case 'customer.updated': {

@@ -76,6 +76,7 @@ export default defineConnector({
       return `${ctx.config.shopDomain}:${topic}:sha256:${createHash('sha256').update(req.rawBody).digest('hex')}`;
     },
     partitionKey: (_req, _payload, ctx) => ctx.config.shopDomain,
+    account: (_req, _payload, ctx) => ctx.config.shopDomain,
     normalize(req, payload, ctx) {
       const triggeredAt = shopifyHeader(req, 'triggeredAt');
       return normalizeShopify(shopifyHeader(req, 'topic'), payload, {

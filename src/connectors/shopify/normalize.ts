@@ -34,13 +34,14 @@ const orderDraft: Build = (payload, src) => {
   };
 };
 
-// Shopify's refund payload names no customer: the hub can reach it through the order (order_id).
+// Shopify's refund payload names no customer: the hub takes it from the order's events (order_id).
 const refundDraft: Build = (payload, src) => {
   const r = parsePayload(refundPayload, payload, 'refund');
   return {
     subject: `refunds/${r.id}`,
     time: r.created_at ?? r.processed_at ?? src.triggeredAt,
     data: refund(r, src.installationId),
+    customerFrom: r.order_id ? `orders/${r.order_id}` : undefined,
   };
 };
 

@@ -2,7 +2,7 @@
 // normalized to the currency's precision (what normalizeAmount does, but failing as payload_invalid)
 // and arithmetic runs on BigInt minor units.
 
-import { fromMinorUnits, toMinorUnits } from '../../events/money.ts';
+import { fromMinorUnits, ISO_4217, toMinorUnits } from '../../events/money.ts';
 import type { Address, Customer, LineItem, Order, Product, Refund } from '../../events/records.ts';
 import { ConnectorError } from '../sdk.ts';
 import type {
@@ -17,14 +17,14 @@ import type {
 /** Minor units of a Shopify amount, or payload_invalid when it is more precise than the currency. */
 function minor(amount: string, currency: string, field: string): bigint {
   try {
-    return toMinorUnits(amount, currency);
+    return toMinorUnits(amount, currency, ISO_4217);
   } catch {
     throw new ConnectorError('payload_invalid', `${field}: not a valid ${currency} amount`);
   }
 }
 
 function amount(value: string, currency: string, field: string): string {
-  return fromMinorUnits(minor(value, currency, field), currency);
+  return fromMinorUnits(minor(value, currency, field), currency, ISO_4217);
 }
 
 function optionalAmount(value: string | null | undefined, currency: string, field: string): string | null {
@@ -92,7 +92,7 @@ export function order(o: OrderPayload, installationId: string): Order {
     order_number: o.order_number == null ? null : String(o.order_number),
     total: amount(o.total_price, cur, 'total_price'),
     subtotal: optionalAmount(o.subtotal_price, cur, 'subtotal_price'),
-    revenue: fromMinorUnits(revenue, cur),
+    revenue: fromMinorUnits(revenue, cur, ISO_4217),
     tax: optionalAmount(o.total_tax, cur, 'total_tax'),
     shipping: optionalAmount(shippingAmount, cur, 'total_shipping_price_set'),
     discount: optionalAmount(o.total_discounts, cur, 'total_discounts'),
@@ -140,7 +140,9 @@ export function refund(r: RefundPayload, installationId: string): Refund {
   return {
     refund_id: r.id,
     order_id: r.order_id ?? null,
-    total: fromMinorUnits(total, cur),
+    // Filled in by the hub from the order's events (see the refund draft's `customerFrom`).
+    customer_id: null,
+    total: fromMinorUnits(total, cur, ISO_4217),
     currency: cur,
     reason: r.note ?? null,
     products: r.refund_line_items.map((l) => lineItem(l.line_item, cur, l.quantity)),

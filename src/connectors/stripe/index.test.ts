@@ -9,6 +9,7 @@ import {
   stripeInvoice,
   stripePaymentIntent,
   stripeRefund,
+  stripeRefundEvents,
   stripeWebhookRequest,
 } from '../../../sim/stripe.ts';
 import { parseEventData } from '../../events/types.ts';
@@ -239,6 +240,17 @@ describe('stripe normalize', () => {
     expect(kwd.data).toMatchObject({ total: '1.234', currency: 'KWD' });
   });
 
+  it("reads amounts with Stripe's minor units where they are not ISO's: ISK in hundredths, MGA whole", async () => {
+    const isk = await only(
+      stripeEvent('payment_intent.succeeded', stripePaymentIntent({ amount: 50000, currency: 'isk' })),
+    );
+    expect(isk.data).toMatchObject({ total: '500', currency: 'ISK' });
+    const mga = await only(
+      stripeEvent('payment_intent.succeeded', stripePaymentIntent({ amount: 5000, currency: 'mga' })),
+    );
+    expect(mga.data).toMatchObject({ total: '5000.00', currency: 'MGA' });
+  });
+
   it('maps payment intents to payment.succeeded and payment.failed with the decline', async () => {
     const ok = stripePaymentIntent();
     const succeeded = await only(stripeEvent('payment_intent.succeeded', ok));
@@ -269,27 +281,85 @@ describe('stripe normalize', () => {
     });
   });
 
-  it('maps charge.refunded to refund.created: the newest refund when listed, else the charge', async () => {
-    const bare = stripeCharge({ amount: 5000, amount_refunded: 1500 });
-    const fromCharge = await only(stripeEvent('charge.refunded', bare));
-    expect(fromCharge.type).toBe('refund.created');
-    expect(fromCharge.customerExternalId).toBe(bare.customer);
-    expect(fromCharge.data).toMatchObject({
-      refund_id: bare.id,
-      payment_id: bare.payment_intent,
-      total: '15.00',
-      currency: 'USD',
+  describe('refunds', () => {
+    /** A $50 charge refunded $10, then $15: the events Stripe sends for each refund. */
+    function twoPartialRefunds(options: { requestId?: null } = {}) {
+      const charge = stripeCharge({ amount: 5000, amount_refunded: 0, refunded: false });
+      const refunds = [stripeRefund({ amount: 1000 }), stripeRefund({ amount: 1500 })] as const;
+      return {
+        charge,
+        refunds,
+        first: stripeRefundEvents({ ...charge, amount_refunded: 1000 }, refunds[0], options),
+        second: stripeRefundEvents({ ...charge, amount_refunded: 2500 }, refunds[1], options),
+      };
+    }
+
+    it('counts each partial refund of charge.refunded once: $10 then $15 are 10 and 15, not 10 and 25', async () => {
+      const { charge, first, second } = twoPartialRefunds();
+      const a = await only(first.chargeRefunded);
+      const b = await only(second.chargeRefunded);
+      expect(a.type).toBe('refund.created');
+      expect(a.customerExternalId).toBe(charge.customer);
+      expect([a.data, b.data]).toMatchObject([
+        { total: '10.00', currency: 'USD' },
+        { total: '15.00', currency: 'USD' },
+      ]);
+      // Without the refunds list the charge names no refund: each is named by the charge and the
+      // amount refunded so far, the same on every retry.
+      expect([a.data, b.data]).toMatchObject([
+        { refund_id: `${charge.id}:1000` },
+        { refund_id: `${charge.id}:2500` },
+      ]);
+      expect(a.dedupeKey).not.toBe(b.dedupeKey);
     });
 
-    const older = stripeRefund({ amount: 1000, created: 1_700_000_000 });
-    const newer = stripeRefund({ amount: 500, created: 1_700_000_900, reason: 'duplicate' });
-    const listed = stripeCharge({
-      amount: 5000,
-      amount_refunded: 1500,
-      refunds: { object: 'list', data: [newer, older], has_more: false, total_count: 2, url: '/v1/refunds' },
+    it('maps refund.created with the refund’s own id and amount, keyed like the charge.refunded of the same refund', async () => {
+      const { charge, refunds, first, second } = twoPartialRefunds();
+      const created = await only(second.refundCreated);
+      expect(created).toMatchObject({ type: 'refund.created', subject: `refunds/${refunds[1].id}` });
+      expect(created.data).toMatchObject({
+        refund_id: refunds[1].id,
+        payment_id: charge.payment_intent,
+        total: '15.00',
+        currency: 'USD',
+        reason: 'requested_by_customer',
+      });
+      const charged = await only(second.chargeRefunded);
+      expect(created.dedupeKey).toBe(charged.dedupeKey);
+      expect(created.dedupeKey).not.toBe((await only(first.refundCreated)).dedupeKey);
     });
-    const fromRefund = await only(stripeEvent('charge.refunded', listed));
-    expect(fromRefund.data).toMatchObject({ refund_id: newer.id, total: '5.00', reason: 'duplicate' });
+
+    it('keys an automatic refund (no API request) by its refund id', async () => {
+      const { refunds, first } = twoPartialRefunds({ requestId: null });
+      expect((await only(first.refundCreated)).dedupeKey).toBe(`refund:${refunds[0].id}`);
+    });
+
+    it('takes the newest listed refund when the charge carries its refunds list', async () => {
+      const charge = stripeCharge({ amount: 5000, amount_refunded: 1500 });
+      const older = stripeRefund({ amount: 1000, created: 1_700_000_000, charge: charge.id });
+      const newer = stripeRefund({
+        amount: 500,
+        created: 1_700_000_900,
+        reason: 'duplicate',
+        charge: charge.id,
+      });
+      const { chargeRefunded } = stripeRefundEvents(charge, newer, { listed: [newer, older] });
+      const draft = await only(chargeRefunded);
+      expect(draft.subject).toBe(`refunds/${newer.id}`);
+      expect(draft.data).toMatchObject({ refund_id: newer.id, total: '5.00', reason: 'duplicate' });
+    });
+
+    it('refuses charge.refunded with neither the refunds list nor the amount refunded before', async () => {
+      const bare = stripeEvent('charge.refunded', stripeCharge({ amount: 5000, amount_refunded: 1500 }));
+      expect(await errorCode(() => receive(signed(bare)))).toBe('payload_invalid');
+    });
+
+    it('makes no event from a charge.refunded whose amount refunded did not grow', async () => {
+      const charge = stripeCharge({ amount: 5000, amount_refunded: 1500 });
+      const event = stripeEvent('charge.refunded', charge);
+      event.data.previous_attributes = { amount_refunded: 1500 };
+      expect((await receive(signed(event))).drafts).toEqual([]);
+    });
   });
 
   it('rejects an event type it does not handle as topic_unknown', async () => {

@@ -32,6 +32,8 @@ export default defineConnector({
     dedupeKey: (_req, event) => event.id,
     partitionKey: (_req, event, ctx) =>
       event.account ?? ctx.config.accountId ?? `stripe:${ctx.installationId}`,
+    // A Connect platform's endpoint receives its connected accounts' events, each naming its own.
+    account: (_req, event, ctx) => event.account ?? ctx.config.accountId ?? ctx.installationId,
     normalize: (_req, event, ctx) => normalizeStripeEvent(event, ctx.installationId),
   },
 });

@@ -28,7 +28,19 @@ export const eventSchema = z.object({
   livemode: z.boolean().optional(),
   /** Set on events of connected accounts (Connect). */
   account: z.string().min(1).optional(),
-  data: z.object({ object: z.unknown() }),
+  /**
+   * The API request that caused the event (null for automatic events); API versions before
+   * 2017-05-25 send its id as a string.
+   */
+  request: z
+    .union([z.string(), z.object({ id: z.string().nullable().optional() })])
+    .nullable()
+    .optional(),
+  data: z.object({
+    object: z.unknown(),
+    /** For `*.updated`-like events: the changed fields' values before the event. */
+    previous_attributes: z.record(z.string(), z.unknown()).optional(),
+  }),
 });
 export type StripeEvent = z.infer<typeof eventSchema>;
 
@@ -97,9 +109,13 @@ export const refundSchema = z.object({
   id: z.string().min(1),
   amount: minorAmount,
   currency,
+  /** Null for refunds of payments that are not charges (e.g. a customer balance). */
+  charge: refSchema,
+  payment_intent: refSchema,
   reason: text,
   created: timestamp,
 });
+export type StripeRefund = z.infer<typeof refundSchema>;
 
 export const chargeSchema = z.object({
   id: z.string().min(1),
@@ -117,3 +133,13 @@ export const chargeSchema = z.object({
     .optional(),
 });
 export type StripeCharge = z.infer<typeof chargeSchema>;
+
+/** What `charge.refunded` had before: the amount refunded until this refund. */
+export const chargeRefundedBeforeSchema = z.object({ amount_refunded: minorAmount });
+
+/** The id of the API request that caused the event, whichever shape the API version gives it. */
+export function requestId(event: StripeEvent): string | null {
+  const request = event.request;
+  if (request == null) return null;
+  return (typeof request === 'string' ? request : request.id) || null;
+}

@@ -1,6 +1,7 @@
 // Webhook endpoints: the organization's customers register a URL and receive its events, signed
 // the Standard Webhooks way. Only 2xx is success; redirects are not followed; 410 disables the
 // endpoint; 429, 502 and 504 throttle it (honouring Retry-After); anything else is retried.
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import {
   type DeliveryItem,
@@ -60,6 +61,29 @@ export function payloadOf(item: DeliveryItem): string {
   return `${JSON.stringify(head).slice(0, -1)},"data":${item.dataJson}}`;
 }
 
+/** The event a connection check sends: `webhook.test`, naming the endpoint's installation. */
+function testItem(installationId: string, now: Date): DeliveryItem {
+  const id = `test_${randomUUID()}`;
+  return {
+    deliveryId: id,
+    attempt: 1,
+    sourceConnector: null,
+    event: {
+      specversion: '1.0',
+      id,
+      source: `/installations/${installationId}`,
+      type: 'webhook.test',
+      subject: null,
+      time: now.toISOString(),
+      datacontenttype: 'application/json',
+      organization: '',
+      partitionkey: installationId,
+      userid: null,
+      data: { installation_id: installationId },
+    },
+  };
+}
+
 async function send(url: string, item: DeliveryItem, s: Secrets, http: HttpClient, now: () => Date) {
   const keys = activeSecrets(s, now());
   if (keys.length === 0) return { status: 'failed', error: 'the endpoint has no signing secret' } as const;
@@ -116,6 +140,18 @@ export default defineConnector({
       },
       revealed: { signingSecret },
     };
+  },
+  // A real signed request, as a delivery would be: a `webhook.test` event about this endpoint.
+  async check(ctx) {
+    const item = testItem(ctx.installationId, new Date());
+    try {
+      const result = await send(ctx.config.url, item, ctx.secrets, ctx.http, () => new Date());
+      if (result.status === 'delivered')
+        return { ok: true, message: `the endpoint answered ${result.statusCode} to a signed webhook.test` };
+      return { ok: false, message: result.error };
+    } catch (err) {
+      return { ok: false, message: `the endpoint could not be reached: ${(err as Error).message}` };
+    }
   },
   destination: {
     batchSize: 1,

@@ -35,6 +35,7 @@ export default defineConnector({
     verify: (req, ctx) => verifyWooSignature(req, ctx.secrets.webhookSecret),
     dedupeKey: (req, payload) => wooDedupeKey(req, payload),
     partitionKey: (req, _payload, ctx) => storeHost(req, ctx.config.siteUrl, ctx.installationId),
+    account: (req, _payload, ctx) => storeHost(req, ctx.config.siteUrl, ctx.installationId),
     normalize: (req, payload, ctx) => normalizeWoo(req, payload, ctx.installationId),
   },
 });

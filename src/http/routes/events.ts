@@ -4,6 +4,9 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { envelopeSchema } from '../../events/envelope.ts';
 import { CUSTOM_TYPE, isEventType, KNOWN_EVENT_TYPES, SYSTEM_EVENT_TYPES } from '../../events/types.ts';
+import { parseExact } from '../../exact-json.ts';
+import { scanJsonText } from '../../json-text.ts';
+import { MAX_JSON_DEPTH } from '../../storable.ts';
 import { organizationOf, principalOf } from '../auth.ts';
 import { bearer, errorResponses, instant, iso, listOf, listQuery } from '../schemas.ts';
 
@@ -47,7 +50,10 @@ const customBody = z.strictObject({
     .min(1)
     .max(200)
     .optional()
-    .describe('your idempotency key: sending the same id again returns the first event'),
+    .describe(
+      'your idempotency key: the same event sent again under this id answers 200 with the stored one; ' +
+        'another event (type, subject, partition_key, user_id, time or data differing) answers 409 event_id_conflict',
+    ),
   partition_key: z
     .string()
     .min(1)
@@ -58,8 +64,28 @@ const customBody = z.strictObject({
   user_id: z.string().max(100).optional(),
 });
 
+/** JSON text as-is, with a JSON content type: Fastify sends it without serializing it again. */
+const JSON_TEXT = 'application/json; charset=utf-8';
+
 export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
   const service = app.services.events;
+
+  // A body's `data` keeps its numbers as they were sent (see src/exact-json.ts): the rest of the
+  // body, and every check of the usual parser (prototype keys, bad JSON), is as on other routes.
+  // A body nested deeper than the API takes keeps the usual parse, for the depth check to refuse.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, text, done) => {
+    parseJson(req, text as string, (err, body) => {
+      if (err) return done(err);
+      const exact =
+        body !== null &&
+        typeof body === 'object' &&
+        Object.hasOwn(body, 'data') &&
+        scanJsonText(text as string).maxDepth <= MAX_JSON_DEPTH;
+      if (exact) (body as { data: unknown }).data = (parseExact(text as string) as { data: unknown }).data;
+      done(null, body);
+    });
+  });
 
   app.get(
     '/v1/events',
@@ -113,20 +139,20 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: envelopeSchema.extend({ request: requestMeta }), ...errorResponses },
       },
     },
-    async (req) => {
-      const { event, request } = await service.get(organizationOf(req), req.params.id);
-      return {
-        ...event,
-        request: request && {
-          id: request.id,
-          received_at: iso(request.receivedAt),
-          method: request.method,
-          path: request.path,
-          headers: request.headers,
-          body_size: request.bodySize,
-          status: request.status,
-        },
+    async (req, reply) => {
+      const { envelopeJson, request } = await service.get(organizationOf(req), req.params.id);
+      const meta = request && {
+        id: request.id,
+        received_at: iso(request.receivedAt),
+        method: request.method,
+        path: request.path,
+        headers: request.headers,
+        body_size: request.bodySize,
+        status: request.status,
       };
+      // The stored data spliced in as text, its numbers as they were sent.
+      const body = `${envelopeJson.slice(0, -1)},"request":${JSON.stringify(meta)}}`;
+      return reply.type(JSON_TEXT).send(body as never);
     },
   );
 
@@ -168,7 +194,11 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags,
         summary: 'Send an event from your own systems',
-        description: `Types: \`custom.*\` (${CUSTOM_TYPE.source}) with any object as data, or a canonical type whose data must fit its schema.`,
+        description:
+          `Types: \`custom.*\` (${CUSTOM_TYPE.source}) with any object as data, or a canonical type whose data must fit its schema. ` +
+          'Custom data is stored as sent, numbers with the digits they were sent with (`1e400`, 30-digit integers): ' +
+          'the API and webhook endpoints get them back unchanged. Canonical data takes only numbers a double holds exactly; ' +
+          'any other is refused with `number_not_exact`.',
         security: bearer,
         body: customBody,
         response: { 201: envelopeSchema, 200: envelopeSchema, ...errorResponses },
@@ -178,7 +208,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       const organizationId = organizationOf(req);
       const b = req.body;
       if (b.user_id) await app.services.users.get(organizationId, b.user_id);
-      const { created, event } = await service.createCustom(organizationId, principalOf(req).clientId, {
+      const { created, json } = await service.createCustom(organizationId, principalOf(req).clientId, {
         type: b.type,
         subject: b.subject,
         data: b.data,
@@ -187,7 +217,10 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         time: b.time,
         userId: b.user_id,
       });
-      return reply.code(created ? 201 : 200).send(event);
+      return reply
+        .code(created ? 201 : 200)
+        .type(JSON_TEXT)
+        .send(json as never);
     },
   );
 };

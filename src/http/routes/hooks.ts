@@ -42,6 +42,7 @@ export const hookRoutes: FastifyPluginAsyncZod = async (app) => {
           404: errorSchema,
           410: errorSchema,
           413: errorSchema,
+          503: errorSchema,
         },
       },
     },

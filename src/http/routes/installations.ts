@@ -51,8 +51,25 @@ const installationSchema = z
   })
   .meta({ id: 'Installation' });
 
+const warningsSchema = z
+  .array(
+    z
+      .object({
+        code: z.string().describe('stable, e.g. `profile_updates_need_project_token`'),
+        message: z.string(),
+        path: z.string().optional().describe('the request field to change'),
+      })
+      .meta({ id: 'InstallationWarning' }),
+  )
+  .describe(
+    'settings that were saved but keep some subscribed events from ever being delivered (they would fail and end dead): e.g. a Mixpanel destination taking customer events without the project token. Empty when there is nothing to fix.',
+  );
+
+const savedSchema = installationSchema.extend({ warnings: warningsSchema }).meta({ id: 'SavedInstallation' });
+
 const createdSchema = installationSchema
   .extend({
+    warnings: warningsSchema,
     revealed_secrets: z
       .record(z.string(), z.string())
       .describe('secrets the hub generated (a webhook signing secret): shown in this response only'),
@@ -114,7 +131,11 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (req, reply) => {
       const created = await service.create(organizationOf(req), req.body);
-      return reply.code(201).send({ ...present(created), revealed_secrets: created.revealedSecrets });
+      return reply.code(201).send({
+        ...present(created),
+        warnings: created.warnings,
+        revealed_secrets: created.revealedSecrets,
+      });
     },
   );
 
@@ -158,10 +179,13 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
         security: bearer,
         params: idParams,
         body: updateBody,
-        response: { 200: installationSchema, ...errorResponses },
+        response: { 200: savedSchema, ...errorResponses },
       },
     },
-    async (req) => present(await service.update(organizationOf(req), req.params.id, req.body)),
+    async (req) => {
+      const updated = await service.update(organizationOf(req), req.params.id, req.body);
+      return { ...present(updated), warnings: updated.warnings };
+    },
   );
 
   app.delete(
@@ -189,6 +213,8 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags,
         summary: "Run the connector's connection check",
+        description:
+          'Calls the provider with the installation’s settings: Mixpanel is asked to authenticate its credentials (an empty Import Events batch, and the project token likewise); a webhook endpoint gets a signed `webhook.test` event. `ok` is false, with what the provider answered, when it refuses them or cannot be reached. Sources (Shopify, Stripe, WooCommerce, HubSpot) have no check: they call the hub (400 `check_unsupported`).',
         security: bearer,
         params: idParams,
         response: { 200: z.object({ ok: z.boolean(), message: z.string() }), ...errorResponses },
@@ -198,8 +224,12 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
       const organizationId = organizationOf(req);
       const installation = await service.get(organizationId, req.params.id);
       const connector = service.connectorOf(installation.connectorId);
-      if (!connector.check)
-        throw new AppError('check_unsupported', `${connector.name} has no connection check`);
+      if (!connector.check) {
+        const why = connector.inbound
+          ? `${connector.name} is a source: it calls the hub, and its settings hold nothing the hub could call it with. GET /v1/installations/{id}/requests lists the webhooks it sent and how each was answered`
+          : `${connector.name} has no connection check`;
+        throw new AppError('check_unsupported', why);
+      }
       const row = await service.load(installation.id);
       if (!row) throw new AppError('installation_not_found', `installation ${req.params.id} not found`);
       return connector.check({
@@ -207,6 +237,7 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
         config: row.config,
         secrets: service.secretsOf(row),
         now: new Date(),
+        http: app.services.http,
       });
     },
   );

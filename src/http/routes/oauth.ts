@@ -1,5 +1,6 @@
 // POST /oauth/token: the OAuth2 client-credentials grant (RFC 6749 §4.4). Credentials come by
-// HTTP Basic (§2.3.1) or in the body, form-encoded or JSON; errors keep §5.2's shape.
+// HTTP Basic (§2.3.1) or in the body, form-encoded or JSON; errors keep §5.2's shape. Failed
+// attempts are throttled per address and per client id (auth-throttle.ts).
 import formbody from '@fastify/formbody';
 import type { FastifyError } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
@@ -70,9 +71,10 @@ export const oauthRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Exchange client credentials for an access token',
         description:
           'OAuth2 client-credentials grant. Send `client_id` and `client_secret` by HTTP Basic or in the body ' +
-          '(`application/x-www-form-urlencoded` or JSON). Errors follow RFC 6749 §5.2.',
+          '(`application/x-www-form-urlencoded` or JSON). Errors follow RFC 6749 §5.2. After too many failed ' +
+          'attempts from one address or for one client id, `429 temporarily_unavailable` with `Retry-After`.',
         body: tokenRequest,
-        response: { 200: tokenResponse, 400: oauthError, 401: oauthError },
+        response: { 200: tokenResponse, 400: oauthError, 401: oauthError, 429: oauthError },
       },
     },
     async (req, reply) => {
@@ -88,8 +90,20 @@ export const oauthRoutes: FastifyPluginAsyncZod = async (app) => {
       const id = basic?.id ?? body.client_id;
       const secret = basic?.secret ?? body.client_secret;
       if (!id || !secret) throw new OAuthError('invalid_client', 'client authentication is required');
+      // Checked before the secret, so a guess past the budget learns nothing, right or wrong.
+      const wait = await app.authThrottle.waitFor(req, id);
+      if (wait > 0) {
+        throw new OAuthError(
+          'temporarily_unavailable',
+          `too many failed authentications for this client or from this address; retry in ${wait} s`,
+          { headers: { 'retry-after': String(wait) } },
+        );
+      }
       const client = await app.services.apiClients.authenticate(id, secret);
-      if (!client) throw new OAuthError('invalid_client', 'client authentication failed');
+      if (!client) {
+        await app.authThrottle.recordFailure(req, id);
+        throw new OAuthError('invalid_client', 'client authentication failed');
+      }
 
       let scopes: Scope[] = client.scopes;
       if (body.scope !== undefined) {

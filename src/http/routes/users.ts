@@ -18,6 +18,18 @@ const platform = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, 'a platform name: lowercase letters, digits, - and _ (e.g. shopify)');
 const externalId = z.string().min(1).max(255);
+/** An account as the hub names it: printable ASCII without spaces or `@`. */
+const ACCOUNT = '[\\x21-\\x3f\\x41-\\x7e]{1,255}';
+const externalIdKey = z
+  .string()
+  .regex(
+    new RegExp(`^[a-z0-9][a-z0-9_-]{0,63}(@${ACCOUNT})?$`),
+    'a platform (shopify), or a platform and one of its accounts (woocommerce@shop.example.com)',
+  );
+const EXTERNAL_IDS_HELP =
+  'the user\'s id in each external platform, by `platform@account` (e.g. {"shopify@acme.myshopify.com": "7302"}): ' +
+  'the account is the shop domain (Shopify), the store host (WooCommerce), the acct_ id (Stripe), the portal id (HubSpot). ' +
+  'A `platform` key alone (no account) stands for every account of the platform that has no id of its own for the user';
 
 const userSchema = z
   .object({
@@ -25,9 +37,7 @@ const userSchema = z
     email: z.string().nullable(),
     name: z.string().nullable(),
     traits: z.record(z.string(), z.unknown()),
-    external_ids: z
-      .record(z.string(), z.string())
-      .describe('the user\'s id in each external platform, e.g. {"shopify": "7302"}'),
+    external_ids: z.record(z.string(), z.string()).describe(EXTERNAL_IDS_HELP),
     created_at: timestamp,
     updated_at: timestamp,
   })
@@ -41,7 +51,7 @@ const createBody = z.strictObject({
   email: z.email().max(320).nullable().optional(),
   name: z.string().trim().min(1).max(200).nullable().optional(),
   traits: traits.optional().describe('free-form attributes'),
-  external_ids: z.record(platform, externalId).optional(),
+  external_ids: z.record(externalIdKey, externalId).optional().describe(EXTERNAL_IDS_HELP),
 });
 
 const updateBody = z.strictObject({
@@ -49,9 +59,9 @@ const updateBody = z.strictObject({
   name: z.string().trim().min(1).max(200).nullable().optional(),
   traits: traits.optional().describe('merged into the current traits; a null value removes a trait'),
   external_ids: z
-    .record(platform, externalId.nullable())
+    .record(externalIdKey, externalId.nullable())
     .optional()
-    .describe('merged; a null value removes that platform'),
+    .describe(`merged; a null value removes that id. ${EXTERNAL_IDS_HELP}`),
 });
 
 const present = (u: User) => ({
@@ -115,13 +125,31 @@ export const userRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags,
         summary: 'Find the user with this id in an external platform',
+        description:
+          'With `account`, the user a webhook of that account is attributed to: the id in that account, else the id given without account. ' +
+          'Without it, the user holding the id in any account; when users of several accounts hold it, 409 `external_id_ambiguous` ' +
+          'lists them (`details`: each `account` and `user_id`).',
         security: bearer,
         params: z.strictObject({ platform, external_id: externalId }),
+        querystring: z.object({
+          account: z
+            .string()
+            .max(255)
+            .optional()
+            .describe('the platform account, e.g. the shop domain or the WooCommerce store host'),
+        }),
         response: { 200: userSchema, ...errorResponses },
       },
     },
     async (req) =>
-      present(await users.findByExternalId(organizationOf(req), req.params.platform, req.params.external_id)),
+      present(
+        await users.findByExternalId(
+          organizationOf(req),
+          req.params.platform,
+          req.params.external_id,
+          req.query.account,
+        ),
+      ),
   );
 
   app.get(
