@@ -144,6 +144,17 @@ describe('loadConfig', () => {
     expect(err.message).not.toContain('hunter2');
   });
 
+  it('reads INTERCHANGE_MAX_DESTINATIONS, 100 by default, and rejects a bad one naming it', () => {
+    expect(loadConfig({}).maxDestinations).toBe(100);
+    expect(loadConfig({ INTERCHANGE_MAX_DESTINATIONS: '5' }).maxDestinations).toBe(5);
+    for (const value of ['0', '-3', '2.5', 'many', '1000000']) {
+      expectOneLineNaming(
+        configError({ INTERCHANGE_MAX_DESTINATIONS: value }),
+        'INTERCHANGE_MAX_DESTINATIONS',
+      );
+    }
+  });
+
   it('reads INTERCHANGE_METRICS_TOKEN, unset by default', () => {
     expect(loadConfig({}).metricsToken).toBeUndefined();
     expect(loadConfig({ INTERCHANGE_METRICS_TOKEN: '  0123456789abcdef  ' }).metricsToken).toBe(

@@ -84,6 +84,7 @@ const envSchema = z.object({
     .refine((v) => parseSize(v) !== undefined, 'must be a size such as 512KB, 64MB or 1GB')
     .default('64MB'),
   INTERCHANGE_MAX_EVENT_LOOP_DELAY: duration('1s'),
+  INTERCHANGE_MAX_DESTINATIONS: z.coerce.number().int().min(1).max(100_000).default(100),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
 });
 
@@ -157,6 +158,8 @@ export type Config = Readonly<{
   deliveryTimeoutMs: number;
   /** How long a worker holds a claimed delivery before another may take it over, ms. */
   deliveryLeaseMs: number;
+  /** Destinations (webhook, Mixpanel... installations not uninstalled) one organization may have. */
+  maxDestinations: number;
   /** CIDR ranges outbound HTTP may reach although the egress guard refuses them by default. */
   egressAllow: readonly string[];
   /** Time limit to receive a whole request, body included, ms. */
@@ -250,6 +253,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     disableAfterMs: parseDuration(e.INTERCHANGE_DISABLE_AFTER) as number,
     deliveryTimeoutMs: parseDuration(e.INTERCHANGE_DELIVERY_TIMEOUT) as number,
     deliveryLeaseMs: parseDuration(e.INTERCHANGE_DELIVERY_LEASE) as number,
+    maxDestinations: e.INTERCHANGE_MAX_DESTINATIONS,
     egressAllow: Object.freeze(
       e.INTERCHANGE_EGRESS_ALLOW ? e.INTERCHANGE_EGRESS_ALLOW.split(',').map((c) => c.trim()) : [],
     ),

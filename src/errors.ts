@@ -42,6 +42,7 @@ export const ERROR_STATUS = {
   event_id_conflict: 409,
   conflict: 409,
   delivery_in_progress: 409,
+  destination_limit_reached: 409,
   payload_too_large: 413,
   headers_too_large: 431,
   request_timeout: 408,

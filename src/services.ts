@@ -44,7 +44,9 @@ export function createServices(
     allow: config.egressAllow,
     logger: logger.child({ component: 'egress' }),
   });
-  const installations = createInstallationService(db, box, connectorById, egress);
+  const installations = createInstallationService(db, box, connectorById, egress, {
+    maxDestinations: config.maxDestinations,
+  });
   return {
     egress,
     http: createHttpClient(egress),

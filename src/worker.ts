@@ -6,7 +6,8 @@
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { connectorById } from './connectors/catalog.ts';
-import { createRouter, ROUTER_CONSUMER } from './delivery/router.ts';
+import { FILTER_WORK_BUDGET } from './delivery/filter.ts';
+import { createRouter, ROUTER_CONSUMER, type RouterHooks } from './delivery/router.ts';
 import { startSender } from './delivery/sender.ts';
 import { TOPICS } from './events/types.ts';
 import { startPrivacyConsumer } from './ingest/redact.ts';
@@ -42,7 +43,9 @@ export function startWorker(parts: {
   const router = services.log.consume({
     ...ROUTER_CONSUMER,
     topics: TOPICS,
-    handler: createRouter(store.db, connectorById, sender.handoff),
+    handler: createRouter(store.db, connectorById, sender.handoff, {
+      filterExhausted: reportExhaustedFilters(metrics, logger),
+    }),
   });
   const privacy = startPrivacyConsumer(store.db, services.log, logger);
   return {
@@ -51,5 +54,26 @@ export function startWorker(parts: {
       await Promise.all([router.stop(), privacy.stop()]);
       await sender.stop();
     },
+  };
+}
+
+/** Counts every event a filter's work budget kept from its destination; logs it once a minute per destination. */
+function reportExhaustedFilters(metrics: Metrics, logger: Logger): RouterHooks['filterExhausted'] {
+  const loggedAt = new Map<string, number>();
+  return ({ destinationId, organizationId, eventId }) => {
+    metrics.delivery.filterExhausted.inc();
+    const now = Date.now();
+    if (now - (loggedAt.get(destinationId) ?? 0) < 60_000) return;
+    if (loggedAt.size >= 10_000) loggedAt.clear();
+    loggedAt.set(destinationId, now);
+    logger.warn(
+      {
+        destination_id: destinationId,
+        organization_id: organizationId,
+        event_id: eventId,
+        work_budget: FILTER_WORK_BUDGET,
+      },
+      'subscription filter used its whole work budget: the event is not routed to this destination (logged once a minute per destination)',
+    );
   };
 }

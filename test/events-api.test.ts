@@ -290,6 +290,39 @@ describe('listing, reading and replaying', () => {
     expect(one.json()).toMatchObject({ id: ids[0], type: 'custom.kind0', request: null });
   });
 
+  it('takes a family name alone for its family: type=order lists order.*', async () => {
+    const org = await t.organization('Families');
+    const order = {
+      order_id: '1',
+      total: '10.00',
+      revenue: '10.00',
+      currency: 'EUR',
+      products: [],
+      external_ids: {},
+    };
+    const ids: string[] = [];
+    for (const [type, data] of [
+      ['order.created', order],
+      ['custom.order.noted', {}],
+      ['order.paid', order],
+    ] as const) {
+      const res = await send(org.token, { type, data });
+      expect(res.statusCode, res.body).toBe(201);
+      ids.push(res.json().id);
+    }
+    const list = async (type: string) =>
+      (await t.call('GET', `/v1/events?type=${type}`, { token: org.token }))
+        .json()
+        .data.map((e: { id: string }) => e.id);
+    expect(await list('order')).toEqual([ids[0], ids[2]]);
+    expect(await list('order')).toEqual(await list('order.*'));
+    expect(await list('custom')).toEqual([ids[1]]);
+    expect(await list('invoice')).toEqual([]);
+    // With a dot it is an exact type: custom.order is one, not the custom.order family.
+    expect(await list('custom.order')).toEqual([]);
+    expect(await list('custom.order.*')).toEqual([ids[1]]);
+  });
+
   it('lists a time range by time, then id, page after page', async () => {
     const org = await t.organization('Timeline');
     // Sent in this order, with times out of it (and two at the same instant).

@@ -178,7 +178,9 @@ export function createDeliveryService(db: Db) {
             group by i.id, i.connector_id, i.status
             order by i.id`,
       );
-      const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+      // Rounded: percentile_cont's interpolation leaves float noise (73.26400000000001 ms).
+      const rounded = (v: unknown, places: number) =>
+        v === null || v === undefined ? null : Number(Number(v).toFixed(places));
       return rows.map((r) => {
         const ended = Number(r.ended_ok) + Number(r.ended_dead);
         return {
@@ -193,10 +195,10 @@ export function createDeliveryService(db: Db) {
             dead: Number(r.dead),
           },
           successRate: ended > 0 ? Number(r.ended_ok) / ended : null,
-          latencyP50Ms: num(r.p50),
-          latencyP99Ms: num(r.p99),
+          latencyP50Ms: rounded(r.p50, 2),
+          latencyP99Ms: rounded(r.p99, 2),
           queueDepth: Number(r.pending) + Number(r.delivering) + Number(r.failed),
-          oldestPendingAgeSeconds: num(r.oldest),
+          oldestPendingAgeSeconds: rounded(r.oldest, 3),
         };
       });
     },

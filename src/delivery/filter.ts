@@ -1,8 +1,30 @@
 // Subscription filters: a small, documented subset of MongoDB's query language evaluated on an
 // event's `data`, e.g. `{"total": {"$gte": "100"}, "currency": "EUR"}`. Amounts are exact
 // decimal strings in Interchange, so numeric comparisons are exact: "100.10" > 100.1 is false.
+//
+// Evaluation costs at most FILTER_WORK_BUDGET units of work, whatever the data: the values at each
+// field path are read once per evaluation (at most VALUES_PER_PATH of them) and summed up, so a
+// condition is a lookup ($in: a set of its operands against the set of the values; $gt: the
+// largest value). A filter that would need more work does not match (`exhausted`).
+import {
+  BudgetExhausted,
+  compareDecimals,
+  compareText,
+  type Decimal,
+  decimalOf,
+  type Extremes,
+  equalityKey,
+  type PathNeeds,
+  type PathValues,
+  readPath,
+  WorkBudget,
+} from './filter-values.ts';
+
+export { VALUES_PER_PATH } from './filter-values.ts';
 
 export const FILTER_MAX_BYTES = 4096;
+/** Work one evaluation may do: a value read, a condition checked, 256 characters of a string read. */
+export const FILTER_WORK_BUDGET = 100_000;
 const MAX_DEPTH = 6;
 
 export class FilterError extends Error {
@@ -17,141 +39,211 @@ export class FilterError extends Error {
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type Filter = { [key: string]: Json };
-type Matcher = (data: unknown) => boolean;
+
+/** The outcome of one evaluation; `work` never exceeds the budget. */
+export interface FilterEvaluation {
+  matched: boolean;
+  /** Units of work spent (see FILTER_WORK_BUDGET). */
+  work: number;
+  /** The budget ran out: the filter did not match, whatever the rest of the data holds. */
+  exhausted: boolean;
+}
+
+export interface CompiledFilter {
+  evaluate(data: unknown): FilterEvaluation;
+}
 
 const COMPARISONS = ['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin', '$exists'] as const;
-const DECIMAL = /^-?\d+(\.\d+)?$/;
+
+/** $gt and $gte hold when the largest comparable value passes; $lt and $lte, the smallest. */
+const ORDERED = {
+  $gt: { side: 'max', accept: (c: number) => c > 0 },
+  $gte: { side: 'max', accept: (c: number) => c >= 0 },
+  $lt: { side: 'min', accept: (c: number) => c < 0 },
+  $lte: { side: 'min', accept: (c: number) => c <= 0 },
+} as const;
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** Exact comparison of two decimals (numbers or decimal strings); undefined if either is not one. */
-function compareDecimal(a: unknown, b: unknown): number | undefined {
-  const text = (v: unknown) =>
-    typeof v === 'number' && Number.isFinite(v)
-      ? String(v).includes('e')
-        ? undefined
-        : String(v)
-      : typeof v === 'string' && DECIMAL.test(v)
-        ? v
-        : undefined;
-  const x = text(a);
-  const y = text(b);
-  if (x === undefined || y === undefined) return undefined;
-  const scale = Math.max(x.split('.')[1]?.length ?? 0, y.split('.')[1]?.length ?? 0);
-  const big = (s: string) => {
-    const negative = s.startsWith('-');
-    const [whole = '0', fraction = ''] = s.replace('-', '').split('.');
-    const n = BigInt(whole + fraction.padEnd(scale, '0'));
-    return negative ? -n : n;
-  };
-  const d = big(x) - big(y);
-  return d < 0n ? -1 : d > 0n ? 1 : 0;
+interface FieldPath {
+  index: number;
+  segments: readonly string[];
+  needs: PathNeeds;
 }
 
-function compare(a: unknown, b: unknown): number | undefined {
-  const decimal = compareDecimal(a, b);
-  if (decimal !== undefined) return decimal;
-  if (typeof a === 'string' && typeof b === 'string') return a < b ? -1 : a > b ? 1 : 0;
-  return undefined;
-}
+/** One evaluation: the data, its budget, and the values of each path once read. */
+class Reading {
+  private readonly read: Array<PathValues | undefined> = [];
+  constructor(
+    private readonly data: unknown,
+    readonly budget: WorkBudget,
+  ) {}
 
-function equals(a: unknown, b: unknown): boolean {
-  if (compareDecimal(a, b) === 0) return true;
-  return JSON.stringify(a) === JSON.stringify(b);
-}
-
-/** Every value at a dotted path; arrays on the way are searched element by element (Mongo's rule). */
-function valuesAt(data: unknown, path: string[]): unknown[] {
-  if (path.length === 0) return [data];
-  const [head, ...rest] = path as [string, ...string[]];
-  if (Array.isArray(data)) {
-    if (/^\d+$/.test(head)) return valuesAt(data[Number(head)], rest);
-    return data.flatMap((item) => valuesAt(item, path));
+  values(path: FieldPath): PathValues {
+    const known = this.read[path.index];
+    if (known) return known;
+    const values = readPath(this.data, path.segments, path.needs, this.budget);
+    this.read[path.index] = values;
+    return values;
   }
-  if (!isObject(data) || !Object.hasOwn(data, head)) return [undefined];
-  return valuesAt(data[head], rest);
 }
 
-/** A value and, if it is an array, its elements: `{"tags": "vip"}` matches `tags: ["vip"]`. */
-const candidates = (values: unknown[]) => values.flatMap((v) => (Array.isArray(v) ? [v, ...v] : [v]));
+type Condition = (reading: Reading) => boolean;
 
-function compileCondition(field: string, condition: Json, where: string): Matcher {
-  const path = field.split('.');
-  if (path.some((p) => p === '')) throw new FilterError(where, `"${field}" is not a field path`);
+/** The field paths a filter names, each once, with what its conditions need. */
+class FieldPaths {
+  private readonly byName = new Map<string, FieldPath>();
+
+  of(field: string, where: string): FieldPath {
+    const known = this.byName.get(field);
+    if (known) return known;
+    const segments = field.split('.');
+    if (segments.some((p) => p === '')) throw new FilterError(where, `"${field}" is not a field path`);
+    const path = {
+      index: this.byName.size,
+      segments,
+      needs: { equality: false, order: false, composites: [] },
+    };
+    this.byName.set(field, path);
+    return path;
+  }
+}
+
+/** Prepares equality with `operands`: their keys, and the path's values keyed to compare with them. */
+function equalityKeys(path: FieldPath, operands: Json[]): Set<string> {
+  path.needs.equality = true;
+  for (const operand of operands) {
+    const text = typeof operand === 'object' && operand !== null ? JSON.stringify(operand) : undefined;
+    if (text !== undefined && !path.needs.composites.includes(text)) path.needs.composites.push(text);
+  }
+  return new Set(operands.map((o) => equalityKey(o) as string));
+}
+
+/** Whether some value of the path equals one of `keys` (the smaller set is walked). */
+function someEqual(reading: Reading, path: FieldPath, keys: Set<string>): boolean {
+  const values = reading.values(path).keys;
+  const [few, many] = values.size < keys.size ? [values, keys] : [keys, values];
+  reading.budget.spend(1 + few.size);
+  for (const key of few) if (many.has(key)) return true;
+  return false;
+}
+
+const asDecimals = (numbers: Extremes<number>): Extremes<Decimal> => ({
+  min: decimalOf(numbers.min),
+  max: decimalOf(numbers.max),
+});
+
+function ordered(path: FieldPath, op: keyof typeof ORDERED, operand: Json, at: string): Condition {
+  if (operand === null || typeof operand === 'object' || typeof operand === 'boolean')
+    throw new FilterError(at, `${op} takes a number or a string`);
+  path.needs.order = true;
+  const { side, accept } = ORDERED[op];
+  const passes = <T>(extremes: Extremes<T>, bound: T, compare: (a: T, b: T) => number) => {
+    const value = extremes[side];
+    return value !== undefined && accept(compare(value, bound));
+  };
+  const decimal: Decimal | undefined = decimalOf(operand);
+  // A decimal compares with decimals by value, and a decimal string also with other strings as
+  // text; any other string compares with every string as text; a number with an exponent, with nothing.
+  return (reading) => {
+    reading.budget.spend(1);
+    const values = reading.values(path);
+    if (decimal) {
+      return (
+        passes(asDecimals(values.number), decimal, compareDecimals) ||
+        passes(values.decimal, decimal, compareDecimals) ||
+        (typeof operand === 'string' && passes(values.text, operand, compareText))
+      );
+    }
+    return typeof operand === 'string' && passes(values.string, operand, compareText);
+  };
+}
+
+function compileCondition(field: string, condition: Json, where: string, paths: FieldPaths): Condition {
+  const path = paths.of(field, where);
   const operators = isObject(condition) && Object.keys(condition).some((k) => k.startsWith('$'));
   if (!operators) {
-    return (data) => candidates(valuesAt(data, path)).some((v) => equals(v, condition));
+    const keys = equalityKeys(path, [condition]);
+    return (reading) => someEqual(reading, path, keys);
   }
-  const tests = Object.entries(condition as Record<string, Json>).map(([op, operand]): Matcher => {
+  const tests = Object.entries(condition as Record<string, Json>).map(([op, operand]): Condition => {
     const at = `${where}.${op}`;
-    const values = (data: unknown) => candidates(valuesAt(data, path));
-    const ordered = (accept: (c: number) => boolean): Matcher => {
-      if (operand === null || typeof operand === 'object' || typeof operand === 'boolean')
-        throw new FilterError(at, `${op} takes a number or a string`);
-      return (data) =>
-        values(data).some((v) => {
-          const c = compare(v, operand);
-          return c !== undefined && accept(c);
-        });
-    };
     switch (op as (typeof COMPARISONS)[number]) {
       case '$eq':
-        return (data) => values(data).some((v) => equals(v, operand));
-      case '$ne':
-        return (data) => !values(data).some((v) => equals(v, operand));
+      case '$ne': {
+        const keys = equalityKeys(path, [operand]);
+        return op === '$eq'
+          ? (reading) => someEqual(reading, path, keys)
+          : (reading) => !someEqual(reading, path, keys);
+      }
       case '$gt':
-        return ordered((c) => c > 0);
       case '$gte':
-        return ordered((c) => c >= 0);
       case '$lt':
-        return ordered((c) => c < 0);
       case '$lte':
-        return ordered((c) => c <= 0);
+        return ordered(path, op as keyof typeof ORDERED, operand, at);
       case '$in':
       case '$nin': {
         if (!Array.isArray(operand)) throw new FilterError(at, `${op} takes an array`);
-        const hit = (data: unknown) => values(data).some((v) => operand.some((o) => equals(v, o)));
-        return op === '$in' ? hit : (data) => !hit(data);
+        const keys = equalityKeys(path, operand);
+        return op === '$in'
+          ? (reading) => someEqual(reading, path, keys)
+          : (reading) => !someEqual(reading, path, keys);
       }
       case '$exists': {
         if (typeof operand !== 'boolean') throw new FilterError(at, '$exists takes true or false');
-        return (data) => valuesAt(data, path).some((v) => v !== undefined) === operand;
+        return (reading) => {
+          reading.budget.spend(1);
+          return reading.values(path).present === operand;
+        };
       }
       default:
         throw new FilterError(at, `unknown operator ${op} (use ${COMPARISONS.join(', ')})`);
     }
   });
-  return (data) => tests.every((t) => t(data));
+  return (reading) => tests.every((t) => t(reading));
 }
 
-function compileQuery(query: Json, where: string, depth: number): Matcher {
+function compileQuery(query: Json, where: string, depth: number, paths: FieldPaths): Condition {
   if (depth > MAX_DEPTH) throw new FilterError(where, `nested deeper than ${MAX_DEPTH} levels`);
   if (!isObject(query)) throw new FilterError(where, 'must be an object');
-  const parts = Object.entries(query as Record<string, Json>).map(([key, value]): Matcher => {
+  const parts = Object.entries(query as Record<string, Json>).map(([key, value]): Condition => {
     const at = `${where}.${key}`;
     if (key === '$and' || key === '$or' || key === '$nor') {
       if (!Array.isArray(value) || value.length === 0)
         throw new FilterError(at, `${key} takes a non-empty array of filters`);
-      const subs = value.map((v, i) => compileQuery(v, `${at}.${i}`, depth + 1));
-      if (key === '$and') return (data) => subs.every((s) => s(data));
-      if (key === '$or') return (data) => subs.some((s) => s(data));
-      return (data) => !subs.some((s) => s(data));
+      const subs = value.map((v, i) => compileQuery(v, `${at}.${i}`, depth + 1, paths));
+      if (key === '$and') return (reading) => subs.every((s) => s(reading));
+      if (key === '$or') return (reading) => subs.some((s) => s(reading));
+      return (reading) => !subs.some((s) => s(reading));
     }
     if (key === '$not') {
-      const sub = compileQuery(value, at, depth + 1);
-      return (data) => !sub(data);
+      const sub = compileQuery(value, at, depth + 1, paths);
+      return (reading) => !sub(reading);
     }
     if (key.startsWith('$')) throw new FilterError(at, `unknown operator ${key} (use $and, $or, $nor, $not)`);
-    return compileCondition(key, value, at);
+    return compileCondition(key, value, at, paths);
   });
-  return (data) => parts.every((p) => p(data));
+  return (reading) => parts.every((p) => p(reading));
 }
 
-/** Checks a filter and returns its matcher; FilterError names the offending part (`filter.total.$gte`). */
-export function compileFilter(filter: unknown): Matcher {
+/** Checks a filter and returns its evaluator; FilterError names the offending part (`filter.total.$gte`). */
+export function compileFilter(filter: unknown): CompiledFilter {
   const text = JSON.stringify(filter) ?? '';
   if (text.length > FILTER_MAX_BYTES)
     throw new FilterError('filter', `larger than ${FILTER_MAX_BYTES} bytes`);
-  return compileQuery(filter as Json, 'filter', 0);
+  const paths = new FieldPaths();
+  const condition = compileQuery(filter as Json, 'filter', 0, paths);
+  return {
+    evaluate(data) {
+      const budget = new WorkBudget(FILTER_WORK_BUDGET);
+      try {
+        const matched = condition(new Reading(data, budget));
+        return { matched, work: budget.used, exhausted: false };
+      } catch (err) {
+        if (!(err instanceof BudgetExhausted)) throw err;
+        return { matched: false, work: budget.used, exhausted: true };
+      }
+    },
+  };
 }

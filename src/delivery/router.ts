@@ -16,7 +16,7 @@ import { type Db, jsonColumn, queryPrepared } from '../store/db.ts';
 import { type DestinationSettings, deliveries } from '../store/schema.ts';
 import { type Claimed, insertLeased, Unwritten, WriteLatch } from './queue.ts';
 import type { Handoff } from './sender.ts';
-import { subscriptionMatcher } from './subscription.ts';
+import { type SubscriptionMatcher, subscriptionMatcher } from './subscription.ts';
 
 export const ROUTER_GROUP = 'router';
 
@@ -53,7 +53,13 @@ interface Destination {
   settings: DestinationSettings;
   /** Active and not paused (429 and the like) when the batch was read: its deliveries may be sent at once. */
   open: boolean;
-  matches: (type: string, data: unknown) => boolean;
+  matches: SubscriptionMatcher;
+}
+
+/** What the router tells its process about (logs, metrics). */
+export interface RouterHooks {
+  /** A destination's filter used its whole work budget on an event: the event was not routed to it. */
+  filterExhausted?(report: { destinationId: string; organizationId: string; eventId: string }): void;
 }
 
 /**
@@ -70,7 +76,12 @@ interface Destination {
  * die, the log is read again from the last batch committed, and what had not been written is
  * routed and sent again (at least once, with the same `webhook-id`).
  */
-export function createRouter(db: Db, catalog: (id: string) => AnyConnector | undefined, handoff?: Handoff) {
+export function createRouter(
+  db: Db,
+  catalog: (id: string) => AnyConnector | undefined,
+  handoff?: Handoff,
+  hooks: RouterHooks = {},
+) {
   // Compiled matchers, reused while an installation is unchanged.
   const compiled = new Map<string, { updatedAt: number; matches: Destination['matches'] }>();
 
@@ -128,7 +139,13 @@ export function createRouter(db: Db, catalog: (id: string) => AnyConnector | und
       if ((data as { destination_id?: unknown } | null)?.destination_id === d.id) return false;
     }
     if (d.connector.destination?.accepts && !d.connector.destination.accepts(type)) return false;
-    return d.matches(type, data);
+    return d.matches(type, data, () =>
+      hooks.filterExhausted?.({
+        destinationId: d.id,
+        organizationId: d.organizationId,
+        eventId: record.event.id,
+      }),
+    );
   }
 
   /**

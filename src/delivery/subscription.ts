@@ -11,7 +11,7 @@ import {
   providerEventType,
 } from '../events/types.ts';
 import type { DestinationSettings } from '../store/schema.ts';
-import { compileFilter, FilterError } from './filter.ts';
+import { compileFilter, FilterError, type FilterEvaluation } from './filter.ts';
 
 /**
  * A destination's rate limit, in requests per second, is at least this and at most RATE_LIMIT_MAX.
@@ -160,8 +160,24 @@ export function effectiveRateLimit(stored: unknown): number | null {
   return Math.min(RATE_LIMIT_MAX, Math.max(RATE_LIMIT_MIN, stored));
 }
 
+/**
+ * Whether a destination wants an event; `exhausted` hears of a filter that used its whole work
+ * budget on the event's data (it did not match, see filter.ts).
+ */
+export type SubscriptionMatcher = (
+  type: string,
+  data: unknown,
+  exhausted?: (evaluation: FilterEvaluation) => void,
+) => boolean;
+
 /** A matcher for routing: compiled once per settings object. */
-export function subscriptionMatcher(settings: DestinationSettings): (type: string, data: unknown) => boolean {
-  const filter = settings.filter ? compileFilter(settings.filter) : () => true;
-  return (type, data) => settings.eventTypes.some((p) => matchesPattern(p, type)) && filter(data);
+export function subscriptionMatcher(settings: DestinationSettings): SubscriptionMatcher {
+  const filter = settings.filter ? compileFilter(settings.filter) : undefined;
+  return (type, data, exhausted) => {
+    if (!settings.eventTypes.some((p) => matchesPattern(p, type))) return false;
+    if (!filter) return true;
+    const evaluation = filter.evaluate(data);
+    if (evaluation.exhausted) exhausted?.(evaluation);
+    return evaluation.matched;
+  };
 }

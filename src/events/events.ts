@@ -18,7 +18,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export interface EventQuery {
   limit: number;
   cursor?: string | undefined;
-  /** Exact type, or a prefix ending in `.*` (`order.*`). */
+  /** Exact type, or a family ending in `.*` (`order.*`; the API also takes `order` for it). */
   type?: string | undefined;
   installationId?: string | undefined;
   since?: Date | undefined;

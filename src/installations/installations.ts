@@ -1,6 +1,6 @@
 // Installations: a connector configured for one organization. Config is validated by the
 // connector's schema; secrets are sealed by the secret box as one JSON object and never returned.
-import { and, asc, eq, gt } from 'drizzle-orm';
+import { and, asc, eq, gt, sql } from 'drizzle-orm';
 import type { z } from 'zod';
 import type { AnyConnector, InstallationWarning } from '../connectors/sdk.ts';
 import { aadFor, type SecretBox } from '../crypto/secret-box.ts';
@@ -13,7 +13,7 @@ import {
 } from '../delivery/subscription.ts';
 import { AppError } from '../errors.ts';
 import { isId, newId } from '../ids.ts';
-import type { Db } from '../store/db.ts';
+import { type Db, queryRows } from '../store/db.ts';
 import { decodeCursor, type Page, toPage } from '../store/pagination.ts';
 import { installations } from '../store/schema.ts';
 
@@ -79,11 +79,17 @@ function present(row: InstallationRow): Installation {
   return rest;
 }
 
+export interface InstallationLimits {
+  /** Destinations one organization may have (those not uninstalled). */
+  maxDestinations: number;
+}
+
 export function createInstallationService(
   db: Db,
   box: SecretBox,
   catalog: (id: string) => AnyConnector | undefined,
   egress: Pick<EgressGuard, 'check'>,
+  limits: InstallationLimits,
 ) {
   const seal = (id: string, secrets: Record<string, unknown>) =>
     Object.keys(secrets).length === 0
@@ -202,6 +208,26 @@ export function createInstallationService(
     return false;
   }
 
+  /**
+   * Room for one more destination in the organization, inside the transaction that creates it:
+   * the organization's row is locked first (FOR NO KEY UPDATE: other writes referencing it go on),
+   * so concurrent creates count one after the other and never exceed the limit.
+   */
+  async function reserveDestination(tx: Db, organizationId: string): Promise<void> {
+    await queryRows(tx, sql`select id from organizations where id = ${organizationId} for no key update`);
+    const [counted] = await queryRows<{ n: number }>(
+      tx,
+      sql`select count(*)::int as n from installations
+          where organization_id = ${organizationId} and destination is not null and status <> 'uninstalled'`,
+    );
+    if (Number(counted?.n ?? 0) >= limits.maxDestinations) {
+      throw new AppError(
+        'destination_limit_reached',
+        `this organization has ${limits.maxDestinations} destinations, the most it may have: delete one first (INTERCHANGE_MAX_DESTINATIONS)`,
+      );
+    }
+  }
+
   // Only this organization's own installations can clash: other organizations may install the
   // same account (two apps on one hub), and must not learn that anyone did.
   async function guarded<T>(fn: () => Promise<T>): Promise<T> {
@@ -260,8 +286,8 @@ export function createInstallationService(
       const secrets = { ...given, ...generated };
       requireSecrets(connector, secrets);
       const id = newId('installation');
-      const [row] = await guarded(() =>
-        db
+      const insert = (tx: Db) =>
+        tx
           .insert(installations)
           .values({
             id,
@@ -274,7 +300,14 @@ export function createInstallationService(
             routeKey: connector.routeKeyOf?.(config) ?? null,
             destination,
           })
-          .returning(),
+          .returning();
+      const [row] = await guarded(() =>
+        destination
+          ? db.transaction(async (tx) => {
+              await reserveDestination(tx as unknown as Db, organizationId);
+              return insert(tx as unknown as Db);
+            })
+          : insert(db),
       );
       forgetRoute(connector.id, row?.routeKey);
       const saved = row as InstallationRow;

@@ -34,6 +34,11 @@ export function createMetrics() {
       labelNames: ['scope'] as const,
       registers: [registry],
     }),
+    filterExhausted: new Counter({
+      name: 'interchange_filter_budget_exhausted_total',
+      help: 'Events not routed to a destination because its subscription filter used its whole work budget',
+      registers: [registry],
+    }),
   };
   return { registry, httpDuration, delivery };
 }

@@ -4,7 +4,9 @@
 // the token endpoint); the process stays up (a body trickled byte by byte is cut off with 408);
 // and a rejected request changes nothing in the database, but for the one documented trace: a
 // webhook that passed its signature check and still cannot be used is kept in inbound_requests
-// with status `rejected` (for debugging).
+// with status `rejected` (for debugging). Last, with the worker running: subscription filters
+// built to stall it and a 1 MB event, while /healthz is watched, and the limit on destinations
+// per organization.
 import { createHash, createHmac } from 'node:crypto';
 import { type AddressInfo, connect } from 'node:net';
 import { sql } from 'drizzle-orm';
@@ -38,6 +40,7 @@ import {
 } from '../../sim/woocommerce.ts';
 import { ERROR_STATUS } from '../../src/errors.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
+import { startReceiver } from '../helpers/receiver.ts';
 import {
   type ApiOperation,
   anyString,
@@ -54,6 +57,8 @@ const ASSERT = { interruptAfterTimeLimit: 150_000 };
 const RUNS = { hooksSigned: 260, hooksRandom: 80, oauth: 100, v1: 1500 };
 const BODY_LIMIT = 1024 * 1024;
 const PORTAL = 62_515;
+/** Destinations per organization (INTERCHANGE_MAX_DESTINATIONS), low so that the /v1 fuzzing may reach it too. */
+const MAX_DESTINATIONS = 20;
 const WOO_SITE = 'https://fuzz-shop.example.com';
 const SECRETS = {
   shopify: 'shpss_fuzz_0123456789abcdef',
@@ -140,6 +145,8 @@ let base: string;
 let publicUrl: string;
 let doc: OpenApiDoc;
 let v1ops: ApiOperation[] = [];
+/** The organization of the filter bombs scenario, made before the fuzzing trips the auth throttle. */
+let bombsOrg: { token: string };
 const agent = new Agent({ connections: 16, keepAliveTimeout: 10_000 });
 
 const hookIds = {} as Record<Source, string>;
@@ -170,6 +177,7 @@ const figures = {
   keptRejected: 0,
   refusedBeforeVerification: 0,
   livenessChecks: 0,
+  longestHealthzGapMs: 0,
 };
 const failures: string[] = [];
 
@@ -1306,6 +1314,7 @@ beforeAll(async () => {
     LOG_LEVEL: 'error',
     // Slow bodies: cut off sooner than the default 30 s (a 1 MB body arrives here in milliseconds).
     INTERCHANGE_REQUEST_TIMEOUT: '10s',
+    INTERCHANGE_MAX_DESTINATIONS: String(MAX_DESTINATIONS),
   });
   await t.app.server.listen({ port: 0, host: '127.0.0.1' });
   base = `http://127.0.0.1:${(t.app.server.server.address() as AddressInfo).port}`;
@@ -1354,6 +1363,7 @@ beforeAll(async () => {
   });
   connectorOfInstallation.set(destination, 'webhook');
 
+  bombsOrg = await t.organization('Bombs', { tier: 'enterprise' });
   // The /v1 fuzzing organization, with one object of each kind to aim at.
   const org = await t.organization('Fuzz', { tier: 'enterprise' });
   fuzz.token = org.token;
@@ -1463,6 +1473,7 @@ afterAll(async () => {
     'database comparisons (every table)': `${figures.dbComparisons} over ${tableNames.length} tables`,
     '/v1 writes that succeeded (not compared)': figures.dbSkippedAfterWrite,
     'liveness checks (/healthz)': figures.livenessChecks,
+    'filter bombs: longest /healthz gap, ms': Math.round(figures.longestHealthzGapMs),
     'property failures': failures.length,
   });
   await agent.close();
@@ -1639,6 +1650,76 @@ describe('bad input never gets a 5xx, and a rejected request changes nothing', (
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
     expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).error.code).toBe('request_timeout');
     expect(await alive()).toEqual([]);
+  });
+
+  it('filter bombs routed with a 1 MB event, and the destination limit: answers and stays responsive', async () => {
+    // The worker from here on: its deliveries change tables, so this runs after the properties.
+    t.app.startWorker();
+    const [bombed, plain] = [await startReceiver(), await startReceiver()];
+    const org = bombsOrg;
+    const api = (method: string, path: string, body: unknown): Raw => ({
+      method,
+      path,
+      headers: { authorization: `Bearer ${org.token}`, 'content-type': 'application/json' },
+      body: Buffer.from(JSON.stringify(body)),
+    });
+    const problems: string[] = [];
+    const call = async (raw: Raw, expected: number) => {
+      const a = await send('v1', raw);
+      if (!a) return undefined;
+      problems.push(...judge(raw, a));
+      if (a.status !== expected)
+        problems.push(`${raw.method} ${raw.path} → ${a.status} ${a.text.slice(0, 200)}`);
+      return a;
+    };
+    const bombs = [
+      { a: { $in: Array(2000).fill(0) } },
+      { $or: Array.from({ length: 199 }, () => ({ a: 0 })) },
+      { $or: Array.from({ length: 127 }, () => ({ a: { $gt: 5 } })) },
+      { $or: [...'bcdefghijkl'.split('').map((c) => ({ [`a.${c}`]: 1 })), { z: { $exists: false } }] },
+    ];
+    const webhook = (url: string, filter?: unknown) =>
+      api('POST', '/v1/installations', {
+        connector: 'webhook',
+        config: { url },
+        subscription: { event_types: ['custom.bomb'], filter },
+      });
+    for (const filter of bombs) await call(webhook(bombed.url, filter), 201);
+    await call(webhook(plain.url), 201);
+    for (let n = bombs.length + 1; n < MAX_DESTINATIONS; n++)
+      await call(webhook(`http://127.0.0.1:9/${n}`), 201);
+    const over = await call(webhook(plain.url), 409);
+    if (over && (over.json as { error?: { code?: string } })?.error?.code !== 'destination_limit_reached')
+      problems.push(`one destination too many answered ${over.text.slice(0, 200)}`);
+
+    // About 1 MB of data (the body limit is 1 MiB); /healthz is called until the event is delivered.
+    let delivered = false;
+    const watching = (async () => {
+      let last = performance.now();
+      while (!delivered) {
+        problems.push(...(await alive()));
+        figures.longestHealthzGapMs = Math.max(figures.longestHealthzGapMs, performance.now() - last);
+        last = performance.now();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    await call(api('POST', '/v1/events', { type: 'custom.bomb', data: { a: Array(520_000).fill(1) } }), 201);
+    await plain
+      .until((r) => r.length > 0, 60_000)
+      .finally(() => {
+        delivered = true;
+      });
+    await watching;
+    // The bombs match nothing (or run out of their work budget): only the plain destination takes it.
+    await new Promise((r) => setTimeout(r, 500));
+    await Promise.all([bombed.close(), plain.close()]);
+    if (bombed.received.length > 0)
+      problems.push(`a bomb filter matched: ${bombed.received.length} deliveries`);
+    // Generous: taking in 1 MB of JSON holds the event loop about a second here (parsing and
+    // checking it); the filters take milliseconds (a stalling one held it for minutes).
+    if (figures.longestHealthzGapMs > 5000)
+      problems.push(`/healthz went ${Math.round(figures.longestHealthzGapMs)} ms without an answer`);
+    fail(problems);
   });
 
   it('is still up and ready', async () => {

@@ -54,10 +54,10 @@ const statsSchema = z
     status: z.string(),
     counts: z.record(z.enum(STATUSES), z.number().int()),
     success_rate: z.number().nullable().describe('succeeded ÷ (succeeded + dead) over the last 24 hours'),
-    latency_p50_ms: z.number().nullable().describe('event received → delivered, last 24 hours'),
-    latency_p99_ms: z.number().nullable(),
+    latency_p50_ms: z.number().nullable().describe('event received → delivered, last 24 hours, to 0.01 ms'),
+    latency_p99_ms: z.number().nullable().describe('as latency_p50_ms'),
     queue_depth: z.number().int().describe('pending, delivering and waiting to retry'),
-    oldest_pending_age_seconds: z.number().nullable(),
+    oldest_pending_age_seconds: z.number().nullable().describe('to the millisecond'),
   })
   .meta({ id: 'DestinationStats' });
 

@@ -15,7 +15,13 @@ const tags = ['Events'];
 const typeFilter = z
   .string()
   .max(200)
-  .regex(/^[a-z0-9_.]+(\.\*)?$/, 'an event type (order.created) or a prefix (order.*)');
+  .regex(/^[a-z0-9_.]+(\.\*)?$/, 'an event type (order.created), a family (order.* or order)')
+  .describe(
+    'an exact type (`order.created`, `custom.cart.abandoned`); a family, `order.*` or `custom.cart.*`; or a family name without a dot, `order`, the same as `order.*` (every event type has a dot)',
+  );
+
+/** The service's pattern for `?type=`: a name without a dot is a family, as no event type lacks one. */
+const typePattern = (type: string | undefined) => (type && !type.includes('.') ? `${type}.*` : type);
 
 const requestMeta = z
   .object({
@@ -110,7 +116,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       const page = await service.list(organizationOf(req), {
         limit: q.limit,
         cursor: q.cursor,
-        type: q.type,
+        type: typePattern(q.type),
         installationId: q.installation_id,
         since: q.since ? new Date(q.since) : undefined,
         until: q.until ? new Date(q.until) : undefined,

@@ -122,6 +122,8 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags,
         summary: 'Install a connector',
+        description:
+          'An organization has at most `INTERCHANGE_MAX_DESTINATIONS` destinations (100 by default; uninstalled ones do not count): one more is refused with 409 `destination_limit_reached`.',
         security: bearer,
         body: createBody,
         response: { 201: createdSchema, ...errorResponses },
