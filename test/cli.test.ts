@@ -1,24 +1,25 @@
 // The `interchange` command as an operator runs it: a child process (bin/interchange.js) talking
 // over real sockets, on the embedded default (PGlite in a data dir) and, with DATABASE_URL, on PostgreSQL.
-import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { type IncomingHttpHeaders, request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { CONFIG_KEYS } from '../src/config.ts';
 import { generateKey, keyId, parseKey } from '../src/crypto/secret-box.ts';
 import { openStore, queryRows, type StoreOptions } from '../src/store/db.ts';
 import { ORGANIZATION_SCOPES } from '../src/tenancy/scopes.ts';
+import {
+  type Cli as BaseCli,
+  finished as finishedWithin,
+  freePort,
+  http,
+  sleep,
+  spawnCli as spawnChild,
+} from './helpers/cli.ts';
 import { createTestDatabase, onPostgres, type TestDatabase } from './helpers/database.ts';
 
-const BIN = fileURLToPath(new URL('../bin/interchange.js', import.meta.url));
 /** The documented limit for the first embedded start to answer /healthz. */
 const FIRST_START_MS = 15_000;
 /** Bounds for everything else: not promises, only there so that a hang fails with its output. */
@@ -30,79 +31,23 @@ let dirs = 0;
 /** A fresh directory under this file's scratch root (removed in afterAll). */
 const freshDir = (name: string) => join(root, `${name}-${++dirs}`);
 
-// The children see none of this process's Interchange settings (a Postgres run sets DATABASE_URL):
-// each case says exactly what it configures.
-const baseEnv: NodeJS.ProcessEnv = Object.fromEntries(
-  Object.entries(process.env).filter(([key]) => !CONFIG_KEYS.includes(key)),
-);
-
-interface Cli {
-  args: string[];
-  pid: number;
-  stdout: string;
-  stderr: string;
-  exitCode: number | null | undefined;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+interface Cli extends BaseCli {
   /** Kept across tests of its describe (killed in afterAll, not afterEach). */
   keep: boolean;
-  proc: ChildProcessByStdio<null, Readable, Readable>;
-  /** Everything it printed, for failure messages. */
-  report(): string;
 }
 
 const children = new Set<Cli>();
 
+/** A command run in this file's scratch root, killed after its test unless `keep`. */
 function spawnCli(args: string[], env: Record<string, string>, keep = false): Cli {
-  const proc = spawn(process.execPath, [BIN, ...args], {
-    cwd: root,
-    env: { ...baseEnv, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const cli: Cli = {
-    args,
-    pid: proc.pid ?? -1,
-    stdout: '',
-    stderr: '',
-    exitCode: undefined,
-    keep,
-    proc,
-    exited: new Promise((resolve) => {
-      proc.on('error', (err) => {
-        cli.stderr += `\n[spawn error] ${err.message}`;
-        cli.exitCode = null;
-        resolve({ code: null, signal: null });
-      });
-      proc.on('close', (code, signal) => {
-        cli.exitCode = code;
-        children.delete(cli);
-        resolve({ code, signal });
-      });
-    }),
-    report: () =>
-      `$ interchange ${args.join(' ')} (exit ${String(cli.exitCode)})\n--- stdout\n${cli.stdout}\n--- stderr\n${cli.stderr}`,
-  };
-  proc.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    cli.stdout += chunk;
-  });
-  proc.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    cli.stderr += chunk;
-  });
+  const cli: Cli = Object.assign(spawnChild(args, env, root), { keep });
   children.add(cli);
+  void cli.exited.then(() => children.delete(cli));
   return cli;
 }
 
 /** Waits for the command to exit, failing with its output after `ms`. */
-async function finished(cli: Cli, ms = COMMAND_MS) {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`did not exit within ${ms} ms\n${cli.report()}`)), ms);
-  });
-  try {
-    return await Promise.race([cli.exited, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const finished = (cli: Cli, ms = COMMAND_MS) => finishedWithin(cli, ms);
 
 async function runCli(args: string[], env: Record<string, string>) {
   const cli = spawnCli(args, env);
@@ -124,59 +69,6 @@ afterAll(async () => {
   await killAll(() => true);
   rmSync(root, { recursive: true, force: true });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-interface HttpResponse {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-/** One request on its own connection (no keep-alive: servers come and go on the same port). */
-function http(
-  port: number,
-  method: string,
-  path: string,
-  options: { headers?: Record<string, string>; body?: string; timeoutMs?: number } = {},
-): Promise<HttpResponse> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        method,
-        path,
-        agent: false,
-        headers: options.headers,
-        signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
-      },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          body += chunk;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(options.body);
-  });
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls GET /healthz until this child (and no other process) answers 200 on `port`. */
 async function waitUntilHealthy(cli: Cli, port: number, ms: number): Promise<void> {

@@ -92,12 +92,12 @@ export interface HttpResponse {
   body: string;
 }
 
-/** One request on its own connection. */
+/** One request on its own connection (no keep-alive: servers come and go on the same port). */
 export function http(
   port: number,
   method: string,
   path: string,
-  options: { headers?: Record<string, string>; timeoutMs?: number } = {},
+  options: { headers?: Record<string, string>; body?: string; timeoutMs?: number } = {},
 ): Promise<HttpResponse> {
   return new Promise((resolve, reject) => {
     const req = request(
@@ -121,7 +121,7 @@ export function http(
       },
     );
     req.on('error', reject);
-    req.end();
+    req.end(options.body);
   });
 }
 
