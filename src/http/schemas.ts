@@ -1,5 +1,5 @@
-// Schemas shared by the routes: errors, pagination, timestamps. Each named schema carries an
-// OpenAPI component id through zod's registry.
+// Schemas shared by the routes: errors, examples, pagination, timestamps. Each named schema
+// carries an OpenAPI component id through zod's registry.
 import { z } from 'zod';
 
 export const errorSchema = z
@@ -12,16 +12,28 @@ export const errorSchema = z
   })
   .meta({ id: 'Error' });
 
-/** Error responses a /v1 route can give, for its OpenAPI entry. */
-export const errorResponses = {
-  400: errorSchema,
-  401: errorSchema,
-  403: errorSchema,
-  404: errorSchema,
-  409: errorSchema,
-  413: errorSchema,
-  429: errorSchema,
-} as const;
+/** A request body's named example, as OpenAPI's Example Object has it. */
+export interface Example<T> {
+  summary: string;
+  value: T;
+}
+
+/**
+ * The schema with named examples for its OpenAPI entry (a request body's `examples`, which
+ * @fastify/swagger takes from `x-examples`). Each is checked against the schema here, when the
+ * routes are built, so an example cannot drift from what the route takes.
+ */
+export function withExamples<T extends z.ZodType>(
+  schema: T,
+  examples: Record<string, Example<z.input<T>>>,
+): T {
+  for (const [name, { value }] of Object.entries(examples)) {
+    const result = schema.safeParse(value);
+    if (!result.success)
+      throw new Error(`the example ${name} does not fit its schema: ${z.prettifyError(result.error)}`);
+  }
+  return schema.meta({ 'x-examples': examples });
+}
 
 export const listQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(100).default(20).describe('page size, 1 to 100'),

@@ -192,7 +192,11 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
         version: options.version,
         description:
           'Multi-tenant integration hub. Get a token from `POST /oauth/token` (client credentials), then call `/v1` ' +
-          'with `Authorization: Bearer <token>`. Errors are `{ "error": { "code", "message", "details"? } }`.',
+          'with `Authorization: Bearer <token>`. Errors are `{ "error": { "code", "message", "details"? } }`; ' +
+          "each operation lists the statuses it may answer and, in each one's description, the codes. " +
+          'Any request may also be refused before it reaches an operation, on its connection: ' +
+          '408 `request_timeout` when it does not arrive within the request timeout, 431 `headers_too_large` ' +
+          'when its headers exceed 16 KiB, 400 `bad_request` when it is not valid HTTP; and while the hub shuts down, 503.',
         license: { name: 'MIT', identifier: 'MIT' },
       },
       servers: [{ url: config.publicUrl }],

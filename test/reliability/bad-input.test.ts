@@ -1,7 +1,8 @@
 // Bad input, property-based: fast-check throws random and mutated requests at /hooks/*,
 // /oauth/token and every /v1 route that /openapi.json lists, over a real socket. Properties: only
 // 2xx and 4xx come back; every 4xx is the JSON error shape with a stable code (RFC 6749's shape on
-// the token endpoint); the process stays up (a body trickled byte by byte is cut off with 408);
+// the token endpoint); every status, and every error code, is one the operation declares in
+// /openapi.json; the process stays up (a body trickled byte by byte is cut off with 408);
 // and a rejected request changes nothing in the database, but for the one documented trace: a
 // webhook that passed its signature check and still cannot be used is kept in inbound_requests
 // with status `rejected` (for debugging). Last, with the worker running: subscription filters
@@ -47,6 +48,7 @@ import {
   arbitraryOf,
   loadOpenApi,
   type OpenApiDoc,
+  operationOf,
   operations,
 } from './openapi.ts';
 import { report } from './support.ts';
@@ -144,6 +146,8 @@ let t: TestApp;
 let base: string;
 let publicUrl: string;
 let doc: OpenApiDoc;
+/** Every operation of /openapi.json, against which each answer is checked. */
+let allOps: ApiOperation[] = [];
 let v1ops: ApiOperation[] = [];
 /** The organization of the filter bombs scenario, made before the fuzzing trips the auth throttle. */
 let bombsOrg: { token: string };
@@ -178,6 +182,8 @@ const figures = {
   refusedBeforeVerification: 0,
   livenessChecks: 0,
   longestHealthzGapMs: 0,
+  /** operationId → the statuses it answered (each checked against its declared responses). */
+  declared: new Map<string, Set<number>>(),
 };
 const failures: string[] = [];
 
@@ -261,14 +267,37 @@ async function send(family: Family, raw: Raw): Promise<Answer | undefined> {
   return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? ''), text, json };
 }
 
-/** What is wrong with an answer: its status class and, for a 4xx, its body's shape. */
+/**
+ * What the operation's entry in /openapi.json does not say of an answer: its status, or for an
+ * error, the code (each error status's description lists its codes). Client generators rely on it.
+ */
+function undeclared(raw: Raw, a: Answer, where: string): string[] {
+  const op = operationOf(allOps, raw.method, raw.path);
+  if (!op) return [];
+  const name = op.operationId ?? op.key;
+  const codes = op.responses.get(a.status);
+  const seen = figures.declared.get(name) ?? new Set<number>();
+  figures.declared.set(name, seen.add(a.status));
+  if (!codes) return [`${name} answered ${a.status}, a status its responses do not declare:\n${where}`];
+  if (a.status < 400) return [];
+  const error = (a.json as { error?: unknown } | undefined)?.error;
+  const code = typeof error === 'string' ? error : (error as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string' && !codes.includes(code))
+    return [`${name} answered ${a.status} ${code}, a code its ${a.status} response does not list:\n${where}`];
+  return [];
+}
+
+/**
+ * What is wrong with an answer: its status class, its status and code as the operation declares
+ * them, and, for a 4xx, its body's shape.
+ */
 function judge(raw: Raw, a: Answer): string[] {
   const oauth = raw.method === 'POST' && raw.path.split('?')[0] === '/oauth/token';
   const where = `  ${describeRaw(raw)}\n    → ${a.status} ${a.text.slice(0, 300)}`;
   if (!((a.status >= 200 && a.status < 300) || (a.status >= 400 && a.status < 500)))
     return [`status ${a.status} (only 2xx and 4xx may come back):\n${where}`];
-  if (a.status < 400) return [];
-  const problems: string[] = [];
+  const problems = undeclared(raw, a, where);
+  if (a.status < 400) return problems;
   if (!a.contentType.startsWith('application/json')) problems.push(`4xx not JSON:\n${where}`);
   const body = a.json as { error?: unknown; error_description?: unknown } | undefined;
   if (oauth) {
@@ -1320,7 +1349,8 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${(t.app.server.server.address() as AddressInfo).port}`;
   publicUrl = t.app.config.publicUrl;
   doc = await loadOpenApi(base);
-  v1ops = operations(doc).filter((op) => op.path.startsWith('/v1/'));
+  allOps = operations(doc);
+  v1ops = allOps.filter((op) => op.path.startsWith('/v1/'));
   tableNames = (
     await query<{ name: string }>(
       `select case when schemaname = 'public' then quote_ident(tablename)
@@ -1465,6 +1495,12 @@ afterAll(async () => {
     ...Object.fromEntries(FAMILIES.map((f) => [`sent, ${f}`, figures.sent.get(f) ?? 0])),
     ...Object.fromEntries(FAMILIES.map((f) => [`statuses, ${f}`, statuses(f) || '-'])),
     '/v1 operations from /openapi.json': v1ops.length,
+    'operations whose answers were checked against their declared responses': `${figures.declared.size} of ${allOps.length}`,
+    'operations not checked (not fuzzed here)':
+      allOps
+        .map((op) => op.operationId ?? op.key)
+        .filter((name) => !figures.declared.has(name))
+        .join(', ') || '-',
     'refused by the HTTP client': figures.refusedByClient,
     '5xx answers': figures.fiveXX,
     'webhooks accepted/duplicate/ignored': `${figures.hooksAccepted}/${figures.hooksDuplicate}/${figures.hooksIgnored}`,

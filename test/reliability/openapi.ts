@@ -13,9 +13,17 @@ interface Parameter {
   schema?: JsonSchema;
 }
 
-interface Operation {
+export interface Operation {
+  operationId?: string;
   parameters?: Parameter[];
-  requestBody?: { required?: boolean; content?: Record<string, { schema?: JsonSchema }> };
+  requestBody?: {
+    required?: boolean;
+    content?: Record<
+      string,
+      { schema?: JsonSchema; examples?: Record<string, { summary?: string; value: unknown }> }
+    >;
+  };
+  responses?: Record<string, { description?: string; content?: Record<string, { schema?: JsonSchema }> }>;
 }
 
 export interface OpenApiDoc {
@@ -24,6 +32,7 @@ export interface OpenApiDoc {
 }
 
 export interface ApiOperation {
+  operationId: string | undefined;
   /** Upper case. */
   method: string;
   /** The path template, `/v1/users/{id}`. */
@@ -34,6 +43,8 @@ export interface ApiOperation {
   queryParams: Array<{ name: string; required: boolean; schema: JsonSchema }>;
   /** The JSON body's schema, refs resolved at the top. */
   body: JsonSchema | undefined;
+  /** The statuses it declares, `200`, `404` …, each with the error codes its description lists. */
+  responses: Map<number, string[]>;
 }
 
 const METHODS = new Set(['get', 'post', 'put', 'patch', 'delete']);
@@ -67,6 +78,7 @@ export function operations(doc: OpenApiDoc): ApiOperation[] {
       const other = Object.keys(content).filter((type) => type !== 'application/json');
       if (other.length > 0) throw new Error(`${method} ${path}: request body type ${other} is not handled`);
       out.push({
+        operationId: op.operationId,
         method: method.toUpperCase(),
         path,
         key: `${method.toUpperCase()} ${path}`,
@@ -77,10 +89,46 @@ export function operations(doc: OpenApiDoc): ApiOperation[] {
           .filter((p) => p.in === 'query')
           .map((p) => ({ name: p.name, required: p.required === true, schema: p.schema ?? {} })),
         body: json ? resolve(doc, json) : undefined,
+        responses: new Map(
+          Object.entries(op.responses ?? {}).map(([status, r]) => [
+            Number(status),
+            codesOf(r.description ?? ''),
+          ]),
+        ),
       });
     }
   }
   return out;
+}
+
+/** The error codes a response's description lists, backquoted (`validation_failed`). */
+export function codesOf(description: string): string[] {
+  return [...description.matchAll(/`([a-z_]+)`/g)].map((m) => m[1] as string);
+}
+
+/** `.` and `..` (also percent-encoded): the client's URL resolution removes them (RFC 3986 §5.2.4). */
+const DOT_SEGMENT = /^(?:\.|%2e){1,2}$/i;
+
+/**
+ * The operation a request reaches, as the router picks it: the method, and a path template
+ * whose literal segments equal the path's and whose `{params}` each take one non-empty segment
+ * (more literal segments win). Undefined for a request no operation takes, and for a path with
+ * dot segments, which is not the path sent.
+ */
+export function operationOf(ops: ApiOperation[], method: string, path: string): ApiOperation | undefined {
+  const segments = path.split('?')[0]?.split('/') ?? [];
+  if (segments.some((s) => DOT_SEGMENT.test(s))) return undefined;
+  const literal = (template: string) => template.split('/').filter((s) => !s.startsWith('{')).length;
+  return ops
+    .filter((op) => op.method === method.toUpperCase())
+    .filter((op) => {
+      const parts = op.path.split('/');
+      return (
+        parts.length === segments.length &&
+        parts.every((part, i) => (part.startsWith('{') ? segments[i] !== '' : part === segments[i]))
+      );
+    })
+    .sort((a, b) => literal(b.path) - literal(a.path))[0];
 }
 
 /** The concrete path: each `{name}` replaced by its URL-encoded value. */

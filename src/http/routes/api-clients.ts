@@ -5,15 +5,16 @@ import { z } from 'zod';
 import type { ApiClient } from '../../tenancy/api-clients.ts';
 import { scopeSchema, TIER_LIMITS, tierSchema } from '../../tenancy/scopes.ts';
 import { principalOf } from '../auth.ts';
+import { AUTHENTICATED, errors, PAGE, PATH, READS_BODY } from '../error-responses.ts';
 import {
   bearer,
-  errorResponses,
   idParams,
   iso,
   listOf,
   listQuery,
   presentPage,
   timestamp,
+  withExamples,
 } from '../schemas.ts';
 
 const apiClientSchema = z
@@ -34,7 +35,7 @@ const withSecret = apiClientSchema
   .extend({ client_secret: z.string().describe('shown only in this response: store it now') })
   .meta({ id: 'ApiClientWithSecret' });
 
-const createBody = z.strictObject({
+const createInput = z.strictObject({
   name: z.string().trim().min(1).max(200),
   organization_id: z
     .string()
@@ -51,11 +52,31 @@ const createBody = z.strictObject({
   tier: tierSchema.optional().describe(`requests per hour: ${JSON.stringify(TIER_LIMITS)}`),
 });
 
-const updateBody = z.strictObject({
-  name: z.string().trim().min(1).max(200).optional(),
-  scopes: z.array(scopeSchema).min(1).optional(),
-  tier: tierSchema.optional(),
+const createBody = withExamples(createInput, {
+  orderSync: {
+    summary: "A client of the caller's organization that sends and reads events",
+    value: { name: 'Order sync', scopes: ['events:read', 'events:write'], tier: 'basic' },
+  },
+  forOrganization: {
+    summary: "An admin client making an organization's first client",
+    value: {
+      name: 'Acme backend',
+      organization_id: 'org_0192f3a4b5c67d8e9f0a1b2c3d4e5f60',
+      tier: 'professional',
+    },
+  },
 });
+
+const updateBody = withExamples(
+  z.strictObject({
+    name: z.string().trim().min(1).max(200).optional(),
+    scopes: z.array(scopeSchema).min(1).optional(),
+    tier: tierSchema.optional(),
+  }),
+  {
+    readOnly: { summary: 'Reduce to reading events', value: { scopes: ['events:read'] } },
+  },
+);
 
 const present = (c: ApiClient) => ({
   id: c.id,
@@ -82,10 +103,14 @@ export const apiClientRoutes: FastifyPluginAsyncZod = async (app) => {
       config: write,
       schema: {
         tags,
+        operationId: 'createApiClient',
         summary: 'Create an API client; its secret is in this response only',
         security: bearer,
         body: createBody,
-        response: { 201: withSecret, ...errorResponses },
+        response: {
+          201: withSecret,
+          ...errors(AUTHENTICATED, READS_BODY, 'scope_escalation', 'organization_not_found'),
+        },
       },
     },
     async (req, reply) => {
@@ -106,12 +131,13 @@ export const apiClientRoutes: FastifyPluginAsyncZod = async (app) => {
       config: read,
       schema: {
         tags,
+        operationId: 'listApiClients',
         summary: 'List API clients',
         security: bearer,
         querystring: listQuery.extend({
           organization_id: z.string().max(100).optional().describe('admin only: filter'),
         }),
-        response: { 200: listOf(apiClientSchema), ...errorResponses },
+        response: { 200: listOf(apiClientSchema), ...errors(AUTHENTICATED, PAGE) },
       },
     },
     async (req) =>
@@ -131,10 +157,11 @@ export const apiClientRoutes: FastifyPluginAsyncZod = async (app) => {
       config: read,
       schema: {
         tags,
+        operationId: 'getApiClient',
         summary: 'Get an API client',
         security: bearer,
         params: idParams,
-        response: { 200: apiClientSchema, ...errorResponses },
+        response: { 200: apiClientSchema, ...errors(AUTHENTICATED, PATH, 'api_client_not_found') },
       },
     },
     async (req) => present(await clients.get(principalOf(req), req.params.id)),
@@ -146,11 +173,15 @@ export const apiClientRoutes: FastifyPluginAsyncZod = async (app) => {
       config: write,
       schema: {
         tags,
+        operationId: 'updateApiClient',
         summary: "Change an API client's name, scopes or tier",
         security: bearer,
         params: idParams,
         body: updateBody,
-        response: { 200: apiClientSchema, ...errorResponses },
+        response: {
+          200: apiClientSchema,
+          ...errors(AUTHENTICATED, PATH, READS_BODY, 'api_client_not_found', 'scope_escalation'),
+        },
       },
     },
     async (req) => present(await clients.update(principalOf(req), req.params.id, req.body)),
@@ -162,10 +193,14 @@ export const apiClientRoutes: FastifyPluginAsyncZod = async (app) => {
       config: write,
       schema: {
         tags,
+        operationId: 'rotateApiClientSecret',
         summary: 'Replace the client secret; the old one stops working at once',
         security: bearer,
         params: idParams,
-        response: { 200: withSecret, ...errorResponses },
+        response: {
+          200: withSecret,
+          ...errors(AUTHENTICATED, PATH, READS_BODY, 'api_client_not_found', 'scope_escalation'),
+        },
       },
     },
     async (req) => {
@@ -180,10 +215,14 @@ export const apiClientRoutes: FastifyPluginAsyncZod = async (app) => {
       config: write,
       schema: {
         tags,
+        operationId: 'deleteApiClient',
         summary: 'Delete an API client; its tokens stop working at once',
         security: bearer,
         params: idParams,
-        response: { 204: z.null(), ...errorResponses },
+        response: {
+          204: z.null(),
+          ...errors(AUTHENTICATED, PATH, READS_BODY, 'api_client_not_found', 'scope_escalation'),
+        },
       },
     },
     async (req, reply) => {

@@ -5,7 +5,8 @@ import { z } from 'zod';
 import { CONNECTORS } from '../../connectors/catalog.ts';
 import type { AnyConnector } from '../../connectors/sdk.ts';
 import { AppError } from '../../errors.ts';
-import { bearer, errorResponses } from '../schemas.ts';
+import { AUTHENTICATED, errors, IN_ORGANIZATION, PATH } from '../error-responses.ts';
+import { bearer } from '../schemas.ts';
 
 const connectorSchema = z
   .object({
@@ -63,9 +64,13 @@ export const connectorRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { scope: 'installations:read' },
       schema: {
         tags: ['Connectors'],
+        operationId: 'listConnectors',
         summary: 'List the connectors this hub ships',
         security: bearer,
-        response: { 200: z.object({ data: z.array(connectorSchema) }), ...errorResponses },
+        response: {
+          200: z.object({ data: z.array(connectorSchema) }),
+          ...errors(AUTHENTICATED, IN_ORGANIZATION),
+        },
       },
     },
     async () => ({ data: catalog }),
@@ -76,10 +81,14 @@ export const connectorRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { scope: 'installations:read' },
       schema: {
         tags: ['Connectors'],
+        operationId: 'getConnector',
         summary: 'Get one connector',
         security: bearer,
         params: z.object({ id: z.string().max(100) }),
-        response: { 200: connectorSchema, ...errorResponses },
+        response: {
+          200: connectorSchema,
+          ...errors(AUTHENTICATED, IN_ORGANIZATION, PATH, 'connector_not_found'),
+        },
       },
     },
     async (req) => {

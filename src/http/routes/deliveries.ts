@@ -4,16 +4,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AttemptRow, DeliveryRow, DestinationStats } from '../../delivery/deliveries.ts';
 import { organizationOf } from '../auth.ts';
-import {
-  bearer,
-  errorResponses,
-  idParams,
-  iso,
-  listOf,
-  listQuery,
-  presentPage,
-  timestamp,
-} from '../schemas.ts';
+import { AUTHENTICATED, errors, IN_ORGANIZATION, PAGE, PATH, READS_BODY } from '../error-responses.ts';
+import { bearer, idParams, iso, listOf, listQuery, presentPage, timestamp } from '../schemas.ts';
 
 const STATUSES = ['pending', 'delivering', 'succeeded', 'failed', 'dead'] as const;
 
@@ -110,6 +102,7 @@ export const deliveryRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { scope: 'deliveries:read' },
       schema: {
         tags,
+        operationId: 'listDeliveries',
         summary: 'List deliveries',
         security: bearer,
         querystring: listQuery.extend({
@@ -117,7 +110,7 @@ export const deliveryRoutes: FastifyPluginAsyncZod = async (app) => {
           destination: z.string().max(100).optional().describe('a destination installation id'),
           event: z.string().max(100).optional().describe('an event id'),
         }),
-        response: { 200: listOf(deliverySchema), ...errorResponses },
+        response: { 200: listOf(deliverySchema), ...errors(AUTHENTICATED, IN_ORGANIZATION, PAGE) },
       },
     },
     async (req) => presentPage(await service.list(organizationOf(req), req.query), present),
@@ -129,12 +122,13 @@ export const deliveryRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { scope: 'deliveries:read' },
       schema: {
         tags,
+        operationId: 'getDelivery',
         summary: 'Get a delivery with its attempts',
         security: bearer,
         params: idParams,
         response: {
           200: deliverySchema.extend({ attempts_list: z.array(attemptSchema) }),
-          ...errorResponses,
+          ...errors(AUTHENTICATED, IN_ORGANIZATION, PATH, 'delivery_not_found'),
         },
       },
     },
@@ -150,12 +144,23 @@ export const deliveryRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { scope: 'deliveries:write' },
       schema: {
         tags,
+        operationId: 'retryDelivery',
         summary: 'Send a delivery again now',
         description:
           'Whatever its state (dead, failed or even succeeded); 409 while an attempt is under way.',
         security: bearer,
         params: idParams,
-        response: { 202: deliverySchema, ...errorResponses },
+        response: {
+          202: deliverySchema,
+          ...errors(
+            AUTHENTICATED,
+            IN_ORGANIZATION,
+            PATH,
+            READS_BODY,
+            'delivery_not_found',
+            'delivery_in_progress',
+          ),
+        },
       },
     },
     async (req, reply) =>
@@ -168,9 +173,13 @@ export const deliveryRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { scope: 'deliveries:read' },
       schema: {
         tags,
+        operationId: 'getDeliveryStats',
         summary: 'Delivery statistics per destination',
         security: bearer,
-        response: { 200: z.object({ data: z.array(statsSchema) }), ...errorResponses },
+        response: {
+          200: z.object({ data: z.array(statsSchema) }),
+          ...errors(AUTHENTICATED, IN_ORGANIZATION),
+        },
       },
     },
     async (req) => ({ data: (await service.stats(organizationOf(req))).map(presentStats) }),

@@ -9,7 +9,8 @@ import { keptHeaders } from '../../ingest/headers.ts';
 import { scanJsonText } from '../../json-text.ts';
 import { MAX_JSON_DEPTH } from '../../storable.ts';
 import { organizationOf, principalOf } from '../auth.ts';
-import { bearer, errorResponses, instant, iso, listOf, listQuery } from '../schemas.ts';
+import { AUTHENTICATED, errors, IN_ORGANIZATION, PAGE, PATH, READS_BODY } from '../error-responses.ts';
+import { bearer, instant, iso, listOf, listQuery, withExamples } from '../schemas.ts';
 
 const tags = ['Events'];
 const typeFilter = z
@@ -36,7 +37,7 @@ const requestMeta = z
   .nullable()
   .meta({ id: 'InboundRequestMeta' });
 
-const customBody = z.strictObject({
+const customInput = z.strictObject({
   type: z
     .string()
     .max(200)
@@ -63,6 +64,33 @@ const customBody = z.strictObject({
     .describe('ordering key; default: subject, else the organization'),
   time: instant.optional(),
   user_id: z.string().max(100).optional(),
+});
+
+const customBody = withExamples(customInput, {
+  customEvent: {
+    summary: 'A custom event from your own systems, with an idempotency key',
+    value: {
+      type: 'custom.cart.abandoned',
+      id: 'cart-8812-abandoned',
+      subject: 'cart_8812',
+      time: '2024-05-01T10:15:30Z',
+      data: { cart_id: 'cart_8812', items: 3, value: '149.90', currency: 'EUR' },
+    },
+  },
+  canonicalEvent: {
+    summary: 'A canonical event: its data must fit the type (see the Event schemas)',
+    value: {
+      type: 'customer.updated',
+      subject: 'cus_0042',
+      data: {
+        customer_id: 'cus_0042',
+        email: 'ada@example.com',
+        first_name: 'Ada',
+        last_name: 'Lovelace',
+        external_ids: {},
+      },
+    },
+  },
 });
 
 /** JSON text as-is, with a JSON content type: Fastify sends it without serializing it again. */
@@ -94,6 +122,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { scope: 'events:read' },
       schema: {
         tags,
+        operationId: 'listEvents',
         summary: 'List events, oldest first',
         description:
           'In the order they were stored (by id); with a time range (`since`, `until`), by their `time`, then id. `next_cursor` continues the same listing.',
@@ -108,7 +137,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
             ),
           until: instant.optional().describe('events whose `time` is before this instant'),
         }),
-        response: { 200: listOf(envelopeSchema), ...errorResponses },
+        response: { 200: listOf(envelopeSchema), ...errors(AUTHENTICATED, IN_ORGANIZATION, PAGE) },
       },
     },
     async (req, reply) => {
@@ -134,10 +163,14 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { scope: 'events:read' },
       schema: {
         tags,
+        operationId: 'getEvent',
         summary: 'Get an event and the metadata of the request it came in',
         security: bearer,
         params: z.object({ id: z.string().max(100) }),
-        response: { 200: envelopeSchema.extend({ request: requestMeta }), ...errorResponses },
+        response: {
+          200: envelopeSchema.extend({ request: requestMeta }),
+          ...errors(AUTHENTICATED, IN_ORGANIZATION, PATH, 'event_not_found'),
+        },
       },
     },
     async (req, reply) => {
@@ -163,6 +196,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { scope: 'events:write' },
       schema: {
         tags,
+        operationId: 'replayEvent',
         summary: 'Append the event to its topic again, for every consumer to process anew',
         security: bearer,
         params: z.object({ id: z.string().max(100) }),
@@ -173,7 +207,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
             partition: z.number(),
             offset: z.number(),
           }),
-          ...errorResponses,
+          ...errors(AUTHENTICATED, IN_ORGANIZATION, PATH, READS_BODY, 'event_not_found'),
         },
       },
     },
@@ -194,6 +228,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { scope: 'events:write' },
       schema: {
         tags,
+        operationId: 'sendEvent',
         summary: 'Send an event from your own systems',
         description:
           `Types: \`custom.*\` (${CUSTOM_TYPE.source}) with any object as data, or a canonical type whose data must fit its schema. ` +
@@ -202,7 +237,20 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
           'any other is refused with `number_not_exact`.',
         security: bearer,
         body: customBody,
-        response: { 201: envelopeSchema, 200: envelopeSchema, ...errorResponses },
+        response: {
+          201: envelopeSchema,
+          200: envelopeSchema,
+          ...errors(
+            AUTHENTICATED,
+            IN_ORGANIZATION,
+            READS_BODY,
+            'number_not_exact',
+            'user_not_found',
+            'event_id_conflict',
+            'conflict',
+            'overloaded',
+          ),
+        },
       },
     },
     async (req, reply) => {

@@ -6,8 +6,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { AppError } from '../../errors.ts';
 import { driverError } from '../../store/db.ts';
+import { errors } from '../error-responses.ts';
 import { RETRY_AFTER_SECONDS, toErrorBody } from '../errors.ts';
-import { errorSchema } from '../schemas.ts';
 
 const READY_TIMEOUT_MS = 2000;
 
@@ -49,6 +49,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ metricsToken?: string | undef
       logLevel: 'warn',
       schema: {
         tags: ['Operations'],
+        operationId: 'getHealth',
         summary: 'Liveness: the process answers',
         response: { 200: z.object({ status: z.literal('ok') }) },
       },
@@ -62,8 +63,9 @@ export const healthRoutes: FastifyPluginAsyncZod<{ metricsToken?: string | undef
       logLevel: 'warn',
       schema: {
         tags: ['Operations'],
+        operationId: 'getReadiness',
         summary: 'Readiness: the database answers',
-        response: { 200: z.object({ status: z.literal('ready') }), 503: errorSchema },
+        response: { 200: z.object({ status: z.literal('ready') }), ...errors('database_unavailable') },
       },
     },
     async (req, reply) => {
@@ -95,6 +97,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ metricsToken?: string | undef
       ...(metricsToken ? { onRequest: requireMetricsToken(metricsToken) } : {}),
       schema: {
         tags: ['Operations'],
+        operationId: 'getMetrics',
         summary: 'Prometheus metrics',
         description:
           'Prometheus text format. Gauges are labelled with destination installation ids of every ' +
@@ -107,10 +110,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ metricsToken?: string | undef
             description: 'Prometheus text exposition format',
             content: { 'text/plain': { schema: z.string() } },
           },
-          401: {
-            description: 'no metrics token, or a wrong one',
-            content: { 'application/json': { schema: errorSchema } },
-          },
+          ...(metricsToken ? errors('unauthorized', 'invalid_token') : {}),
         },
       },
     },

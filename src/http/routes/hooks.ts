@@ -5,7 +5,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { InboundRequest } from '../../connectors/sdk.ts';
-import { errorSchema } from '../schemas.ts';
+import { errors, PATH } from '../error-responses.ts';
 
 export const INBOUND_BODY_LIMIT = 1024 * 1024;
 
@@ -30,6 +30,7 @@ export const hookRoutes: FastifyPluginAsyncZod = async (app) => {
       bodyLimit: INBOUND_BODY_LIMIT,
       schema: {
         tags: ['Inbound webhooks'],
+        operationId: 'receiveWebhook',
         summary: 'Receive a provider webhook',
         description:
           "Verified on the raw body with the installation's secret, de-duplicated, normalized and stored before the 200. " +
@@ -37,12 +38,23 @@ export const hookRoutes: FastifyPluginAsyncZod = async (app) => {
         params: z.object({ target: z.string().max(100) }),
         response: {
           200: accepted,
-          400: errorSchema,
-          401: errorSchema,
-          404: errorSchema,
-          410: errorSchema,
-          413: errorSchema,
-          503: errorSchema,
+          ...errors(
+            PATH,
+            'bad_request',
+            'payload_malformed',
+            'payload_invalid',
+            'topic_unknown',
+            'signature_invalid',
+            'timestamp_stale',
+            'secret_missing',
+            'installation_not_found',
+            'installation_uninstalled',
+            'payload_too_large',
+            'unsupported_media_type',
+            'overloaded',
+            'database_unavailable',
+            'secret_key_unavailable',
+          ),
         },
       },
     },

@@ -5,17 +5,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { type InboundRequest, STATUSES } from '../../ingest/requests.ts';
 import { organizationOf } from '../auth.ts';
-import {
-  bearer,
-  errorResponses,
-  errorSchema,
-  idParams,
-  instant,
-  iso,
-  listOf,
-  listQuery,
-  presentPage,
-} from '../schemas.ts';
+import { AUTHENTICATED, errors, IN_ORGANIZATION, PAGE, PATH } from '../error-responses.ts';
+import { bearer, idParams, instant, iso, listOf, listQuery, presentPage } from '../schemas.ts';
 
 const tags = ['Inbound requests'];
 
@@ -73,6 +64,7 @@ export const inboundRequestRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { scope: 'events:read' },
       schema: {
         tags,
+        operationId: 'listInboundRequests',
         summary: "List an installation's inbound requests",
         description:
           'Every webhook that passed verification, oldest first: accepted, duplicate, or rejected (malformed, ' +
@@ -84,7 +76,10 @@ export const inboundRequestRoutes: FastifyPluginAsyncZod = async (app) => {
           status: z.enum(STATUSES).optional(),
           since: instant.optional().describe('received at or after'),
         }),
-        response: { 200: listOf(inboundRequestSchema), ...errorResponses },
+        response: {
+          200: listOf(inboundRequestSchema),
+          ...errors(AUTHENTICATED, IN_ORGANIZATION, PATH, PAGE, 'installation_not_found'),
+        },
       },
     },
     async (req) => {
@@ -106,10 +101,14 @@ export const inboundRequestRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { scope: 'events:read' },
       schema: {
         tags,
+        operationId: 'getInboundRequest',
         summary: 'Get an inbound request',
         security: bearer,
         params: idParams,
-        response: { 200: inboundRequestSchema, ...errorResponses },
+        response: {
+          200: inboundRequestSchema,
+          ...errors(AUTHENTICATED, IN_ORGANIZATION, PATH, 'inbound_request_not_found'),
+        },
       },
     },
     async (req) => present(await service.get(organizationOf(req), req.params.id)),
@@ -121,6 +120,7 @@ export const inboundRequestRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { scope: 'events:read' },
       schema: {
         tags,
+        operationId: 'getInboundRequestBody',
         summary: "An inbound request's raw body, byte for byte",
         description:
           'As the provider sent it (the bytes its signature covers), as `application/octet-stream`; the ' +
@@ -133,12 +133,7 @@ export const inboundRequestRoutes: FastifyPluginAsyncZod = async (app) => {
             description: 'the raw body',
             content: { 'application/octet-stream': { schema: z.string() } },
           },
-          ...Object.fromEntries(
-            Object.entries({ ...errorResponses, 410: errorSchema }).map(([status, schema]) => [
-              status,
-              { description: 'error', content: { 'application/json': { schema } } },
-            ]),
-          ),
+          ...errors(AUTHENTICATED, IN_ORGANIZATION, PATH, 'inbound_request_not_found', 'request_body_gone'),
         },
       },
     },

@@ -2,96 +2,20 @@
 // responses list which secret keys are set.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { presentSettings, subscriptionInput } from '../../delivery/subscription.ts';
+import { presentSettings } from '../../delivery/subscription.ts';
 import { AppError } from '../../errors.ts';
 import type { Installation } from '../../installations/installations.ts';
 import { organizationOf } from '../auth.ts';
+import { AUTHENTICATED, errors, IN_ORGANIZATION, PAGE, PATH, READS_BODY } from '../error-responses.ts';
+import { bearer, idParams, iso, listOf, listQuery, presentPage } from '../schemas.ts';
 import {
-  bearer,
-  errorResponses,
-  idParams,
-  instant,
-  iso,
-  listOf,
-  listQuery,
-  presentPage,
-  timestamp,
-} from '../schemas.ts';
-
-const installationSchema = z
-  .object({
-    id: z.string(),
-    connector: z.string(),
-    name: z.string(),
-    status: z
-      .enum(['active', 'disabled', 'uninstalled'])
-      .describe('disabled: a destination that answered 410 or failed for too long; recover re-enables it'),
-    disabled_reason: z.enum(['gone', 'failing']).nullable(),
-    config: z.record(z.string(), z.unknown()),
-    secrets_set: z
-      .array(z.string())
-      .describe('names of the secrets that are set; their values are never returned'),
-    inbound_url: z
-      .string()
-      .nullable()
-      .describe('where the provider sends webhooks; null when the connector takes none'),
-    subscription: z
-      .object({
-        event_types: z.array(z.string()),
-        filter: z.record(z.string(), z.unknown()).nullable(),
-        ordered: z.boolean(),
-        rate_limit: z.number().nullable(),
-      })
-      .nullable()
-      .describe('destinations only: what they receive and how'),
-    created_at: timestamp,
-    updated_at: timestamp,
-    disabled_at: timestamp.nullable(),
-    uninstalled_at: timestamp.nullable(),
-  })
-  .meta({ id: 'Installation' });
-
-const warningsSchema = z
-  .array(
-    z
-      .object({
-        code: z.string().describe('stable, e.g. `profile_updates_need_project_token`'),
-        message: z.string(),
-        path: z.string().optional().describe('the request field to change'),
-      })
-      .meta({ id: 'InstallationWarning' }),
-  )
-  .describe(
-    'settings that were saved but keep some subscribed events from ever being delivered (they would fail and end dead): e.g. a Mixpanel destination taking customer events without the project token. Empty when there is nothing to fix.',
-  );
-
-const savedSchema = installationSchema.extend({ warnings: warningsSchema }).meta({ id: 'SavedInstallation' });
-
-const createdSchema = installationSchema
-  .extend({
-    warnings: warningsSchema,
-    revealed_secrets: z
-      .record(z.string(), z.string())
-      .describe('secrets the hub generated (a webhook signing secret): shown in this response only'),
-  })
-  .meta({ id: 'CreatedInstallation' });
-
-const secretsInput = z.record(z.string(), z.unknown());
-
-const createBody = z.strictObject({
-  connector: z.string().max(100).describe('a connector id from GET /v1/connectors'),
-  name: z.string().trim().min(1).max(200).optional(),
-  config: z.record(z.string(), z.unknown()).optional(),
-  secrets: secretsInput.optional(),
-  subscription: subscriptionInput.optional().describe('destinations: default every event type'),
-});
-
-const updateBody = z.strictObject({
-  name: z.string().trim().min(1).max(200).optional(),
-  config: z.record(z.string(), z.unknown()).optional().describe('replaces the whole config'),
-  secrets: secretsInput.optional().describe('merged; a null value removes that secret'),
-  subscription: subscriptionInput.optional(),
-});
+  createBody,
+  createdSchema,
+  installationSchema,
+  recoverBody,
+  savedSchema,
+  updateBody,
+} from './installation-schemas.ts';
 
 const tags = ['Installations'];
 const read = { scope: 'installations:read' as const };
@@ -121,12 +45,27 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
       config: write,
       schema: {
         tags,
+        operationId: 'createInstallation',
         summary: 'Install a connector',
         description:
           'An organization has at most `INTERCHANGE_MAX_DESTINATIONS` destinations (100 by default; uninstalled ones do not count): one more is refused with 409 `destination_limit_reached`.',
         security: bearer,
         body: createBody,
-        response: { 201: createdSchema, ...errorResponses },
+        response: {
+          201: createdSchema,
+          ...errors(
+            AUTHENTICATED,
+            IN_ORGANIZATION,
+            READS_BODY,
+            'url_blocked',
+            'url_unresolvable',
+            'not_a_destination',
+            'event_type_unknown',
+            'filter_invalid',
+            'conflict',
+            'destination_limit_reached',
+          ),
+        },
       },
     },
     async (req, reply) => {
@@ -145,10 +84,11 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
       config: read,
       schema: {
         tags,
+        operationId: 'listInstallations',
         summary: 'List installations',
         security: bearer,
         querystring: listQuery.extend({ connector: z.string().max(100).optional() }),
-        response: { 200: listOf(installationSchema), ...errorResponses },
+        response: { 200: listOf(installationSchema), ...errors(AUTHENTICATED, IN_ORGANIZATION, PAGE) },
       },
     },
     async (req) => presentPage(await service.list(organizationOf(req), req.query), present),
@@ -160,10 +100,14 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
       config: read,
       schema: {
         tags,
+        operationId: 'getInstallation',
         summary: 'Get an installation',
         security: bearer,
         params: idParams,
-        response: { 200: installationSchema, ...errorResponses },
+        response: {
+          200: installationSchema,
+          ...errors(AUTHENTICATED, IN_ORGANIZATION, PATH, 'installation_not_found'),
+        },
       },
     },
     async (req) => present(await service.get(organizationOf(req), req.params.id)),
@@ -175,11 +119,27 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
       config: write,
       schema: {
         tags,
+        operationId: 'updateInstallation',
         summary: "Change an installation's name, config or secrets",
         security: bearer,
         params: idParams,
         body: updateBody,
-        response: { 200: savedSchema, ...errorResponses },
+        response: {
+          200: savedSchema,
+          ...errors(
+            AUTHENTICATED,
+            IN_ORGANIZATION,
+            PATH,
+            READS_BODY,
+            'installation_not_found',
+            'url_blocked',
+            'url_unresolvable',
+            'not_a_destination',
+            'event_type_unknown',
+            'filter_invalid',
+            'conflict',
+          ),
+        },
       },
     },
     async (req) => {
@@ -194,10 +154,14 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
       config: write,
       schema: {
         tags,
+        operationId: 'deleteInstallation',
         summary: 'Delete an installation',
         security: bearer,
         params: idParams,
-        response: { 204: z.null(), ...errorResponses },
+        response: {
+          204: z.null(),
+          ...errors(AUTHENTICATED, IN_ORGANIZATION, PATH, READS_BODY, 'installation_not_found'),
+        },
       },
     },
     async (req, reply) => {
@@ -212,12 +176,23 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
       config: write,
       schema: {
         tags,
+        operationId: 'testInstallation',
         summary: "Run the connector's connection check",
         description:
           'Calls the provider with the installation’s settings: Mixpanel is asked to authenticate its credentials (an empty Import Events batch, and the project token likewise); a webhook endpoint gets a signed `webhook.test` event. `ok` is false, with what the provider answered, when it refuses them or cannot be reached. Sources (Shopify, Stripe, WooCommerce, HubSpot) have no check: they call the hub (400 `check_unsupported`).',
         security: bearer,
         params: idParams,
-        response: { 200: z.object({ ok: z.boolean(), message: z.string() }), ...errorResponses },
+        response: {
+          200: z.object({ ok: z.boolean(), message: z.string() }),
+          ...errors(
+            AUTHENTICATED,
+            IN_ORGANIZATION,
+            PATH,
+            READS_BODY,
+            'installation_not_found',
+            'check_unsupported',
+          ),
+        },
       },
     },
     async (req) => {
@@ -248,6 +223,7 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
       config: write,
       schema: {
         tags,
+        operationId: 'rotateInstallationSecret',
         summary: "Rotate an installation's generated secret",
         description:
           'A webhook endpoint gets a new signing secret; the old one keeps signing beside it for 24 hours, so receivers can switch without missing a delivery.',
@@ -257,7 +233,14 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
           200: z.object({
             revealed_secrets: z.record(z.string(), z.string()).describe('shown in this response only'),
           }),
-          ...errorResponses,
+          ...errors(
+            AUTHENTICATED,
+            IN_ORGANIZATION,
+            PATH,
+            READS_BODY,
+            'installation_not_found',
+            'rotation_unsupported',
+          ),
         },
       },
     },
@@ -270,13 +253,24 @@ export const installationRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { scope: 'deliveries:write' as const },
       schema: {
         tags,
+        operationId: 'recoverInstallation',
         summary: 'Recover a destination',
         description:
           'Re-enables a disabled destination and queues again its failed and dead deliveries created since `since`.',
         security: bearer,
         params: idParams,
-        body: z.strictObject({ since: instant }),
-        response: { 200: z.object({ requeued: z.number().int() }), ...errorResponses },
+        body: recoverBody,
+        response: {
+          200: z.object({ requeued: z.number().int() }),
+          ...errors(
+            AUTHENTICATED,
+            IN_ORGANIZATION,
+            PATH,
+            READS_BODY,
+            'installation_not_found',
+            'not_a_destination',
+          ),
+        },
       },
     },
     async (req) =>

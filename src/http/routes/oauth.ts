@@ -7,9 +7,11 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { OAuthError } from '../../errors.ts';
 import { ALL_SCOPES, hasScope, type Scope } from '../../tenancy/scopes.ts';
+import { errors } from '../error-responses.ts';
+import { withExamples } from '../schemas.ts';
 
-const tokenRequest = z
-  .object({
+const tokenRequest = withExamples(
+  z.object({
     grant_type: z.string().describe('must be client_credentials'),
     client_id: z.string().optional(),
     client_secret: z.string().optional(),
@@ -17,8 +19,24 @@ const tokenRequest = z
       .string()
       .optional()
       .describe("space-separated subset of the client's scopes; default: all of them"),
-  })
-  .meta({ id: 'TokenRequest' });
+  }),
+  {
+    credentialsInBody: {
+      summary: 'Client credentials in the body, asking for two of the scopes',
+      value: {
+        grant_type: 'client_credentials',
+        client_id: 'cli_0192f3a4b5c67d8e9f0a1b2c3d4e5f60',
+        client_secret: 'ics_example-secret-shown-once-when-created',
+        scope: 'events:read events:write',
+      },
+    },
+    basicAuth: {
+      summary:
+        'Credentials by HTTP Basic (Authorization: Basic base64(client_id:client_secret)): the grant type only',
+      value: { grant_type: 'client_credentials' },
+    },
+  },
+);
 
 const tokenResponse = z
   .object({
@@ -30,6 +48,12 @@ const tokenResponse = z
   .meta({ id: 'TokenResponse' });
 
 const oauthError = z.object({ error: z.string(), error_description: z.string() }).meta({ id: 'OAuthError' });
+
+/** An RFC 6749 §5.2 error response, with the `error` values it may carry. */
+const oauthErrorResponse = (title: string, codes: string[]) => ({
+  description: `${title}: ${codes.map((c) => `\`${c}\``).join(', ')}`,
+  content: { 'application/json': { schema: oauthError } },
+});
 
 function basicCredentials(header: string | undefined): { id: string; secret: string } | undefined {
   const match = header?.match(/^Basic\s+([A-Za-z0-9+/=]+)\s*$/i);
@@ -68,13 +92,27 @@ export const oauthRoutes: FastifyPluginAsyncZod = async (app) => {
       bodyLimit: 16 * 1024,
       schema: {
         tags: ['OAuth'],
+        operationId: 'issueToken',
         summary: 'Exchange client credentials for an access token',
         description:
           'OAuth2 client-credentials grant. Send `client_id` and `client_secret` by HTTP Basic or in the body ' +
           '(`application/x-www-form-urlencoded` or JSON). Errors follow RFC 6749 §5.2. After too many failed ' +
           'attempts from one address or for one client id, `429 temporarily_unavailable` with `Retry-After`.',
         body: tokenRequest,
-        response: { 200: tokenResponse, 400: oauthError, 401: oauthError, 429: oauthError },
+        response: {
+          200: tokenResponse,
+          400: oauthErrorResponse('Bad request', [
+            'invalid_request',
+            'unsupported_grant_type',
+            'invalid_scope',
+          ]),
+          401: oauthErrorResponse('Client authentication failed', ['invalid_client']),
+          429: oauthErrorResponse('Too many failed attempts (retry after the seconds of Retry-After)', [
+            'temporarily_unavailable',
+          ]),
+          // Not an OAuth error: the hub cannot answer now. The API's own error shape.
+          ...errors('database_unavailable', 'secret_key_unavailable'),
+        },
       },
     },
     async (req, reply) => {

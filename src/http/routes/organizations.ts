@@ -2,15 +2,16 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Organization } from '../../tenancy/organizations.ts';
+import { AUTHENTICATED, errors, PAGE, PATH, READS_BODY } from '../error-responses.ts';
 import {
   bearer,
-  errorResponses,
   idParams,
   iso,
   listOf,
   listQuery,
   presentPage,
   timestamp,
+  withExamples,
 } from '../schemas.ts';
 
 const organizationSchema = z
@@ -18,6 +19,14 @@ const organizationSchema = z
   .meta({ id: 'Organization' });
 
 const organizationInput = z.strictObject({ name: z.string().trim().min(1).max(200) });
+
+const createBody = withExamples(organizationInput, {
+  organization: { summary: 'A tenant', value: { name: 'Acme Outdoor GmbH' } },
+});
+
+const updateBody = withExamples(organizationInput.partial(), {
+  rename: { summary: 'A new name', value: { name: 'Acme Outdoor AG' } },
+});
 
 const present = (o: Organization) => ({
   id: o.id,
@@ -38,10 +47,11 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
       config,
       schema: {
         tags,
+        operationId: 'createOrganization',
         summary: 'Create an organization',
         security: bearer,
-        body: organizationInput,
-        response: { 201: organizationSchema, ...errorResponses },
+        body: createBody,
+        response: { 201: organizationSchema, ...errors(AUTHENTICATED, READS_BODY) },
       },
     },
     async (req, reply) => reply.code(201).send(present(await orgs.create(req.body))),
@@ -53,10 +63,11 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
       config,
       schema: {
         tags,
+        operationId: 'listOrganizations',
         summary: 'List organizations',
         security: bearer,
         querystring: listQuery,
-        response: { 200: listOf(organizationSchema), ...errorResponses },
+        response: { 200: listOf(organizationSchema), ...errors(AUTHENTICATED, PAGE) },
       },
     },
     async (req) => presentPage(await orgs.list(req.query), present),
@@ -68,10 +79,11 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
       config,
       schema: {
         tags,
+        operationId: 'getOrganization',
         summary: 'Get an organization',
         security: bearer,
         params: idParams,
-        response: { 200: organizationSchema, ...errorResponses },
+        response: { 200: organizationSchema, ...errors(AUTHENTICATED, PATH, 'organization_not_found') },
       },
     },
     async (req) => present(await orgs.get(req.params.id)),
@@ -83,11 +95,15 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
       config,
       schema: {
         tags,
+        operationId: 'updateOrganization',
         summary: 'Rename an organization',
         security: bearer,
         params: idParams,
-        body: organizationInput.partial(),
-        response: { 200: organizationSchema, ...errorResponses },
+        body: updateBody,
+        response: {
+          200: organizationSchema,
+          ...errors(AUTHENTICATED, PATH, READS_BODY, 'organization_not_found'),
+        },
       },
     },
     async (req) => present(await orgs.update(req.params.id, req.body)),
@@ -99,10 +115,11 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
       config,
       schema: {
         tags,
+        operationId: 'deleteOrganization',
         summary: 'Delete an organization and everything it owns',
         security: bearer,
         params: idParams,
-        response: { 204: z.null(), ...errorResponses },
+        response: { 204: z.null(), ...errors(AUTHENTICATED, PATH, READS_BODY, 'organization_not_found') },
       },
     },
     async (req, reply) => {

@@ -3,15 +3,16 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { User } from '../../users/users.ts';
 import { organizationOf } from '../auth.ts';
+import { AUTHENTICATED, errors, IN_ORGANIZATION, PAGE, PATH, READS_BODY } from '../error-responses.ts';
 import {
   bearer,
-  errorResponses,
   idParams,
   iso,
   listOf,
   listQuery,
   presentPage,
   timestamp,
+  withExamples,
 } from '../schemas.ts';
 
 const platform = z
@@ -47,22 +48,49 @@ const traits = z
   .record(z.string().max(200), z.unknown())
   .refine((t) => Object.keys(t).length <= 200, 'at most 200 traits');
 
-const createBody = z.strictObject({
-  email: z.email().max(320).nullable().optional(),
-  name: z.string().trim().min(1).max(200).nullable().optional(),
-  traits: traits.optional().describe('free-form attributes'),
-  external_ids: z.record(externalIdKey, externalId).optional().describe(EXTERNAL_IDS_HELP),
-});
+const createBody = withExamples(
+  z.strictObject({
+    email: z.email().max(320).nullable().optional(),
+    name: z.string().trim().min(1).max(200).nullable().optional(),
+    traits: traits.optional().describe('free-form attributes'),
+    external_ids: z.record(externalIdKey, externalId).optional().describe(EXTERNAL_IDS_HELP),
+  }),
+  {
+    customer: {
+      summary: 'A customer known to a Shopify shop and to Stripe',
+      value: {
+        email: 'ada@example.com',
+        name: 'Ada Lovelace',
+        traits: { plan: 'pro', newsletter: true },
+        external_ids: {
+          'shopify@acme.myshopify.com': '7302',
+          'stripe@acct_1Nv0FGQ9RKHgCVdK': 'cus_9s6XKzkNRiz8i3',
+        },
+      },
+    },
+  },
+);
 
-const updateBody = z.strictObject({
-  email: z.email().max(320).nullable().optional(),
-  name: z.string().trim().min(1).max(200).nullable().optional(),
-  traits: traits.optional().describe('merged into the current traits; a null value removes a trait'),
-  external_ids: z
-    .record(externalIdKey, externalId.nullable())
-    .optional()
-    .describe(`merged; a null value removes that id. ${EXTERNAL_IDS_HELP}`),
-});
+const updateBody = withExamples(
+  z.strictObject({
+    email: z.email().max(320).nullable().optional(),
+    name: z.string().trim().min(1).max(200).nullable().optional(),
+    traits: traits.optional().describe('merged into the current traits; a null value removes a trait'),
+    external_ids: z
+      .record(externalIdKey, externalId.nullable())
+      .optional()
+      .describe(`merged; a null value removes that id. ${EXTERNAL_IDS_HELP}`),
+  }),
+  {
+    traitsAndIds: {
+      summary: 'Change a trait, remove another, and link a HubSpot contact',
+      value: {
+        traits: { plan: 'enterprise', newsletter: null },
+        external_ids: { 'hubspot@62515': '51', 'stripe@acct_1Nv0FGQ9RKHgCVdK': null },
+      },
+    },
+  },
+);
 
 const present = (u: User) => ({
   id: u.id,
@@ -87,10 +115,14 @@ export const userRoutes: FastifyPluginAsyncZod = async (app) => {
       config: write,
       schema: {
         tags,
+        operationId: 'createUser',
         summary: 'Create a user',
         security: bearer,
         body: createBody,
-        response: { 201: userSchema, ...errorResponses },
+        response: {
+          201: userSchema,
+          ...errors(AUTHENTICATED, IN_ORGANIZATION, READS_BODY, 'external_id_conflict'),
+        },
       },
     },
     async (req, reply) => {
@@ -107,12 +139,13 @@ export const userRoutes: FastifyPluginAsyncZod = async (app) => {
       config: read,
       schema: {
         tags,
+        operationId: 'listUsers',
         summary: 'List users, oldest first',
         security: bearer,
         querystring: listQuery.extend({
           email: z.string().max(320).optional().describe('only users with this email'),
         }),
-        response: { 200: listOf(userSchema), ...errorResponses },
+        response: { 200: listOf(userSchema), ...errors(AUTHENTICATED, IN_ORGANIZATION, PAGE) },
       },
     },
     async (req) => presentPage(await users.list(organizationOf(req), req.query), present),
@@ -124,6 +157,7 @@ export const userRoutes: FastifyPluginAsyncZod = async (app) => {
       config: read,
       schema: {
         tags,
+        operationId: 'getUserByExternalId',
         summary: 'Find the user with this id in an external platform',
         description:
           'With `account`, the user a webhook of that account is attributed to: the id in that account, else the id given without account. ' +
@@ -138,7 +172,10 @@ export const userRoutes: FastifyPluginAsyncZod = async (app) => {
             .optional()
             .describe('the platform account, e.g. the shop domain or the WooCommerce store host'),
         }),
-        response: { 200: userSchema, ...errorResponses },
+        response: {
+          200: userSchema,
+          ...errors(AUTHENTICATED, IN_ORGANIZATION, PATH, 'user_not_found', 'external_id_ambiguous'),
+        },
       },
     },
     async (req) =>
@@ -158,10 +195,11 @@ export const userRoutes: FastifyPluginAsyncZod = async (app) => {
       config: read,
       schema: {
         tags,
+        operationId: 'getUser',
         summary: 'Get a user',
         security: bearer,
         params: idParams,
-        response: { 200: userSchema, ...errorResponses },
+        response: { 200: userSchema, ...errors(AUTHENTICATED, IN_ORGANIZATION, PATH, 'user_not_found') },
       },
     },
     async (req) => present(await users.get(organizationOf(req), req.params.id)),
@@ -173,11 +211,22 @@ export const userRoutes: FastifyPluginAsyncZod = async (app) => {
       config: write,
       schema: {
         tags,
+        operationId: 'updateUser',
         summary: 'Update a user',
         security: bearer,
         params: idParams,
         body: updateBody,
-        response: { 200: userSchema, ...errorResponses },
+        response: {
+          200: userSchema,
+          ...errors(
+            AUTHENTICATED,
+            IN_ORGANIZATION,
+            PATH,
+            READS_BODY,
+            'user_not_found',
+            'external_id_conflict',
+          ),
+        },
       },
     },
     async (req) => {
@@ -194,10 +243,14 @@ export const userRoutes: FastifyPluginAsyncZod = async (app) => {
       config: write,
       schema: {
         tags,
+        operationId: 'deleteUser',
         summary: 'Delete a user',
         security: bearer,
         params: idParams,
-        response: { 204: z.null(), ...errorResponses },
+        response: {
+          204: z.null(),
+          ...errors(AUTHENTICATED, IN_ORGANIZATION, PATH, READS_BODY, 'user_not_found'),
+        },
       },
     },
     async (req, reply) => {
