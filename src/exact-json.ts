@@ -45,38 +45,55 @@ const CHANGES: Record<UnsafeNumberReason, string> = {
 /**
  * A value from `parseExact` with its numbers as doubles, when every one of them is a double's
  * exactly (`1.50` and `1e2` are; `1e400` is not); else the first that is not. Canonical event
- * data, whose schemas take JavaScript numbers, goes through here.
+ * data, whose schemas take JavaScript numbers, goes through here. The path of the number is built
+ * only when there is one, on the way back out.
  */
-export function toDoubles(
-  value: unknown,
-  path: string[] = [],
-): { value: unknown } | { inexact: InexactNumber } {
+export function toDoubles(value: unknown): { value: unknown } | { inexact: InexactNumber } {
+  const converted = doubles(value);
+  if (!(converted instanceof InexactAt)) return { value: converted };
+  const { keysOutward, text, message } = converted;
+  return { inexact: { path: keysOutward.reverse().join('.'), text, message } };
+}
+
+/** The first inexact number found, with the keys from it out to the root (innermost first). */
+class InexactAt {
+  readonly keysOutward: string[] = [];
+  constructor(
+    readonly text: string,
+    readonly message: string,
+  ) {}
+}
+
+function doubles(value: unknown): unknown {
   if (isLosslessNumber(value)) {
     const text = (value as LosslessNumber).value;
     const reason = getUnsafeNumberReason(text);
-    return reason
-      ? { inexact: { path: path.join('.'), text, message: CHANGES[reason] } }
-      : { value: Number(text) };
+    return reason ? new InexactAt(text, CHANGES[reason]) : Number(text);
   }
   if (Array.isArray(value)) {
-    const out: unknown[] = [];
-    for (const [i, item] of value.entries()) {
-      const converted = toDoubles(item, [...path, String(i)]);
-      if ('inexact' in converted) return converted;
-      out.push(converted.value);
+    const out: unknown[] = new Array(value.length);
+    for (let i = 0; i < value.length; i++) {
+      const converted = doubles(value[i]);
+      if (converted instanceof InexactAt) return outward(converted, String(i));
+      out[i] = converted;
     }
-    return { value: out };
+    return out;
   }
   if (value !== null && typeof value === 'object') {
     const entries: [string, unknown][] = [];
     for (const [key, item] of Object.entries(value)) {
-      const converted = toDoubles(item, [...path, key]);
-      if ('inexact' in converted) return converted;
-      entries.push([key, converted.value]);
+      const converted = doubles(item);
+      if (converted instanceof InexactAt) return outward(converted, key);
+      entries.push([key, converted]);
     }
-    return { value: Object.fromEntries(entries) };
+    return Object.fromEntries(entries);
   }
-  return { value };
+  return value;
+}
+
+function outward(found: InexactAt, key: string): InexactAt {
+  found.keysOutward.push(key);
+  return found;
 }
 
 /**

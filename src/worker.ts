@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { connectorById } from './connectors/catalog.ts';
-import { FILTER_WORK_BUDGET } from './delivery/filter.ts';
+import { EVENT_FILTER_WORK_BUDGET, FILTER_WORK_BUDGET } from './delivery/filter.ts';
 import { createRouter, ROUTER_CONSUMER, type RouterHooks } from './delivery/router.ts';
 import { startSender } from './delivery/sender.ts';
 import { TOPICS } from './events/types.ts';
@@ -60,7 +60,7 @@ export function startWorker(parts: {
 /** Counts every event a filter's work budget kept from its destination; logs it once a minute per destination. */
 function reportExhaustedFilters(metrics: Metrics, logger: Logger): RouterHooks['filterExhausted'] {
   const loggedAt = new Map<string, number>();
-  return ({ destinationId, organizationId, eventId }) => {
+  return ({ destinationId, organizationId, eventId, budget }) => {
     metrics.delivery.filterExhausted.inc();
     const now = Date.now();
     if (now - (loggedAt.get(destinationId) ?? 0) < 60_000) return;
@@ -71,9 +71,11 @@ function reportExhaustedFilters(metrics: Metrics, logger: Logger): RouterHooks['
         destination_id: destinationId,
         organization_id: organizationId,
         event_id: eventId,
-        work_budget: FILTER_WORK_BUDGET,
+        work_budget: budget === 'event' ? EVENT_FILTER_WORK_BUDGET : FILTER_WORK_BUDGET,
       },
-      'subscription filter used its whole work budget: the event is not routed to this destination (logged once a minute per destination)',
+      budget === 'event'
+        ? "the filters of the event's destinations used the event's whole work budget: the event is not routed to this destination (logged once a minute per destination)"
+        : 'subscription filter used its whole work budget: the event is not routed to this destination (logged once a minute per destination)',
     );
   };
 }

@@ -323,6 +323,32 @@ describe('listing, reading and replaying', () => {
     expect(await list('custom.order.*')).toEqual([ids[1]]);
   });
 
+  it('filters by exact subject, with the other filters and a cursor', async () => {
+    const org = await t.organization('Subjects');
+    const ids: string[] = [];
+    for (const [type, subject] of [
+      ['custom.noted', 'orders/1'],
+      ['custom.noted', 'orders/2'],
+      ['custom.paid', 'orders/1'],
+      ['custom.noted', undefined],
+      ['custom.noted', 'orders/1'],
+    ] as const)
+      ids.push((await send(org.token, { type, subject, data: {} })).json().id);
+    const other = await t.organization('Other subjects');
+    await send(other.token, { type: 'custom.noted', subject: 'orders/1', data: {} });
+    const list = async (query: string) =>
+      (await t.call('GET', `/v1/events?${query}`, { token: org.token }))
+        .json()
+        .data.map((e: { id: string }) => e.id);
+    expect(await list('subject=orders/1')).toEqual([ids[0], ids[2], ids[4]]);
+    expect(await list('subject=orders/1&type=custom.noted')).toEqual([ids[0], ids[4]]);
+    expect(await list('subject=orders')).toEqual([]);
+    const page1 = (await t.call('GET', '/v1/events?subject=orders/1&limit=1', { token: org.token })).json();
+    expect(await list(`subject=orders/1&limit=5&cursor=${page1.next_cursor}`)).toEqual([ids[2], ids[4]]);
+    const since = `since=${encodeURIComponent('2000-01-01T00:00:00Z')}`;
+    expect(await list(`subject=orders/2&${since}`)).toEqual([ids[1]]);
+  });
+
   it('lists a time range by time, then id, page after page', async () => {
     const org = await t.organization('Timeline');
     // Sent in this order, with times out of it (and two at the same instant).

@@ -87,9 +87,9 @@ export interface EventDraft {
   /**
    * For an event whose provider names no customer but an earlier event that did (a Shopify
    * refund names its order): that event's subject, e.g. `orders/820982911946154508`. The hub
-   * takes the customer of the latest event of the installation with this subject (among its
-   * recent events, see `CUSTOMER_LOOKBACK_EVENTS`) as this event's customer, for its user id, and
-   * writes it into the data's `customer_id`. Ignored when `customerExternalId` is set.
+   * takes the customer of the latest event of the installation with this subject, however old,
+   * as this event's customer, for its user id, and writes it into the data's `customer_id`.
+   * Ignored when `customerExternalId` is set.
    */
   customerFrom?: string | undefined;
   /**

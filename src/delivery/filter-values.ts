@@ -6,20 +6,37 @@
 /** Values read along one field path per evaluation (in document order); later ones are not examined. */
 export const VALUES_PER_PATH = 10_000;
 
-/** Thrown when an evaluation has used its whole work budget. */
+/** Thrown when an evaluation has used its whole work budget, or the event's (`budget` says which). */
 export class BudgetExhausted extends Error {
   override name = 'BudgetExhausted';
+  constructor(readonly budget: WorkBudget) {
+    super(`filter work budget of ${budget.limit} used up`);
+  }
 }
 
 /** Units of work an evaluation may spend: a value read, a condition checked, 256 characters of a string read. */
 export class WorkBudget {
   used = 0;
-  constructor(readonly limit: number) {}
+  /** `shared`: a budget this one's work also counts against (the event's, see EventReading). */
+  constructor(
+    readonly limit: number,
+    private readonly shared?: WorkBudget,
+  ) {}
 
-  /** Charges work about to be done; refuses it (BudgetExhausted) if that would exceed the limit. */
+  /** Charges work about to be done; refuses it (BudgetExhausted) if that would exceed a limit. */
   spend(units: number): void {
-    if (this.used + units > this.limit)
-      throw new BudgetExhausted(`filter work budget of ${this.limit} used up`);
+    if (this.used + units > this.limit) throw new BudgetExhausted(this);
+    this.shared?.spend(units);
+    this.used += units;
+  }
+
+  /**
+   * Charges work done once already, for another evaluation that shares `shared` (values another
+   * filter read): to this budget only, as if it had done it, so that whether a filter fits its own
+   * budget does not depend on the other filters.
+   */
+  spendDone(units: number): void {
+    if (this.used + units > this.limit) throw new BudgetExhausted(this);
     this.used += units;
   }
 }

@@ -5,6 +5,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   compileFilter,
+  EVENT_FILTER_WORK_BUDGET,
+  EventReading,
   FILTER_MAX_BYTES,
   FILTER_WORK_BUDGET,
   FilterError,
@@ -253,7 +255,7 @@ describe('filter work on a 1 MB event', () => {
       $or: [...letters.map((c) => ({ [`a.${c}`]: 1 })), { 'a.z': { $exists: false } }],
     });
     const first = filter.evaluate(ones);
-    expect(first).toEqual({ matched: false, work: first.work, exhausted: true });
+    expect(first).toEqual({ matched: false, work: first.work, exhausted: 'filter' });
     expect(first.work).toBeLessThanOrEqual(FILTER_WORK_BUDGET);
     expect(filter.evaluate(ones)).toEqual(first);
     // The same filter on a small event matches.
@@ -285,5 +287,50 @@ describe('filter work on a 1 MB event', () => {
     const started = performance.now();
     expect(compileFilter(bombs['$in of 2,000 zeros']).evaluate(small).matched).toBe(false);
     expect(performance.now() - started).toBeLessThan(1000);
+  });
+});
+
+describe("the filters of one event's destinations", () => {
+  const ones = { a: Array.from({ length: 550_000 }, () => 1) };
+  const bombs = [
+    { a: { $in: Array(2000).fill(0) } },
+    { $or: Array.from({ length: 199 }, () => ({ a: 0 })) },
+    { $or: Array.from({ length: 127 }, () => ({ a: { $gt: 5 } })) },
+  ];
+  /** Nine paths through the array, its own: about 90,000 units, within a filter's budget. */
+  const spreading = (d: number) => ({ $or: Array.from({ length: 9 }, (_, p) => ({ [`a.d${d}p${p}`]: 1 })) });
+
+  it('share one budget: 100 costly filters on a 1 MB event do at most its work, the first ones in full', () => {
+    const filters = [...bombs, ...Array.from({ length: 97 }, (_, d) => spreading(d))].map(compileFilter);
+    const outcomes = (event: EventReading) => filters.map((f) => f.evaluateOn(event));
+    const event = new EventReading(ones);
+    const first = outcomes(event);
+    expect(event.work).toBeLessThanOrEqual(EVENT_FILTER_WORK_BUDGET);
+    // In order: every filter evaluated in full until the event's budget runs out, none after.
+    const cut = first.findIndex((e) => e.exhausted);
+    expect(cut).toBeGreaterThan(bombs.length + 5);
+    expect(first.slice(0, cut).every((e) => e.exhausted === false && !e.matched)).toBe(true);
+    expect(first.slice(cut).every((e) => e.exhausted === 'event' && !e.matched)).toBe(true);
+    // The same every time; and a filter that would match, evaluated after, does not.
+    const again = new EventReading(ones);
+    expect(outcomes(again)).toEqual(first);
+    expect(compileFilter({ a: 1 }).evaluateOn(again)).toMatchObject({ matched: false, exhausted: 'event' });
+    expect(compileFilter({ a: 1 }).evaluate(ones)).toMatchObject({ matched: true, exhausted: false });
+  });
+
+  it('read a path once for all of them, each charged as if it had read it alone', () => {
+    const filter = compileFilter(bombs[0]);
+    const alone = filter.evaluate(ones);
+    const event = new EventReading(ones);
+    const shared = Array.from({ length: 100 }, () => filter.evaluateOn(event));
+    expect(shared.every((e) => e.work === alone.work && !e.matched && !e.exhausted)).toBe(true);
+    // One reading of `a` (VALUES_PER_PATH values) and a lookup per filter.
+    expect(event.work).toBeLessThan(VALUES_PER_PATH + 100 * 10);
+    // A filter past its own budget alone is past it with others too: the same outcome either way.
+    const greedy = compileFilter({ $or: 'bcdefghijkl'.split('').map((c) => ({ [`a.${c}`]: 1 })) });
+    const withOthers = new EventReading(ones);
+    compileFilter({ $or: 'bcdefghij'.split('').map((c) => ({ [`a.${c}`]: 1 })) }).evaluateOn(withOthers);
+    expect(greedy.evaluateOn(withOthers)).toEqual(greedy.evaluate(ones));
+    expect(greedy.evaluate(ones).exhausted).toBe('filter');
   });
 });

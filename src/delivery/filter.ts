@@ -3,9 +3,11 @@
 // decimal strings in Interchange, so numeric comparisons are exact: "100.10" > 100.1 is false.
 //
 // Evaluation costs at most FILTER_WORK_BUDGET units of work, whatever the data: the values at each
-// field path are read once per evaluation (at most VALUES_PER_PATH of them) and summed up, so a
+// field path are read once per event (at most VALUES_PER_PATH of them) and summed up, so a
 // condition is a lookup ($in: a set of its operands against the set of the values; $gt: the
-// largest value). A filter that would need more work does not match (`exhausted`).
+// largest value). The filters of all an event's destinations share EVENT_FILTER_WORK_BUDGET and
+// the values they read (`EventReading`). A filter that would need more work does not match
+// (`exhausted`).
 import {
   BudgetExhausted,
   compareDecimals,
@@ -25,6 +27,11 @@ export { VALUES_PER_PATH } from './filter-values.ts';
 export const FILTER_MAX_BYTES = 4096;
 /** Work one evaluation may do: a value read, a condition checked, 256 characters of a string read. */
 export const FILTER_WORK_BUDGET = 100_000;
+/**
+ * Work the filters of all the destinations of one event may do on it together: ten evaluations'
+ * worth, so that an organization's many destinations cost an event no more than ten costly filters.
+ */
+export const EVENT_FILTER_WORK_BUDGET = 10 * FILTER_WORK_BUDGET;
 const MAX_DEPTH = 6;
 
 export class FilterError extends Error {
@@ -45,12 +52,18 @@ export interface FilterEvaluation {
   matched: boolean;
   /** Units of work spent (see FILTER_WORK_BUDGET). */
   work: number;
-  /** The budget ran out: the filter did not match, whatever the rest of the data holds. */
-  exhausted: boolean;
+  /**
+   * A budget ran out, the filter's own (`filter`) or the one its event's filters share (`event`):
+   * the filter did not match, whatever the rest of the data holds.
+   */
+  exhausted: false | 'filter' | 'event';
 }
 
 export interface CompiledFilter {
+  /** On `data` alone, with a reading of its own. */
   evaluate(data: unknown): FilterEvaluation;
+  /** On an event that other filters read too: sharing its budget and the values they read. */
+  evaluateOn(event: EventReading): FilterEvaluation;
 }
 
 const COMPARISONS = ['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin', '$exists'] as const;
@@ -67,24 +80,66 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
 interface FieldPath {
+  /** Its place among the filter's paths. */
   index: number;
   segments: readonly string[];
   needs: PathNeeds;
+  /** The path and its needs as one string: paths of any filter with the same key read the same values. */
+  key: string;
 }
 
-/** One evaluation: the data, its budget, and the values of each path once read. */
-class Reading {
-  private readonly read: Array<PathValues | undefined> = [];
+/**
+ * One event's data as the filters of its destinations read it: the work budget they share, and
+ * the values of each path, read once by the first filter that needs them and then looked up by the
+ * others. The event's budget is charged for the reading once; each filter's own budget, for every
+ * reading it uses, as if it had read the values itself. Make one per event, for all its destinations.
+ */
+export class EventReading {
+  readonly budget: WorkBudget;
+  private paths: Map<string, { values: PathValues; cost: number }> | undefined;
+
   constructor(
-    private readonly data: unknown,
+    readonly data: unknown,
+    limit = EVENT_FILTER_WORK_BUDGET,
+  ) {
+    this.budget = new WorkBudget(limit);
+  }
+
+  /** Units of work every filter together has spent on the event (never more than its budget). */
+  get work(): number {
+    return this.budget.used;
+  }
+
+  values(path: FieldPath, budget: WorkBudget): PathValues {
+    this.paths ??= new Map();
+    const known = this.paths.get(path.key);
+    if (known) {
+      budget.spendDone(known.cost);
+      return known.values;
+    }
+    const before = budget.used;
+    const values = readPath(this.data, path.segments, path.needs, budget);
+    this.paths.set(path.key, { values, cost: budget.used - before });
+    return values;
+  }
+}
+
+/**
+ * One evaluation: the event's reading, the filter's own budget (which also charges the event's),
+ * and the values of each path it has used, charged to it once.
+ */
+class Reading {
+  private readonly used: Array<PathValues | undefined> = [];
+  constructor(
+    private readonly event: EventReading,
     readonly budget: WorkBudget,
   ) {}
 
   values(path: FieldPath): PathValues {
-    const known = this.read[path.index];
+    const known = this.used[path.index];
     if (known) return known;
-    const values = readPath(this.data, path.segments, path.needs, this.budget);
-    this.read[path.index] = values;
+    const values = this.event.values(path, this.budget);
+    this.used[path.index] = values;
     return values;
   }
 }
@@ -104,9 +159,18 @@ class FieldPaths {
       index: this.byName.size,
       segments,
       needs: { equality: false, order: false, composites: [] },
+      key: '',
     };
     this.byName.set(field, path);
     return path;
+  }
+
+  /** Once every condition has said what it needs: each path's key. */
+  seal(): void {
+    for (const path of this.byName.values()) {
+      const { equality, order, composites } = path.needs;
+      path.key = JSON.stringify([path.segments, equality, order, [...composites].sort()]);
+    }
   }
 }
 
@@ -234,16 +298,16 @@ export function compileFilter(filter: unknown): CompiledFilter {
     throw new FilterError('filter', `larger than ${FILTER_MAX_BYTES} bytes`);
   const paths = new FieldPaths();
   const condition = compileQuery(filter as Json, 'filter', 0, paths);
-  return {
-    evaluate(data) {
-      const budget = new WorkBudget(FILTER_WORK_BUDGET);
-      try {
-        const matched = condition(new Reading(data, budget));
-        return { matched, work: budget.used, exhausted: false };
-      } catch (err) {
-        if (!(err instanceof BudgetExhausted)) throw err;
-        return { matched: false, work: budget.used, exhausted: true };
-      }
-    },
+  paths.seal();
+  const evaluateOn = (event: EventReading): FilterEvaluation => {
+    const budget = new WorkBudget(FILTER_WORK_BUDGET, event.budget);
+    try {
+      const matched = condition(new Reading(event, budget));
+      return { matched, work: budget.used, exhausted: false };
+    } catch (err) {
+      if (!(err instanceof BudgetExhausted)) throw err;
+      return { matched: false, work: budget.used, exhausted: err.budget === budget ? 'filter' : 'event' };
+    }
   };
+  return { evaluate: (data) => evaluateOn(new EventReading(data)), evaluateOn };
 }

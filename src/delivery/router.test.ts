@@ -141,6 +141,64 @@ describe('the router, on envelopes without data', () => {
     expect(to(bigCarts)).toEqual([sent.big]);
   });
 
+  it("shares one work budget among an event's filters, destination after destination, and never holds back one without a filter", async () => {
+    const org = await t.organization('Many filters');
+    const install = (filter?: object) =>
+      installWebhook(org.token, { event_types: ['custom.bomb'], ...(filter ? { filter } : {}) });
+    // Created in this order (the router evaluates them by id): a cheap filter that matches, the
+    // issue's three bombs, 95 filters reading nine paths through the array each (about 90,000
+    // units: within their own budget, but not all of them within the event's), and none.
+    const cheap = await install({ a: 1 });
+    for (const bomb of [
+      { a: { $in: Array(2000).fill(0) } },
+      { $or: Array.from({ length: 199 }, () => ({ a: 0 })) },
+      { $or: Array.from({ length: 127 }, () => ({ a: { $gt: 5 } })) },
+    ])
+      await install(bomb);
+    const spreading: string[] = [];
+    for (let d = 0; d < 95; d++)
+      spreading.push(await install({ $or: Array.from({ length: 9 }, (_, p) => ({ [`a.d${d}p${p}`]: 1 })) }));
+    const unfiltered = await install();
+
+    const res = await t.call('POST', '/v1/events', {
+      token: org.token,
+      body: { type: 'custom.bomb', data: { a: Array(520_000).fill(1) } },
+    });
+    expect(res.statusCode, res.body.slice(0, 200)).toBe(201);
+    const eventId = res.json().id as string;
+
+    const db = t.app.store.db;
+    const reports: Array<{ destinationId: string; eventId: string; budget: string }> = [];
+    const route = createRouter(db, connectorById, undefined, { filterExhausted: (r) => reports.push(r) });
+    let routed = false;
+    const consumer = t.app.services.log.consume({
+      ...ROUTER_CONSUMER,
+      group: 'router-budget-test',
+      topics: TOPICS,
+      leaseMs: 5000,
+      pollMs: 20,
+      handler: async (records) => {
+        await route(records);
+        if (records.some((r) => r.event.id === eventId)) routed = true;
+      },
+    });
+    try {
+      await until(() => routed, 30_000, 'the 1 MB event routed');
+    } finally {
+      await consumer.stop();
+    }
+    const deliveredTo = await queryRows<{ installation_id: string }>(
+      db,
+      sql`select installation_id from deliveries where event_id = ${eventId} order by installation_id`,
+    );
+    expect(deliveredTo.map((d) => d.installation_id)).toEqual([cheap, unfiltered].sort());
+    // The event's budget ran out among the costly filters: every one after that did not match.
+    const exhausted = reports.filter((r) => r.eventId === eventId);
+    expect(exhausted.length).toBeGreaterThanOrEqual(80);
+    expect(exhausted.map((r) => r.destinationId)).toEqual(spreading.slice(-exhausted.length));
+    expect(new Set(exhausted.map((r) => r.budget))).toEqual(new Set(['event']));
+  }, 120_000);
+
   it('hands fresh deliveries to its sender unwritten, as far as it has room and the destination allows, and writes them leased when no outcome comes', async () => {
     const acme = await t.organization('Handoff');
     const install = (subscription: object) => installWebhook(acme.token, subscription);

@@ -14,6 +14,7 @@ import { newId } from '../ids.ts';
 import type { LogRecord } from '../log/port.ts';
 import { type Db, jsonColumn, queryPrepared } from '../store/db.ts';
 import { type DestinationSettings, deliveries } from '../store/schema.ts';
+import { EventReading } from './filter.ts';
 import { type Claimed, insertLeased, Unwritten, WriteLatch } from './queue.ts';
 import type { Handoff } from './sender.ts';
 import { type SubscriptionMatcher, subscriptionMatcher } from './subscription.ts';
@@ -58,8 +59,16 @@ interface Destination {
 
 /** What the router tells its process about (logs, metrics). */
 export interface RouterHooks {
-  /** A destination's filter used its whole work budget on an event: the event was not routed to it. */
-  filterExhausted?(report: { destinationId: string; organizationId: string; eventId: string }): void;
+  /**
+   * A destination's filter used its whole work budget on an event, or found the event's shared
+   * budget used up (`budget`): the event was not routed to it.
+   */
+  filterExhausted?(report: {
+    destinationId: string;
+    organizationId: string;
+    eventId: string;
+    budget: 'filter' | 'event';
+  }): void;
 }
 
 /**
@@ -107,7 +116,8 @@ export function createRouter(
             i.status = 'active' and (s.throttled_until is null or s.throttled_until <= now()) as open
           from installations i left join destination_state s on s.installation_id = i.id
           where i.organization_id = any(array(select json_array_elements_text(${JSON.stringify(organizationIds)}::json)))
-            and i.destination is not null and i.status <> 'uninstalled'`,
+            and i.destination is not null and i.status <> 'uninstalled'
+          order by i.id`,
     );
     return rows.flatMap((row) => {
       const connector = catalog(row.connector_id);
@@ -132,18 +142,19 @@ export function createRouter(
     });
   }
 
-  function wanted(d: Destination, record: LogRecord): boolean {
+  function wanted(d: Destination, record: LogRecord, reading: EventReading): boolean {
     const { type, data } = record.event;
     // Never tell a destination about its own failures: that would feed a loop.
     if (isSystemType(type)) {
       if ((data as { destination_id?: unknown } | null)?.destination_id === d.id) return false;
     }
     if (d.connector.destination?.accepts && !d.connector.destination.accepts(type)) return false;
-    return d.matches(type, data, () =>
+    return d.matches(type, reading, (evaluation) =>
       hooks.filterExhausted?.({
         destinationId: d.id,
         organizationId: d.organizationId,
         eventId: record.event.id,
+        budget: evaluation.exhausted || 'filter',
       }),
     );
   }
@@ -256,8 +267,11 @@ export function createRouter(
     const fresh: FreshDelivery[] = [];
     const replayed: (typeof deliveries.$inferInsert)[] = [];
     for (const record of records) {
+      // The event's filters share one budget and what they read, destination after destination
+      // in the order they were created (by id): when the budget runs out, the same ones miss it.
+      const reading = new EventReading(record.event.data);
       for (const d of destinations) {
-        if (d.organizationId !== record.event.organization || !wanted(d, record)) continue;
+        if (d.organizationId !== record.event.organization || !wanted(d, record, reading)) continue;
         const row = {
           id: newId('delivery'),
           organizationId: d.organizationId,

@@ -11,7 +11,7 @@ import {
   providerEventType,
 } from '../events/types.ts';
 import type { DestinationSettings } from '../store/schema.ts';
-import { compileFilter, FilterError, type FilterEvaluation } from './filter.ts';
+import { compileFilter, type EventReading, FilterError, type FilterEvaluation } from './filter.ts';
 
 /**
  * A destination's rate limit, in requests per second, is at least this and at most RATE_LIMIT_MAX.
@@ -161,22 +161,24 @@ export function effectiveRateLimit(stored: unknown): number | null {
 }
 
 /**
- * Whether a destination wants an event; `exhausted` hears of a filter that used its whole work
- * budget on the event's data (it did not match, see filter.ts).
+ * Whether a destination wants an event. `event`: the event's data as every destination's filter
+ * reads it (one `EventReading` per event, shared by all its destinations: see filter.ts).
+ * `exhausted` hears of a filter that ran out of work budget, its own or the event's (it did not
+ * match).
  */
 export type SubscriptionMatcher = (
   type: string,
-  data: unknown,
+  event: EventReading,
   exhausted?: (evaluation: FilterEvaluation) => void,
 ) => boolean;
 
 /** A matcher for routing: compiled once per settings object. */
 export function subscriptionMatcher(settings: DestinationSettings): SubscriptionMatcher {
   const filter = settings.filter ? compileFilter(settings.filter) : undefined;
-  return (type, data, exhausted) => {
+  return (type, event, exhausted) => {
     if (!settings.eventTypes.some((p) => matchesPattern(p, type))) return false;
     if (!filter) return true;
-    const evaluation = filter.evaluate(data);
+    const evaluation = filter.evaluateOn(event);
     if (evaluation.exhausted) exhausted?.(evaluation);
     return evaluation.matched;
   };

@@ -21,6 +21,8 @@ export interface EventQuery {
   /** Exact type, or a family ending in `.*` (`order.*`; the API also takes `order` for it). */
   type?: string | undefined;
   installationId?: string | undefined;
+  /** Exact subject (`orders/820982911946154508`): read along `events_subject_idx`. */
+  subject?: string | undefined;
   since?: Date | undefined;
   until?: Date | undefined;
 }
@@ -166,6 +168,10 @@ export function createEventService(db: Db, log: EventLog, committer: Committer) 
       if (q.installationId) {
         where.push(sql`installation_id = ${q.installationId}`);
         shape += 'i';
+      }
+      if (q.subject !== undefined) {
+        where.push(sql`subject = ${q.subject}`);
+        shape += 'j';
       }
       if (q.since) {
         where.push(sql`time >= ${q.since}`);

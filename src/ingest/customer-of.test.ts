@@ -1,5 +1,5 @@
 // The customer of an earlier event (a refund's order), read from the stored events, on PGlite or
-// PostgreSQL: the latest event of that subject in the installation, within the lookback only.
+// PostgreSQL: the latest event of that subject in the installation, however many events came after.
 import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../test/helpers/database.ts';
@@ -11,19 +11,21 @@ import { createCustomerLookup } from './customer-of.ts';
 let database: TestDatabase;
 let store: Store;
 
+const row = (installationId: string, subject: string, data: Record<string, unknown>) => ({
+  id: uuidv7(),
+  organizationId: 'org_1',
+  installationId,
+  source: `/installations/${installationId}`,
+  type: 'order.updated',
+  subject,
+  time: new Date(),
+  partitionKey: 'acme.myshopify.com',
+  topic: 'order-events',
+  data,
+});
+
 async function stored(installationId: string, subject: string, data: Record<string, unknown>) {
-  await store.db.insert(events).values({
-    id: uuidv7(),
-    organizationId: 'org_1',
-    installationId,
-    source: `/installations/${installationId}`,
-    type: 'order.updated',
-    subject,
-    time: new Date(),
-    partitionKey: 'acme.myshopify.com',
-    topic: 'order-events',
-    data,
-  });
+  await store.db.insert(events).values(row(installationId, subject, data));
 }
 
 beforeAll(async () => {
@@ -35,6 +37,8 @@ beforeAll(async () => {
   await stored('ins_shop', 'orders/1001', { order_id: '1001', customer: { customer_id: '7303' } });
   await stored('ins_stripe', 'payment_intents/pi_1', { payment_id: 'pi_1', customer_id: 'cus_9' });
   await stored('ins_shop', 'orders/1002', { order_id: '1002', customer: null });
+  // The same order number in another shop of the organization, later: not ins_shop's order.
+  await stored('ins_shop_2', 'orders/1001', { order_id: '1001', customer: { customer_id: '9999' } });
   for (let i = 0; i < 3; i++) await stored('ins_shop', `products/${i}`, { product_id: String(i) });
 });
 
@@ -58,9 +62,20 @@ describe('the customer of an earlier event', () => {
     expect(await customerOf('org_2', 'ins_shop', 'orders/1001')).toBeNull();
   });
 
-  it("reads only the installation's latest events, as many as the lookback", async () => {
-    // orders/1001 is 5th and 6th from the newest of ins_shop's events.
-    expect(await createCustomerLookup(store.db, 5)('org_1', 'ins_shop', 'orders/1001')).toBe('7303');
-    expect(await createCustomerLookup(store.db, 4)('org_1', 'ins_shop', 'orders/1001')).toBeNull();
+  it('reads the newest event of the installation, not a later one of another installation', async () => {
+    const customerOf = createCustomerLookup(store.db);
+    expect(await customerOf('org_1', 'ins_shop', 'orders/1001')).toBe('7303');
+    expect(await customerOf('org_1', 'ins_shop_2', 'orders/1001')).toBe('9999');
   });
+
+  it('finds the customer of an order with more than 20,000 later events of the installation', async () => {
+    await stored('ins_busy', 'orders/2001', { order_id: '2001', customer: { customer_id: '4242' } });
+    const later = Array.from({ length: 20_001 }, (_, i) =>
+      row('ins_busy', `products/${i}`, { product_id: String(i) }),
+    );
+    for (let i = 0; i < later.length; i += 2_000) {
+      await store.db.insert(events).values(later.slice(i, i + 2_000));
+    }
+    expect(await createCustomerLookup(store.db)('org_1', 'ins_busy', 'orders/2001')).toBe('4242');
+  }, 60_000);
 });

@@ -36,7 +36,7 @@ export function createMetrics() {
     }),
     filterExhausted: new Counter({
       name: 'interchange_filter_budget_exhausted_total',
-      help: 'Events not routed to a destination because its subscription filter used its whole work budget',
+      help: "Events not routed to a destination because its subscription filter used its whole work budget, or the event's",
       registers: [registry],
     }),
   };

@@ -130,6 +130,11 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         querystring: listQuery.extend({
           type: typeFilter.optional(),
           installation_id: z.string().max(100).optional(),
+          subject: z
+            .string()
+            .max(500)
+            .optional()
+            .describe('events about this subject, exactly (`orders/1001`)'),
           since: instant
             .optional()
             .describe(
@@ -147,6 +152,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         cursor: q.cursor,
         type: typePattern(q.type),
         installationId: q.installation_id,
+        subject: q.subject,
         since: q.since ? new Date(q.since) : undefined,
         until: q.until ? new Date(q.until) : undefined,
       });

@@ -1,0 +1,1 @@
+CREATE INDEX "events_subject_idx" ON "events" USING btree ("organization_id","subject","id") WHERE "events"."subject" is not null;
