@@ -147,6 +147,8 @@ const QUERY_PARAMS: Record<string, () => string[]> = {
   email: () => [userEmail],
   connector: () => ['shopify', 'webhook'],
   type: () => ['custom.alpha.signup', 'order.*'],
+  // The subject of A's custom event.
+  subject: () => [`signup-${MARK}`],
   status: () => ['succeeded'],
   // The platform account of an external id (by-external-id): A's store.
   account: () => [WOO_STORE],
