@@ -1,6 +1,7 @@
 // The docs stay true to the repository: every relative link in a Markdown file (README, docs/ and
-// the other root pages) reaches a file, and a `#anchor` a heading of it; and every variable the
-// config reads is in the configuration page and in .env.example.
+// the other root pages) reaches a file, and a `#anchor` a heading of it; every variable the config
+// reads is in the configuration page and in .env.example; and no page or comment cites a file that
+// is not in the repository (the team's design notes outside it).
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -67,6 +68,23 @@ function relativeLinks(path: string): string[] {
     .filter((target) => !/^[a-z][a-z0-9+.-]*:/i.test(target));
 }
 
+/** Files outside the repository that pages and comments once cited; what they said is in docs/ now. */
+const OUTSIDE = /\b(ARCHITECTURE|PROVIDERS|SYNC-PROVIDERS|CONVENTIONS)\.md\b|ARCHITECTURE\s§|\.\.\/shared\//;
+
+/** Source and docs files of the repository (what `git ls-files` would list, minus dependencies). */
+function projectFiles(): string[] {
+  const walk = (dir: string): string[] =>
+    readdirSync(dir).flatMap((name) => {
+      const path = join(dir, name);
+      if (statSync(path).isDirectory()) return walk(path);
+      return /\.(ts|mjs|js|md)$/.test(name) ? [path] : [];
+    });
+  return [
+    ...markdownFiles(),
+    ...['src', 'test', 'bench', 'scripts', 'sim', 'bin'].flatMap((dir) => walk(join(ROOT, dir))),
+  ];
+}
+
 describe('docs', () => {
   const files = markdownFiles();
 
@@ -89,6 +107,11 @@ describe('docs', () => {
       }
     }
     expect(broken).toEqual([]);
+  });
+
+  it('cite no file outside the repository', () => {
+    const citing = projectFiles().filter((file) => OUTSIDE.test(readFileSync(file, 'utf8')));
+    expect(citing.map((file) => relative(ROOT, file))).toEqual([]);
   });
 
   it('lists every configuration variable in the configuration page and .env.example', () => {
