@@ -10,7 +10,7 @@
 //   normalized by the hub's Shopify connector (payload schema included) into its canonical event,
 //   then the raw request (headers and body) and the event (its data as `json`) kept in ONE row per
 //   webhook, keyed by the de-duplication key, with one more index (the event's id) and a log
-//   offset taken from one counter row per batch (the per-partition order of ARCHITECTURE.md §6).
+//   offset taken from one counter row per batch (the log's per-partition order: docs/architecture.md).
 //   No tenancy lookup, no user resolution, no canonical re-check, no separate log or dedupe table,
 //   no index for the Events API's filters, no foreign keys.
 //

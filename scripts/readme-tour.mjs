@@ -1,6 +1,6 @@
-// Runs the README's curl tour, as written, against a freshly started hub (`npm start`) in a
-// scratch folder, so the README cannot drift from what the hub does. Prints how long the first
-// and a second start took to answer /healthz.
+// Runs the curl tour of docs/guides/tour.md (the README links to it), as written, against a freshly
+// started hub (`npm start`) in a scratch folder, so the tour cannot drift from what the hub does.
+// Prints how long the first and a second start took to answer /healthz.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const HEALTH_DEADLINE_MS = 15_000;
-const readme = readFileSync('README.md', 'utf8');
-const block = readme.match(/<!-- tour:start -->\s*```bash\n([\s\S]*?)```\s*<!-- tour:end -->/)?.[1];
-if (!block) throw new Error('README.md has no tour block between <!-- tour:start --> and <!-- tour:end -->');
+const TOUR = 'docs/guides/tour.md';
+const page = readFileSync(TOUR, 'utf8');
+const block = page.match(/<!-- tour:start -->\s*```bash\n([\s\S]*?)```\s*<!-- tour:end -->/)?.[1];
+if (!block) throw new Error(`${TOUR} has no tour block between <!-- tour:start --> and <!-- tour:end -->`);
 
 const freePort = () =>
   new Promise((resolve) => {

@@ -1,5 +1,6 @@
 // The one table of stable error codes and their HTTP status. Services throw AppError with a code
-// from here; src/http/errors.ts maps every error to the JSON shape of ARCHITECTURE.md §7.
+// from here; src/http/errors.ts maps every error to `{ error: { code, message, details? } }`
+// (docs/api.md).
 
 export const ERROR_STATUS = {
   validation_failed: 400,

@@ -337,7 +337,10 @@ describe('postgres log: handlers slower than the lease (maxPollIntervalMs)', () 
   }, 60_000);
 });
 
-/** The late-commit trap of ARCHITECTURE §6, played on two connections of a real server. */
+/**
+ * The late-commit trap (a reader must never pass a row that commits late), played on two
+ * connections of a real server.
+ */
 async function lateCommit(log: EventLog, group: string) {
   const url = f.database.url as string;
   const [connA, connB] = [new pg.Client({ connectionString: url }), new pg.Client({ connectionString: url })];

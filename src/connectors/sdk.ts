@@ -1,6 +1,6 @@
 // The connector contract. A connector is a plain object made by `defineConnector`, which only
-// checks and types what it is given (ARCHITECTURE.md §4). Connectors know nothing of HTTP
-// frameworks, the database or each other: they get bytes and settings, and return events.
+// checks and types what it is given (docs/guides/write-a-connector.md). Connectors know nothing of
+// HTTP frameworks, the database or each other: they get bytes and settings, and return events.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Envelope } from '../events/envelope.ts';

@@ -1,5 +1,5 @@
 // Mixpanel (analytics destination): orders and refunds become Segment-spec e-commerce events sent
-// to /import; customers become profile updates sent to /engage. PROVIDERS.md § Mixpanel.
+// to /import; customers become profile updates sent to /engage. See docs/connectors/mixpanel.md.
 import { z } from 'zod';
 import { defineConnector } from '../sdk.ts';
 import { checkMixpanel, mixpanelWarnings } from './check.ts';

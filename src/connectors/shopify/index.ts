@@ -1,6 +1,6 @@
 // Shopify: receives a shop's webhooks (orders, refunds, customers, products, app and compliance
 // topics), verifies Shopify's HMAC and turns each into one canonical event (any other topic into a
-// raw provider event). PROVIDERS.md § Shopify.
+// raw provider event). Topics, settings and checks: docs/connectors/shopify.md.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { ConnectorError, contentKey, defineConnector, type InboundRequest } from '../sdk.ts';
